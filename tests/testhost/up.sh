@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Bring up wanbench's test host on this machine, idempotently:
+#   - Debian's sshd on 127.0.0.1:$WANBENCH_TESTHOST_PORT (default 2222), root login by a generated key;
+#   - Debian's docker engine, started with --bridge=none --iptables=false (no private-address bridge);
+#   - image wanbench/testhost:bookworm, built with debootstrap + docker import (no registry needed);
+#   - a bare git repo whose branch `perf` carries reference/ at its root (remote `xys` in the container);
+#   - container mindie-wan2.1-xysheng (--network none) holding a clone of it at the production path,
+#     with this checkout's Python environment bind-mounted read-only and torchrun on the login PATH.
+# Everything it makes lives under build/testhost/ (see down.sh to stop it).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+state="$root/build/testhost"
+port=${WANBENCH_TESTHOST_PORT:-2222}
+image=wanbench/testhost:bookworm
+container=mindie-wan2.1-xysheng
+venv="$root/.venv"
+mkdir -p "$state"
+
+log() { printf '[testhost] %s\n' "$*"; }
+die() { printf '[testhost] error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it starts sshd and dockerd)"
+[ -x "$venv/bin/torchrun" ] || die "no $venv/bin/torchrun: run the README's set-up command first"
+
+# --- packages -------------------------------------------------------------------------------
+need=()
+for pair in dockerd:docker.io sshd:openssh-server debootstrap:debootstrap git:git; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
+done
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+fi
+docker=/usr/bin/docker
+[ -x "$docker" ] || docker=$(command -v docker)
+
+# --- docker engine --------------------------------------------------------------------------
+if ! "$docker" info >/dev/null 2>&1; then
+  log "starting dockerd"
+  setsid /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
+    --pidfile "$state/dockerd.pid" </dev/null >"$state/dockerd.log" 2>&1 &
+  for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
+  "$docker" info >/dev/null 2>&1 || die "dockerd did not start; see $state/dockerd.log"
+fi
+
+# --- base image -----------------------------------------------------------------------------
+if ! "$docker" image inspect "$image" >/dev/null 2>&1; then
+  log "building $image with debootstrap (about a minute)"
+  rootfs="$state/rootfs"
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase --include=python3,git,procps,time,ca-certificates \
+    bookworm "$rootfs" http://deb.debian.org/debian >"$state/debootstrap.log" 2>&1 \
+    || die "debootstrap failed; see $state/debootstrap.log"
+  tar -C "$rootfs" -c . | "$docker" import -c 'CMD ["/bin/bash"]' - "$image" >/dev/null
+  rm -rf "$rootfs"
+fi
+
+# --- sshd -----------------------------------------------------------------------------------
+[ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C wanbench-testhost -f "$state/id_ed25519"
+[ -f "$state/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$state/ssh_host_ed25519_key"
+cp "$state/id_ed25519.pub" "$state/authorized_keys"
+chmod 600 "$state/authorized_keys" "$state/id_ed25519"
+cat >"$state/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $state/ssh_host_ed25519_key
+PidFile $state/sshd.pid
+AuthorizedKeysFile $state/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AcceptEnv LANG LC_*
+Subsystem sftp internal-sftp
+CFG
+if ! { [ -f "$state/sshd.pid" ] && kill -0 "$(cat "$state/sshd.pid")" 2>/dev/null; }; then
+  log "starting sshd on 127.0.0.1:$port"
+  mkdir -p /run/sshd
+  /usr/sbin/sshd -f "$state/sshd_config" -E "$state/sshd.log"
+  for _ in $(seq 20); do [ -f "$state/sshd.pid" ] && break; sleep 0.5; done
+fi
+ssh -q -p "$port" -i "$state/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null root@127.0.0.1 true || die "ssh to 127.0.0.1:$port failed; see $state/sshd.log"
+
+# --- the git remote `xys` -------------------------------------------------------------------
+bash "$root/tests/testhost/push_perf.sh" >/dev/null
+
+# --- the container --------------------------------------------------------------------------
+pyprefix=$(cd "$(dirname "$(readlink -f "$venv/bin/python")")/.." && pwd)
+want="$venv|$pyprefix|$state"
+have=$("$docker" inspect -f '{{ index .Config.Labels "wanbench.mounts" }}' "$container" 2>/dev/null || true)
+if [ -n "$have" ] && [ "$have" != "$want" ]; then
+  log "recreating $container (mounts changed)"
+  "$docker" rm -f "$container" >/dev/null
+  have=""
+fi
+if [ -z "$have" ]; then
+  log "creating container $container"
+  "$docker" run -d --init --name "$container" --network none --shm-size 1g \
+    --label "wanbench.mounts=$want" \
+    -v "$state/wan.git:/srv/git/wan.git" \
+    -v "$venv:$venv:ro" -v "$pyprefix:$pyprefix:ro" \
+    "$image" sleep infinity >/dev/null
+  "$docker" exec -i "$container" bash -euc '
+    ln -sf "$1/bin/torchrun" /usr/local/bin/torchrun
+    mkdir -p /apps/sharedstorage/Wan2.1-T2V-14B /root/xysheng
+    git config --global user.name wanbench-testhost
+    git config --global user.email testhost@localhost
+    git clone -q -o xys -b perf /srv/git/wan.git /root/xysheng/Wan2.1
+  ' _ "$venv"
+elif [ "$("$docker" inspect -f '{{.State.Running}}' "$container")" != true ]; then
+  log "starting container $container"
+  "$docker" start "$container" >/dev/null
+fi
+"$docker" exec "$container" bash -lc 'torchrun --help >/dev/null && git -C /root/xysheng/Wan2.1 rev-parse --short HEAD' \
+  >/dev/null || die "container $container is not usable"
+log "ready: ssh -p $port -i $state/id_ed25519 root@127.0.0.1, container $container"
