@@ -1,0 +1,622 @@
+"""Streaming parsers for what a Wan2.1 perf-branch run leaves behind.
+
+Three kinds of file, told apart by content (never by name):
+
+* the run log (torchrun stdout + stderr): StageProfile / AttnProfile reports,
+  ``Generating video used time``, ``Finished.``, tracebacks;
+* the profile file (``--profile_stage_file``): CSV-like records, possibly
+  several runs appended;
+* the ``/usr/bin/time -o`` file: ``REAL_TIME_SECONDS=<s>``.
+
+Every file parses into one shape (see ``parse_file``).  Both profile formats
+fill the same tables in ``extra`` (a log line is translated into the profile
+record it mirrors), so the nine decision metrics are read in one place.
+
+Files are read in binary, 1 MiB at a time, lines ending at \n or \r.  In a
+log, one regular-expression scan per block finds the only lines Python looks
+at: runs of profile lines (kept as text; only the last report is parsed),
+known markers behind the logging prefix, and traceback headers.  Memory stays
+flat in the file size.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+
+from .store import read_manifest
+
+METRICS = (
+    "request_total",       # ms
+    "denoise_step_avg",    # ms
+    "attn_kernel_avg",     # ms
+    "comm_total_avg",      # ms
+    "qkv_all_to_all_avg",  # ms
+    "out_all_to_all_avg",  # ms
+    "reserved_peak",       # MB
+    "gen_time",            # s
+    "real_time",           # s
+)
+# Decimals the workload prints a metric with (the rest are .3f); used for
+# rounding tolerance when two files disagree and for rendering.
+DECIMALS = {"reserved_peak": 1, "gen_time": 4, "real_time": 2}
+STATUSES = ("ok", "incomplete", "failed", "unreadable")  # best to worst
+JITTER_FACTOR = 1.5  # warn when denoise_step_total max > factor x p50
+
+NOT_TEXT = "not text"
+EMPTY = "empty file"
+CUT_OFF = "report cut off"
+NO_FINISHED = "no `Finished.`"
+
+_CHUNK = 1 << 20
+_HEAD = 1 << 16
+_MAX_LINE = 1 << 16   # longer lines keep their first 64 KiB (only line heads matter)
+_KEEP = 200           # raw lines kept per list (unparsed records, tracebacks, ...)
+_FLUSH = 1 << 20      # parse a log's pending profile text once it holds this many bytes
+
+_STEP = ("avg", "p50", "p90", "min", "max", "avg_rank_avg")
+# profile record -> (table in extra, value names); every record but MEM_REQUEST
+# is keyed by its first field (stage, metric, hotspot rank).
+_RECORDS = {
+    "TOTAL": ("stage_totals", ("max", "avg")),
+    "MEM": ("stage_memory", ("alloc_peak_max", "alloc_peak_avg", "reserved_peak_max",
+                             "reserved_peak_avg", "delta_alloc_peak_max", "delta_alloc_peak_avg")),
+    "MEM_REQUEST": ("request_peak_mem", ("alloc_max", "alloc_avg", "reserved_max", "reserved_avg")),
+    "PERF": ("derived", ("value", "unit")),
+    "HOT": ("hotspots", ("stage", "ms", "share_pct")),
+    "STEP": ("step_stats", _STEP),
+    "SLOW": ("step_stats", ("slowest",)),
+    "ATTN": ("attn_totals", ("total_max", "total_avg", "call_avg", "call_max", "calls")),
+    "ATTN_RATIO": ("attn_ratios", ("max_ratio", "avg_ratio")),  # fractions, as in the file
+    "ATTN_STEP": ("attn_step_stats", _STEP),
+    "ATTN_SLOW": ("attn_step_stats", ("slowest",)),
+}
+_MARKERS = ("RUN", "END", "ATTN_RUN", "ATTN_END")
+_PROFILE_TAGS = {t.encode() for t in (*_RECORDS, *_MARKERS)}
+
+_METRIC_PATHS = {
+    "request_total": ("stage_totals", "request_total", "max"),
+    "denoise_step_avg": ("step_stats", "denoise_step_total", "avg"),
+    "attn_kernel_avg": ("attn_step_stats", "attn_kernel", "avg"),
+    "comm_total_avg": ("attn_step_stats", "comm_total", "avg"),
+    "qkv_all_to_all_avg": ("attn_step_stats", "qkv_all_to_all", "avg"),
+    "out_all_to_all_avg": ("attn_step_stats", "out_all_to_all", "avg"),
+    "reserved_peak": ("request_peak_mem", "reserved_max"),
+}
+
+# The log: "[asctime] LEVEL: [T2V StageProfile] <body>"; section headers
+# "==== <title> (...) ====" decide which record a body line mirrors.
+_LOG_SECTIONS = {
+    b"Stage Totals": "TOTAL",
+    b"Stage Memory": "MEM",
+    b"Derived Perf Metrics": "PERF",
+    b"Stage Hotspots": "HOT",
+    b"Per-Step Breakdown": "STEP",
+    b"Attention Internal Breakdown": "ATTN",
+    b"Attention Ratios": "ATTN_RATIO",
+    b"Attention Per-Step Breakdown": "ATTN_STEP",
+    b"Slow-Card Collective Launch Skew": "SKEW",  # format not specified: kept raw
+}
+_N = rb"(-?\d+(?:\.\d+)?)"
+_NAME = rb"([^\s:]+)"
+
+
+def _rx(pattern):
+    return re.compile(pattern.replace(b"{NAME}", _NAME).replace(b"{N}", _N) + rb"$")
+
+
+_STEP_LINE = _rx(b"{NAME}: avg={N}, p50={N}, p90={N}, min={N}, max={N}, avg_rank_avg={N}")
+_SLOW_LINE = _rx(rb"{NAME} slowest \d+: (.+)")
+_LOG_LINES = {
+    "TOTAL": ((_rx(b"{NAME}: {N} / {N}"), "TOTAL"),),
+    "MEM": ((_rx(b"request_peak_mem: alloc={N}/{N}, reserved={N}/{N} MB"), "MEM_REQUEST"),
+            (_rx(b"{NAME}: alloc_peak={N}/{N}, reserved_peak={N}/{N}, delta_alloc_peak={N}/{N}"), "MEM")),
+    "PERF": ((_rx(rb"{NAME}: {N} (\S+)"), "PERF"),),
+    "HOT": ((_rx(rb"top(\d+): (\S+) {N} ms \({N}%\)"), "HOT"),),
+    "STEP": ((_STEP_LINE, "STEP"), (_SLOW_LINE, "SLOW")),
+    "ATTN": ((_rx(rb"{NAME}: total={N}/{N}, call_avg={N}, call_max={N}, calls=(\d+)"), "ATTN"),),
+    "ATTN_RATIO": ((_rx(b"{NAME}: max_ratio={N}%, avg_ratio={N}%"), "ATTN_RATIO"),),
+    "ATTN_STEP": ((_STEP_LINE, "ATTN_STEP"), (_SLOW_LINE, "ATTN_SLOW")),
+}
+_SLOW_ITEM = re.compile(rb"step(\d+):" + _N)
+_GEN_TIME = re.compile(rb"\s+" + _N + rb"s")
+_TIME_EXIT = re.compile(rb"Command exited with non-zero status (\d+)")
+_TIME_SIGNAL = re.compile(rb"Command terminated by signal (\d+)")
+_TIME_MARKERS = (b"REAL_TIME_SECONDS=", b"Command exited with", b"Command terminated by")
+_LOG_INFO = {  # log message prefix -> key in extra (kept as text, never read for metrics)
+    b"Generation job args: ": "job_args",
+    b"Input prompt: ": "prompt",
+    b"Saving generated video to ": "saved_video",
+}
+# The only log lines Python looks at, found by one scan of each block (every
+# line starts after a \n): a run of consecutive profile lines ("[asctime]
+# LEVEL: [T2V StageProfile] ..."), kept as text; a logging line whose message
+# starts with a known marker; a traceback header (maybe behind "[rank1]: ").
+# Groups: profile run, marker, rest of the marker line.
+_LOGGED = rb"\[[^\]\n]{1,40}\] [A-Z]+: "
+_PROFILE_TAG = _LOGGED + rb"\[[TI]2V (?:Stage|Attn)Profile\] "
+_LOG_LINE = re.compile(
+    rb"\n(?:(" + _PROFILE_TAG + rb"[^\n]*(?:\n+" + _PROFILE_TAG + rb"[^\n]*)*)"
+    rb"|" + _LOGGED + rb"(Generating video used time|Finished\.|" + b"|".join(_LOG_INFO) + rb")([^\n]*)"
+    rb"|(?:\[[^\]\s]{1,20}\]: ?)?Traceback \(most recent call last\)[^\n]*)")
+_PROFILE_LINE = re.compile(_PROFILE_TAG + rb"(.*)")
+_HEADER = re.compile(rb"\[([TI])2V (?:Stage|Attn)Profile\] (====[^\n]*)")
+_RANK_PREFIX = re.compile(rb"\[[^\]\s]{1,20}\]: ?")
+
+
+# ---------------------------------------------------------------- helpers
+
+def _text(b):
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
+
+
+def _float(b):
+    v = float(b)
+    if not math.isfinite(v):
+        raise ValueError(f"not a finite number: {b!r}")
+    return v
+
+
+def _slowest(b):
+    pairs = [[int(step), float(ms)] for step, ms in _SLOW_ITEM.findall(b)]
+    if not pairs:
+        raise ValueError(f"no step:ms items in {b!r}")
+    return pairs
+
+
+_CONVERT = {"unit": _text, "stage": _text, "calls": int, "slowest": _slowest}
+
+
+def _tables():
+    tables = {table: {} for table, _ in _RECORDS.values()}
+    tables["other_records"] = []
+    return tables
+
+
+def _keep(lst, raw):
+    if len(lst) < _KEEP:
+        lst.append(_text(raw).strip())
+
+
+def _unparsed(x, raw):
+    x["unparsed"] = x.get("unparsed", 0) + 1
+    _keep(x["other_records"], raw)
+
+
+def _store(x, rec, fields):
+    """Store one profile record (file fields or a translated log line) in x."""
+    table, names = _RECORDS[rec]
+    if rec != "MEM_REQUEST":
+        key, fields = _text(fields[0]), fields[1:]
+    if len(fields) != len(names):
+        return False
+    try:
+        values = {n: _CONVERT.get(n, _float)(v) for n, v in zip(names, fields)}
+    except ValueError:
+        return False
+    if rec == "MEM_REQUEST":
+        x[table] = values
+    else:
+        x[table].setdefault(key, {}).update(values)
+    return True
+
+
+def _dig(d, keys):
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def _metrics(x):
+    m = dict.fromkeys(METRICS)
+    for name, keys in _METRIC_PATHS.items():
+        m[name] = _dig(x, keys)
+    if m["qkv_all_to_all_avg"] is None:  # q, k, v not packed: their per-step sum
+        legacy = [_dig(x, ("attn_step_stats", f"{c}_all_to_all", "avg")) for c in "qkv"]
+        if None not in legacy:
+            m["qkv_all_to_all_avg"] = round(sum(legacy), 6)
+    return m
+
+
+def _health(x, jitter_factor):
+    """Warnings about numbers that cannot be right or that show an unstable run."""
+    warnings = []
+    for table in ("stage_totals", "attn_totals", "step_stats", "attn_step_stats"):
+        for name, row in x.get(table, {}).items():
+            neg = [f"{k}={v}" for k, v in row.items() if isinstance(v, float) and v < 0]
+            if neg:
+                warnings.append(f"negative stage time in {table}: {name} {', '.join(neg)}")
+    step = x.get("step_stats", {}).get("denoise_step_total", {})
+    if step.get("max") is not None and step.get("p50") is not None \
+            and step["max"] > jitter_factor * step["p50"]:
+        warnings.append(f"abnormal step jitter: denoise_step_total max {step['max']} ms"
+                        f" > {jitter_factor} x p50 {step['p50']} ms")
+    if x.get("unparsed"):
+        warnings.append(f"{x['unparsed']} profile line(s) not understood, kept in"
+                        f" extra.other_records (first: {x['other_records'][0]!r})")
+    return warnings
+
+
+def _prune(x):
+    return {k: v for k, v in x.items() if v not in ({}, [])}
+
+
+def _chunks(f):
+    """(buf, end) of a binary file: buf[:end] is whole lines, each after a \\n.
+
+    \\r ends a line too (tqdm bars, CRLF).  A line still open at the end of
+    buf goes on in the next block.
+    """
+    rest = b""
+    while chunk := f.read(_CHUNK):
+        buf = (b"\n" + rest + chunk).replace(b"\r", b"\n")
+        end = buf.rfind(b"\n") + 1
+        rest = buf[end:end + _MAX_LINE]
+        yield buf, end
+    if rest:
+        yield b"\n" + rest + b"\n", len(rest) + 2
+
+
+def _lines(f):
+    for buf, end in _chunks(f):
+        yield from buf[1:end - 1].split(b"\n")
+
+
+def _sniff(head):
+    """(kind, None) or (None, reason the file is unreadable) from its first bytes."""
+    if not head.strip():
+        return None, EMPTY
+    text = head.decode("utf-8", "replace")
+    if b"\0" in head[:8192] or text.count("\ufffd") * 10 > len(text) * 3:
+        return None, NOT_TEXT
+    first = next(line for line in head.replace(b"\r", b"\n").split(b"\n") if line.strip()).strip()
+    if first.split(b",", 1)[0] in _PROFILE_TAGS:
+        return "profile", None
+    if first.startswith(_TIME_MARKERS):
+        return "time", None
+    return "log", None
+
+
+def _result(path, kind=None, status="ok", reason="", metrics=None, extra=None, warnings=None):
+    return {"path": path, "kind": kind, "status": status, "reason": reason,
+            "metrics": metrics or dict.fromkeys(METRICS), "extra": extra or {},
+            "warnings": warnings or []}
+
+
+# ---------------------------------------------------------------- log
+
+def _pct_to_fraction(b):
+    decimals = len(b) - b.index(b".") - 1 if b"." in b else 0
+    return round(float(b) / 100, decimals + 2)
+
+
+def _section(header):
+    return _LOG_SECTIONS.get(header.strip(b"= ").split(b" (")[0], "OTHER")
+
+
+class _Report:
+    """The last profile report of a log, kept as text and parsed only when needed."""
+
+    def __init__(self):
+        self.x, self.pending, self.size = _tables(), [], 0
+        self.seen = set()     # its sections, by header: a repeated one starts a new report
+        self.section = None   # the section the next line is in
+
+    def add(self, text):
+        self.pending.append(text)
+        self.size += len(text)
+        if self.size >= _FLUSH:
+            self.flush()
+
+    def flush(self):
+        """Translate the pending lines into profile records, by the section they are in."""
+        for line in b"\n".join(self.pending).split(b"\n"):
+            m = _PROFILE_LINE.match(line)
+            if not m:
+                continue
+            body = m.group(1).rstrip()
+            if body.startswith(b"===="):
+                self.section = _section(body)
+                continue
+            for rx, rec in _LOG_LINES.get(self.section, ()):
+                m = rx.match(body)
+                if m:
+                    fields = m.groups()
+                    if rec == "ATTN_RATIO":
+                        fields = (fields[0], *map(_pct_to_fraction, fields[1:]))
+                    if _store(self.x, rec, fields):
+                        break
+            else:
+                if self.section == "SKEW":
+                    _keep(self.x.setdefault("skew", []), body)
+                else:
+                    _unparsed(self.x, body)
+        self.pending, self.size = [], 0
+
+
+def _exception_line(buf, pos, end):
+    """The first line after a traceback header that is not a frame; None if buf ends first."""
+    while pos < end:
+        nl = buf.index(b"\n", pos)
+        line, pos = buf[pos:nl], nl + 1
+        m = _RANK_PREFIX.match(line)
+        line = line[m.end():] if m else line
+        if line and line[0] not in b" \t[" and not (line[:1] in b"IWEF" and line[1:5].isdigit()):
+            return line
+    return None
+
+
+def _parse_log(path, f, jitter_factor):
+    report = _Report()
+    info = {"reports": 0, "tracebacks": []}
+    gen_time = None
+    finished = report_open = in_tb = False
+    for buf, end in _chunks(f):
+        if in_tb:  # a traceback header ended the previous block
+            line = _exception_line(buf, 0, end)
+            in_tb = line is None
+            if line:
+                _keep(info["tracebacks"], line)
+        for m in _LOG_LINE.finditer(buf, 0, end):
+            run, marker, rest = m.groups()
+            if run:
+                report_open, start = True, 0
+                for h in _HEADER.finditer(run):
+                    sec = _section(h.group(2))
+                    if sec in report.seen:  # a new report: forget the previous one
+                        report, start = _Report(), run.rfind(b"\n", 0, h.start()) + 1
+                    if not report.seen:
+                        info["reports"] += 1
+                        info["task"] = _text(h.group(1)) + "2V"
+                    report.seen.add(sec)
+                report.add(run[start:])
+            elif marker == b"Generating video used time":
+                t = _GEN_TIME.match(rest)
+                gen_time = float(t.group(1)) if t else gen_time
+                report_open = False
+            elif marker == b"Finished.":
+                finished = True
+            elif marker:
+                info[_LOG_INFO[marker]] = _text(rest).strip()
+            else:
+                line = _exception_line(buf, m.end(), end)
+                in_tb = line is None
+                if line:
+                    _keep(info["tracebacks"], line)
+    report.flush()
+    x = report.x
+
+    metrics = _metrics(x)
+    metrics["gen_time"] = gen_time
+    warnings = _health(x, jitter_factor)
+    tracebacks = info["tracebacks"]
+    if info["reports"] > 1:
+        warnings.append(f"the log holds {info['reports']} profile reports; took the last")
+    cut = report_open or (x["stage_totals"] and not x["request_peak_mem"])
+    if tracebacks and not finished:
+        status, reason = "failed", tracebacks[0]
+    elif cut:
+        status, reason = "incomplete", CUT_OFF
+    elif not finished:
+        status, reason = "failed", NO_FINISHED
+    else:
+        status, reason = "ok", ""
+        warnings += [f"traceback in a finished run: {tb}" for tb in tracebacks]
+    extra = _prune({**x, **info, "finished": finished})
+    return _result(path, "log", status, reason, metrics, extra, warnings)
+
+
+# ---------------------------------------------------------------- profile file
+
+def _run_info(fields):
+    info = {"time": _text(fields[1]), "task": _text(fields[2])}
+    info.update(_text(f).partition("=")[::2] for f in fields[3:])
+    return info
+
+
+def _blocks(lines):
+    """Yield each block (one run: RUN..END and its ATTN_RUN..ATTN_END) as it closes."""
+    block = None
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split(b",")
+        rec = _text(fields[0])
+        if block is None or rec == "RUN" \
+                or (rec == "ATTN_RUN" and "ATTN_RUN" in block["marks"]) \
+                or (rec == "TOTAL" and not block["marks"] and len(fields) > 1  # legacy files
+                    and _text(fields[1]) in block["x"]["stage_totals"]):
+            if block is not None:
+                yield block
+            block = {"index": block["index"] + 1 if block else 0, "x": _tables(), "marks": set()}
+        x = block["x"]
+        if rec in _MARKERS:
+            block["marks"].add(rec)
+            if rec.endswith("RUN") and len(fields) >= 3:
+                x["attn_run_info" if rec == "ATTN_RUN" else "run_info"] = _run_info(fields)
+                x["task"] = _text(fields[2])
+        elif rec not in _RECORDS or not _store(x, rec, fields[1:]):
+            _unparsed(x, line)
+    if block is not None:
+        yield block
+
+
+def _complete(block):
+    marks = block["marks"]
+    return ("RUN" not in marks or "END" in marks) and ("ATTN_RUN" not in marks or "ATTN_END" in marks)
+
+
+def _parse_profile(path, lines, block, jitter_factor):
+    n, last, last_ok, picked = 0, None, None, None
+    tail = collections.deque(maxlen=-block) if block is not None and block < 0 else None
+    for b in _blocks(lines):
+        n, last = n + 1, b
+        if _complete(b):
+            last_ok = b
+        if tail is not None:
+            tail.append(b)
+        elif block == b["index"]:
+            picked = b
+    warnings = []
+    if block is None:
+        picked = last_ok or last
+        if last_ok is not None and last_ok is not last:
+            warnings.append(f"the last block ({last['index']}) is cut off; took block {last_ok['index']}")
+    elif tail is not None:
+        picked = tail[0] if len(tail) == -block else None
+    if picked is None:
+        raise ValueError(f"{path}: block {block} out of range (the file holds {n} block(s))")
+    if n > 1:
+        warnings.append(f"{n} runs appended in one profile file; took block {picked['index']}")
+    x = picked["x"]
+    status, reason = ("ok", "") if _complete(picked) else ("incomplete", CUT_OFF)
+    extra = _prune({**x, "blocks": n, "block": picked["index"]})
+    return _result(path, "profile", status, reason, _metrics(x), extra,
+                   _health(x, jitter_factor) + warnings)
+
+
+# ---------------------------------------------------------------- time file
+
+def _parse_time(path, lines):
+    real_time, extra, other = None, {}, []
+    for line in lines:
+        line = line.strip()
+        if line.startswith(b"REAL_TIME_SECONDS="):
+            try:
+                real_time = _float(line[18:])
+            except ValueError:
+                _keep(other, line)
+        elif m := _TIME_EXIT.match(line):
+            extra["exit_code"] = int(m.group(1))
+        elif m := _TIME_SIGNAL.match(line):
+            extra["signal"] = int(m.group(1))
+        elif line:
+            _keep(other, line)
+    if other:
+        extra["other_lines"] = other
+    status, reason = "ok", ""
+    if "signal" in extra:
+        status, reason = "failed", f"killed by signal {extra['signal']}"
+    elif "exit_code" in extra:
+        status, reason = "failed", f"exit code {extra['exit_code']}"
+    metrics = dict.fromkeys(METRICS)
+    metrics["real_time"] = real_time
+    return _result(path, "time", status, reason, metrics, extra)
+
+
+# ---------------------------------------------------------------- public API
+
+def parse_file(path, block=None, jitter_factor=JITTER_FACTOR):
+    """Parse one log, profile file or time file.
+
+    Returns ``{"path", "kind", "status", "reason", "metrics", "extra",
+    "warnings"}``; ``kind`` is None when the file could not be read.
+    ``block`` picks a run of an appended profile file (0-based, negative
+    from the end; default: the last complete one) and raises ValueError
+    when out of range; it is ignored for other kinds.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            kind, why = _sniff(f.read(_HEAD))
+            if kind is None:
+                return _result(path, status="unreadable", reason=why)
+            f.seek(0)
+            if kind == "log":
+                return _parse_log(path, f, jitter_factor)
+            if kind == "profile":
+                return _parse_profile(path, _lines(f), block, jitter_factor)
+            return _parse_time(path, _lines(f))
+    except OSError as e:
+        return _result(path, status="unreadable", reason=e.strerror or str(e))
+
+
+_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh"}  # read by name, or not a run output
+_PRECEDENCE = {"profile": 0, "log": 1, "time": 2}  # the profile file is the most precise
+
+
+def _read_exit_code(path, warnings):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError) as e:
+        warnings.append(f"exit_code unreadable ({e}); exit status unknown")
+        return None
+
+
+def parse_run(path, jitter_factor=JITTER_FACTOR):
+    """Parse one run: a single file, or a run directory whose files are merged.
+
+    Returns the keys of ``parse_file`` plus ``sources`` (the per-file
+    results) and ``manifest``; a directory's ``kind`` is ``"run"``.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        result = parse_file(path, jitter_factor=jitter_factor)
+        return {**result, "sources": [result], "manifest": {}}
+    warnings, exit_code, sources, skipped = [], None, [], []
+    manifest = read_manifest(path)
+    if manifest is None:
+        manifest = {}
+        if os.path.exists(os.path.join(path, "manifest.json")):
+            warnings.append("manifest.json is not a readable JSON object; ignored")
+    for name in sorted(os.listdir(path)):
+        p = os.path.join(path, name)
+        if name.startswith(".") or not os.path.isfile(p):
+            continue
+        if name == "exit_code":
+            exit_code = _read_exit_code(p, warnings)
+        elif name not in _NOT_OUTPUTS:
+            src = parse_file(p, jitter_factor=jitter_factor)
+            if src["reason"] == NOT_TEXT:  # a video or an archive beside the outputs
+                skipped.append(name)
+            else:
+                sources.append(src)
+    sources.sort(key=lambda s: _PRECEDENCE.get(s["kind"], 3))
+
+    def name(s):
+        return os.path.basename(s["path"])
+
+    metrics, origin = dict.fromkeys(METRICS), {}
+    for s in sources:
+        for m, v in s["metrics"].items():
+            if v is None:
+                continue
+            if metrics[m] is None:
+                metrics[m], origin[m] = v, s
+            elif abs(v - metrics[m]) > 0.5 * 10 ** -DECIMALS.get(m, 3) + 1e-9:
+                o = origin[m]
+                why = " (the profile file is more precise)" if o["kind"] == "profile" != s["kind"] else ""
+                warnings.append(f"{m} differs: {metrics[m]} in {name(o)} vs {v} in {name(s)};"
+                                f" took {name(o)}{why}")
+
+    logs = [s for s in sources if s["kind"] == "log"]
+    problems = []
+    if exit_code:
+        tb = logs[0]["extra"].get("tracebacks", [None])[0] if logs else None
+        problems.append(("failed", f"exit code {exit_code}" + (f": {tb}" if tb else "")))
+    problems += [(s["status"], f"{name(s)}: {s['reason']}") for s in sources if s["status"] != "ok"]
+    if not sources:
+        problems.append(("unreadable", "no run files in the directory"))
+    elif not logs:
+        problems.append(("failed", "no run log in the directory"))
+    status, reason = max(problems, key=lambda p: STATUSES.index(p[0]), default=("ok", ""))
+
+    notes = {}
+    for s in sources:
+        for w in s["warnings"]:
+            notes.setdefault(w, []).append(name(s))
+    warnings = [f"{w} ({', '.join(files)})" for w, files in notes.items()] + warnings
+
+    extra = {}
+    for s in reversed(sources):
+        extra.update(s["extra"])
+    if exit_code is not None:
+        extra["exit_code"] = exit_code
+    if skipped:
+        extra["skipped"] = skipped
+    return {**_result(path, "run", status, reason, metrics, extra, warnings),
+            "sources": sources, "manifest": manifest}
