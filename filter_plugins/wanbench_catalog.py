@@ -1,0 +1,162 @@
+# Filters over wanbench.catalog and wanbench.store (thin skins: all logic lives in the package).
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: wanbench_plan
+short_description: Validate the variant catalog and resolve a selection of variants
+description:
+  - Checks the whole catalog (unknown switch or flag, wrong type, block-group or wrap setting
+    that would reach T5, steps other than the family's, base cycles) and resolves the selected
+    variants into environment switches and generate.py arguments, with each family's baseline
+    resolved as the control run.
+  - Companion filters in this file: C(wanbench_schedule) (order the runs, control first),
+    C(wanbench_stored_controls) (find reusable stored baselines), C(wanbench_run_id),
+    C(wanbench_master_port) and C(wanbench_command) (the run's env and torchrun argv).
+options:
+  _input:
+    description: The catalog, C({common, platform_settings, families, modes, variants}).
+    type: dict
+    required: true
+  variant:
+    description: C(NAME), C(NAME,NAME) or C(all).
+    type: str
+    required: true
+  platform:
+    description: C(npu), C(cuda) or C(reference); selects the platform settings.
+    type: str
+    default: npu
+  mode:
+    description: Measurement mode for every selected variant; empty keeps each variant's.
+    type: str
+    default: ""
+  prompt:
+    description: Replaces the prompt for this run; empty keeps the catalog's.
+    type: str
+    default: ""
+  family:
+    description: Family run by C(variant=all).
+    type: str
+    default: fsdp
+"""
+
+EXAMPLES = r"""
+- name: Resolve the selection
+  ansible.builtin.set_fact:
+    validate_selection: "{{ validate_catalog | wanbench_plan(variant='ffn_only', platform='npu') }}"
+
+- name: Order the runs, control first
+  ansible.builtin.set_fact:
+    bench_schedule: "{{ validate_selection | wanbench_schedule(baseline='auto', stored={}) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: C({variants, controls, warnings}); each resolved variant has variant, family,
+    family_baseline, base, mode, steps, settings, env, flags, args, fingerprint.
+  type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from wanbench import catalog as _catalog
+    from wanbench import store as _store
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    _catalog = _store = None
+    _IMPORT_ERROR = exc
+else:
+    _IMPORT_ERROR = None
+
+
+def _need():
+    if _catalog is None:
+        raise AnsibleFilterError(
+            f"wanbench filters: the wanbench package is not importable ({_IMPORT_ERROR}); "
+            "run ansible-playbook from the repository's .venv (scripts/setup.sh)")
+
+
+def _fail(name, exc):
+    errors = getattr(exc, "errors", [str(exc)])
+    lines = "\n".join(f"  - {e}" for e in errors)
+    return AnsibleFilterError(f"{name}: {len(errors)} problem(s):\n{lines}")
+
+
+def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="fsdp"):
+    """Validate the catalog and resolve the selected variants (+ each family's control)."""
+    _need()
+    if not isinstance(catalog, dict):
+        raise AnsibleFilterError(f"wanbench_plan: expected the catalog mapping, got {type(catalog).__name__}")
+    try:
+        return _catalog.plan(catalog, variant, platform=platform, mode=mode or None,
+                             overrides={"prompt": prompt} if prompt else None, family=family or None)
+    except _catalog.CatalogError as exc:
+        raise _fail("wanbench_plan", exc) from None
+
+
+def wanbench_schedule(selection, baseline="auto", stored=None):
+    """Runs in order (control baselines first where needed) and where each control comes from."""
+    _need()
+    if not isinstance(selection, dict) or "controls" not in selection:
+        raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
+    try:
+        return _catalog.schedule(selection, baseline=baseline, stored=stored or {})
+    except _catalog.CatalogError as exc:
+        raise _fail("wanbench_schedule", exc) from None
+
+
+def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
+    """{control key: stored run dir or None} for each family control of the selection."""
+    _need()
+    if not isinstance(selection, dict) or "controls" not in selection:
+        raise AnsibleFilterError("wanbench_stored_controls: expected the result of wanbench_plan")
+    if dirty:
+        return {key: None for key in selection["controls"]}
+    return {key: _store.find_baseline(str(results_dir), str(host), str(sha or ""), c["fingerprint"],
+                                      variant=c["variant"])
+            for key, c in selection["controls"].items()}
+
+
+def wanbench_run_id(variant):
+    """A fresh run id ``<UTCstamp>-<variant>-<random>`` (set_fact it once; it changes each call)."""
+    _need()
+    return _catalog.run_id(str(variant))
+
+
+def wanbench_master_port(run_id):
+    """The torchrun master port of a run, derived from its id."""
+    _need()
+    return _catalog.master_port(str(run_id))
+
+
+def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchrun", master_port=29500,
+                     ckpt_dir="", devices="", save_file="output.npy"):
+    """The run's environment and torchrun argv: {env, argv, command_line}."""
+    _need()
+    if not isinstance(resolved, dict) or "args" not in resolved:
+        raise AnsibleFilterError("wanbench_command: expected one resolved variant from wanbench_plan")
+    return _catalog.command(resolved, str(run_dir), generate=str(generate), torchrun=str(torchrun),
+                            master_port_=int(master_port), ckpt_dir=str(ckpt_dir or ""),
+                            devices=str(devices or ""), save_file=str(save_file or ""))
+
+
+def wanbench_report_groups(collected, controls, out_root=None):
+    """Collected runs grouped by their control run: [{key, family, mode, control, control_source, candidates, out}]."""
+    _need()
+    if not isinstance(collected, list) or not isinstance(controls, dict):
+        raise AnsibleFilterError("wanbench_report_groups: expected a list of collected runs and the schedule's controls")
+    return _catalog.report_groups(collected, controls, out_root=str(out_root) if out_root else None)
+
+
+class FilterModule:
+    """wanbench catalog filters."""
+
+    def filters(self):
+        return {
+            "wanbench_plan": wanbench_plan,
+            "wanbench_schedule": wanbench_schedule,
+            "wanbench_stored_controls": wanbench_stored_controls,
+            "wanbench_run_id": wanbench_run_id,
+            "wanbench_master_port": wanbench_master_port,
+            "wanbench_command": wanbench_command,
+            "wanbench_report_groups": wanbench_report_groups,
+        }

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# wanbench: wait for a detached run, polling its run directory; returns progress.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: wanbench_wait
+short_description: Wait a while for a detached wanbench run and report its progress
+description:
+  - Polls a run directory (on the host, or inside a docker container through C(docker exec))
+    every O(interval) seconds and returns as soon as the run has written its C(exit_code) file,
+    or when the window ends.
+  - The window adapts to the run's age, so that progress shows early and long runs print few
+    lines; it is the run's elapsed time, kept between O(min_window) and O(window) seconds.
+  - Progress comes from the workload log C(run.log), the last tqdm C(k/N) and phase markers.
+  - Call it in a loop for long runs; every call is read-only, so it is safe to repeat after an
+    SSH connection loss.
+  - Fails when the run ended without writing an exit code, never started, or exceeded O(timeout).
+options:
+  run_dir:
+    description: Run directory (holds C(.pid), C(run.log), C(exit_code)).
+    type: path
+    required: true
+  container:
+    description: Docker container that holds O(run_dir); empty means the host itself.
+    type: str
+    default: ""
+  docker:
+    description: Docker CLI on the host.
+    type: str
+    default: docker
+  window:
+    description: Longest wait in this call before returning progress, in seconds.
+    type: int
+    default: 30
+  min_window:
+    description: Shortest wait in this call before returning progress, in seconds.
+    type: int
+    default: 5
+  interval:
+    description: Seconds between two looks at the run directory.
+    type: float
+    default: 2.0
+  timeout:
+    description: Seconds since the run started after which the wait fails (the run keeps running).
+    type: int
+    default: 3600
+  start_grace:
+    description: Seconds after the run script was written within which the run must have started.
+    type: int
+    default: 120
+author: wanbench
+"""
+
+EXAMPLES = r"""
+- name: Wait up to 30 s for the run
+  wanbench_wait:
+    run_dir: /root/wanbench/runs/20261126T120000Z-ffn_only-a1b2c3
+    container: mindie-wan2.1-xysheng
+    window: 30
+  register: wait_poll
+"""
+
+RETURN = r"""
+done:
+  description: Whether the run has finished (its exit_code file exists).
+  type: bool
+  returned: success
+exit_code:
+  description: Exit status of the workload, once done.
+  type: int
+  returned: success
+phase:
+  description: loading, warm-up, generating, saving, finished or starting.
+  type: str
+  returned: success
+step:
+  description: Last tqdm step seen in run.log.
+  type: int
+  returned: success
+total:
+  description: Total steps of the last tqdm bar seen.
+  type: int
+  returned: success
+elapsed:
+  description: Seconds since the run started.
+  type: int
+  returned: success
+progress:
+  description: One line for people, e.g. C(generating, step 7/20, elapsed 42 s).
+  type: str
+  returned: always
+"""
+
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Prints the run's state; the run directory arrives as $1, never inside the script text.
+# Liveness is checked before exit_code: the run writes exit_code before it exits.
+STATUS_SCRIPT = r"""
+cd "$1" 2>/dev/null || { echo state=nodir; exit 0; }
+echo "now=$(date +%s)"
+[ -f run.sh ] && echo "written=$(stat -c %Y run.sh)"
+if [ -f .pid ]; then
+  echo "start=$(stat -c %Y .pid)"
+  if kill -0 "$(cat .pid)" 2>/dev/null; then echo alive=1; else echo alive=0; fi
+fi
+[ -f exit_code ] && echo "exit_code=$(cat exit_code)"
+echo "--log--"
+tail -c 65536 run.log 2>/dev/null
+exit 0
+"""
+
+TQDM_RE = re.compile(r"(\d+)/(\d+) \[")
+PHASES = (("Finished.", "finished"), ("Saving generated video", "saving"),
+          ("Generating video ...", "generating"), ("Warm up", "warm-up"))
+
+
+def status_argv(params):
+    """argv that prints the run's state, on the host or through docker exec."""
+    inner = ["sh", "-c", STATUS_SCRIPT, "wanbench-wait", params["run_dir"]]
+    if params["container"]:
+        return [params["docker"], "exec", params["container"]] + inner
+    return inner
+
+
+def parse_status(text):
+    """{key: value} of the header lines, plus 'log' (the log tail)."""
+    head, _, log = text.partition("--log--\n")
+    state = {"log": log}
+    for line in head.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            state[key.strip()] = value.strip()
+    return state
+
+
+def progress_of(log):
+    """(phase, step, total) from a run.log tail."""
+    phase, where = "loading", -1
+    for marker, name in PHASES:
+        pos = log.rfind(marker)
+        if pos > where:
+            phase, where = name, pos
+    step = total = None
+    matches = TQDM_RE.findall(log)
+    if matches:
+        step, total = (int(x) for x in matches[-1])
+    return phase, step, total
+
+
+def describe(phase, step, total, elapsed):
+    bits = [phase]
+    if step is not None and phase in ("warm-up", "generating"):
+        bits.append(f"step {step}/{total}")
+    bits.append(f"elapsed {elapsed} s")
+    return ", ".join(bits)
+
+
+def look(module):
+    """One look at the run directory; returns a result dict or fails the module."""
+    p = module.params
+    rc, out, err = module.run_command(status_argv(p))
+    if rc != 0:
+        module.fail_json(msg=f"cannot read run directory {p['run_dir']}: {err.strip() or out.strip()}",
+                         rc=rc, stderr=err)
+    st = parse_status(out)
+    if st.get("state") == "nodir":
+        module.fail_json(msg=f"run directory {p['run_dir']} does not exist"
+                         + (f" in container {p['container']}" if p["container"] else ""))
+    now = int(st.get("now", time.time()))
+    phase, step, total = progress_of(st["log"])
+    if "start" not in st:  # not started (yet)
+        waited = now - int(st.get("written", now))
+        if waited > p["start_grace"]:
+            module.fail_json(msg=f"run in {p['run_dir']} did not start within {p['start_grace']} s "
+                                 "(no .pid); see its run.log")
+        return {"done": False, "exit_code": None, "phase": "starting", "step": None, "total": None,
+                "elapsed": 0, "progress": f"starting, {waited} s since launch"}
+    elapsed = now - int(st["start"])
+    res = {"done": False, "exit_code": None, "phase": phase, "step": step, "total": total,
+           "elapsed": elapsed}
+    if "exit_code" in st:
+        try:
+            code = int(st["exit_code"])
+        except ValueError:
+            module.fail_json(msg=f"unreadable exit_code {st['exit_code']!r} in {p['run_dir']}")
+        res.update(done=True, exit_code=code,
+                   progress=f"finished with exit code {code} after {elapsed} s")
+        return res
+    if st.get("alive") == "0":
+        tail = [line for line in st["log"].replace("\r", "\n").splitlines() if line.strip()][-5:]
+        module.fail_json(msg=f"run in {p['run_dir']} ended without an exit code (killed? container "
+                             "stopped?); last log lines follow", log_tail=tail, **res)
+    if elapsed > p["timeout"]:
+        module.fail_json(msg=f"run in {p['run_dir']} still running after {elapsed} s (timeout "
+                             f"{p['timeout']} s); it was left running", **res)
+    res["progress"] = describe(phase, step, total, elapsed)
+    return res
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            run_dir=dict(type="path", required=True),
+            container=dict(type="str", default=""),
+            docker=dict(type="str", default="docker"),
+            window=dict(type="int", default=30),
+            min_window=dict(type="int", default=5),
+            interval=dict(type="float", default=2.0),
+            timeout=dict(type="int", default=3600),
+            start_grace=dict(type="int", default=120),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    started = time.monotonic()
+    res = look(module)
+    window = min(p["window"], max(p["min_window"], res["elapsed"]))
+    while not res["done"] and time.monotonic() + p["interval"] <= started + window:
+        time.sleep(p["interval"])
+        res = look(module)
+    module.exit_json(changed=False, **res)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Fixtures: the test host (tests/testhost/up.sh) and a playbook runner (ansible-runner).
+
+The session fixture brings the host up (sshd on 127.0.0.1, docker engine, container like
+production) and publishes this checkout's reference/ as a new commit on the container's
+remote. Outside CI a host that cannot be brought up skips these tests; with CI=true it fails.
+"""
+
+import os
+import subprocess
+import time
+
+import ansible_runner
+import pytest
+
+from .testhost_lib import REPO, existing_runs, finish, sh
+
+
+@pytest.fixture(scope="session")
+def testhost():
+    """Bring the test host up (idempotent) and publish reference/ on branch perf; returns the new SHA."""
+    try:
+        sh("bash", "tests/testhost/up.sh", timeout=1800)
+        sha = sh("bash", "tests/testhost/push_perf.sh", "wanbench integration tests").stdout.strip().splitlines()[-1]
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = (getattr(exc, "stdout", "") or "") + (getattr(exc, "stderr", "") or "")
+        message = f"the test host could not be brought up: {exc}\n{detail[-2000:]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return sha
+
+
+def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost", event_handler=None, wait=True):
+    """Run a playbook with a fresh private data dir; returns a Result (or thread, runner, before, started)."""
+    before = existing_runs()
+    started = time.monotonic()
+    kwargs = dict(
+        private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(REPO / playbook),
+        inventory=str(REPO / "inventory" / inventory), extravars=extravars or {},
+        envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": os.environ["PATH"], "ANSIBLE_FORCE_COLOR": "0"},
+        quiet=True, event_handler=event_handler, timeout=1800)
+    if not wait:
+        thread, runner = ansible_runner.run_async(**kwargs)
+        return thread, runner, before, started
+    return finish(ansible_runner.run(**kwargs), before, started)
+
+
+@pytest.fixture
+def playbook(tmp_path_factory):
+    """playbook(extravars=..., playbook='bench.yml', inventory='testhost', event_handler=None, wait=True)."""
+    return lambda **kw: run_playbook(tmp_path_factory.mktemp("runner"), **kw)
+
+
+@pytest.fixture(scope="module")
+def e2e(testhost, tmp_path_factory):
+    """One bench.yml run on the test host: a fresh control baseline, then ffn_only."""
+    result = run_playbook(tmp_path_factory.mktemp("e2e"), extravars={"variant": "ffn_only", "baseline": "rerun"})
+    return result, testhost

@@ -1,0 +1,177 @@
+"""Playbooks, roles, inventories and lint: static checks plus the controller-only validation play."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+       "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+PLAYBOOKS = [REPO / "bench.yml", *sorted((REPO / "playbooks").glob("*.yml"))]
+INVENTORIES = ["local", "testhost", "production"]
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
+
+
+def run(*argv, timeout=300):
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_syntax_check(playbook, inventory):
+    res = run("ansible-playbook", "-i", f"inventory/{inventory}", "--syntax-check", str(playbook))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("inventory,host", [("local", "localhost"), ("testhost", "testhost"), ("production", "npu")])
+def test_inventories_put_one_host_in_group_wanbench(inventory, host):
+    res = run("ansible-inventory", "-i", f"inventory/{inventory}", "--list")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["wanbench"]["hosts"] == [host]
+
+
+def test_production_inventory_holds_the_target():
+    gv = yaml.safe_load((REPO / "inventory/production/group_vars/wanbench.yml").read_text())
+    assert gv == {**gv, "wanbench_platform": "npu", "wanbench_container": "mindie-wan2.1-xysheng",
+                  "wanbench_repo_dir": "/root/xysheng/Wan2.1", "wanbench_git_remote": "xys",
+                  "wanbench_git_branch": "perf", "wanbench_model_dir": "/apps/sharedstorage/Wan2.1-T2V-14B",
+                  "wanbench_visible_devices": "0,1,2,3"}
+
+
+def test_lint_production_profile_without_skips():
+    cfg = yaml.safe_load((REPO / ".ansible-lint").read_text())
+    assert cfg["profile"] == "production"
+    assert not cfg.get("skip_list") and not cfg.get("warn_list")
+    res = run("ansible-lint", "--nocolor", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Profile 'production' was required, and it passed" in res.stdout + res.stderr
+
+
+def test_every_noqa_carries_its_reason():
+    for path in [*REPO.glob("roles/**/*.yml"), *REPO.glob("playbooks/**/*.yml"), *REPO.glob("molecule/**/*.yml"),
+                 REPO / "bench.yml"]:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            m = re.search(r"#\s*noqa:?\s*([\w\[\]-]*)(.*)", line)
+            if m:
+                assert m.group(1) and len(m.group(2).strip(" -:")) >= 10, f"{path}:{n}: # noqa without a reason"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_layout_and_documented_knobs(role):
+    base = REPO / "roles" / role
+    for part in ("defaults/main.yml", "meta/main.yml", "meta/argument_specs.yml", "tasks/main.yml"):
+        assert (base / part).is_file(), f"{role}: missing {part}"
+    defaults = yaml.safe_load((base / "defaults/main.yml").read_text()) or {}
+    options = yaml.safe_load((base / "meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    assert all(k.startswith(role + "_") for k in [*defaults, *options]), f"{role}: knob without the role prefix"
+    assert set(defaults) <= set(options), f"{role}: defaults not in argument_specs: {set(defaults) - set(options)}"
+    required = {k for k, v in options.items() if v.get("required")}
+    assert set(options) - set(defaults) <= required, f"{role}: optional knobs without a default"
+    for k, v in options.items():
+        assert v.get("description"), f"{role}: {k} has no description"
+    text = (base / "defaults/main.yml").read_text()
+    for k in defaults:  # every knob carries a comment where it is defined
+        line = next(line for line in text.splitlines() if line.startswith(k + ":"))
+        block = text.split(line)[0].rstrip().splitlines()[-1:] or [""]
+        assert "#" in line or block[0].lstrip().startswith("#") or line.endswith(">-") or line.endswith(":"), \
+            f"{role}: {k} is not documented in defaults/main.yml"
+    main = yaml.safe_load((base / "tasks/main.yml").read_text())
+    assert all(t.get("tags") and t.get("name") for t in main), f"{role}: tasks/main.yml must be named, tagged includes"
+
+
+def test_every_command_task_declares_changed_when():
+    for path in REPO.glob("roles/*/tasks/*.yml"):
+        for task in _tasks(yaml.safe_load(path.read_text()) or []):
+            if any(k in task for k in ("ansible.builtin.command", "ansible.builtin.shell")):
+                assert "changed_when" in task, f"{path}: {task.get('name')} has no changed_when"
+
+
+def _tasks(items):
+    for t in items:
+        yield t
+        for key in ("block", "rescue", "always"):
+            yield from _tasks(t.get(key, []))
+
+
+# ------------------------------------------------------------------ the validation play (controller only)
+def validate(*extra, inventory="production"):
+    return run("ansible-playbook", "-i", f"inventory/{inventory}", "playbooks/validate.yml", *extra)
+
+
+def test_validation_never_touches_the_host():
+    # `npu` is an SSH alias that does not resolve here: any task that connected would fail.
+    res = validate("-e", "variant=ffn_only,nofsdp")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ffn_only, nofsdp on npu (profiled); baseline=auto" in res.stdout
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["-e", "variant=nope"], "unknown variant 'nope' (known: agwait1, agwait1_lasta2a, baseline"),
+    ([], "no variant given"),
+    (["-e", "variant=ffn_only", "-e", "baseline=sometimes"], "value of validate_baseline must be one of: auto, rerun, skip, got: sometimes"),
+    (["-e", "variant=ffn_only", "-e", "wanbench_visible_devices=0,1"], "must list 4 device ids"),
+    (["-e", "variant=ffn_only", "-e", "wanbench_repo_dir=relative/path"], "wanbench_repo_dir must be an absolute path"),
+    (["-e", "variant=all", "-e", "family=nope"], "unknown family 'nope'"),
+])
+def test_validation_errors_are_clear(extra, needle):
+    res = validate(*extra)
+    out = re.sub(r"\s+", " ", res.stdout + res.stderr)
+    assert res.returncode != 0 and needle in out, out[-3000:]
+    assert "PLAY [Validate the catalog and the inventory]" in res.stdout
+
+
+# ------------------------------------------------------------------ device checks (fake npu-smi / nvidia-smi)
+NPU_SMI = """#!/bin/sh
+cat <<'OUT'
++---------------------------+---------------+----------------------------------------------------+
+| NPU     Chip              | Process id    | Process name             | Process memory(MB)      |
++===========================+===============+====================================================+
+| No running processes found in NPU 0                                                            |
++===========================+===============+====================================================+
+| No running processes found in NPU 1                                                            |
++===========================+===============+====================================================+
+OUT
+if [ -n "$BUSY" ]; then
+  echo "| 2       0                 | 4242          | python3                  | 30512                   |"
+else
+  echo "| No running processes found in NPU 2                                                            |"
+fi
+echo "| No running processes found in NPU 3                                                            |"
+"""
+NVIDIA_SMI = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/nvidia-smi.args"
+[ -z "$BUSY" ] || echo "4242, python3, 30512 MiB"
+"""
+
+
+@pytest.mark.parametrize("platform,busy,needle", [
+    ("npu", False, None),
+    ("npu", True, "NPU 2 on localhost is busy or missing"),
+    ("cuda", False, None),
+    ("cuda", True, "GPUs 0,1,2,3 on localhost are busy: ['4242, python3, 30512 MiB']"),
+])
+def test_preflight_device_idle_checks(tmp_path, platform, busy, needle):
+    for name, text in (("npu-smi", NPU_SMI), ("nvidia-smi", NVIDIA_SMI)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    env = {**ENV, "PATH": f"{tmp_path}{os.pathsep}{ENV['PATH']}", **({"BUSY": "1"} if busy else {})}
+    res = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/preflight.yml", "--tags", "validate,preflight",
+                          "-e", f"wanbench_platform={platform}", "-e", "wanbench_visible_devices=0,1,2,3"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = re.sub(r"\s+", " ", res.stdout + res.stderr)
+    if needle is None:
+        assert res.returncode == 0, out[-3000:]
+    else:
+        assert res.returncode != 0 and needle in out, out[-3000:]
+    if platform == "cuda":
+        assert (tmp_path / "nvidia-smi.args").read_text().split() == [
+            "--id=0,1,2,3", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader"]

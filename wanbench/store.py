@@ -1,0 +1,76 @@
+"""Stored results: find a reusable control (baseline) run.
+
+Collected runs live in ``<results>/<host>/<run_id>/`` with the run's
+``manifest.json`` (written by the render role, completed by the run script)
+and ``exit_code``.  A stored run can stand in for a fresh control run when it
+ran on the same host, at the same commit (from a clean tree), with the same
+resolved settings (the catalog fingerprint: common settings, mode, switches,
+flags), and finished with exit code 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+__all__ = ["find_baseline", "read_manifest", "runs"]
+
+
+def read_manifest(run_dir):
+    """The run's manifest as a dict, or None when missing or not JSON."""
+    try:
+        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _exit_code(run_dir, manifest):
+    try:
+        with open(os.path.join(run_dir, "exit_code"), encoding="utf-8") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        code = manifest.get("exit_code")
+        return code if isinstance(code, int) else None
+
+
+def runs(results_dir, host):
+    """Yield (run_dir, manifest) for every stored run of ``host``, oldest first."""
+    base = os.path.join(results_dir, host)
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(base, name)
+        if not os.path.isdir(path):
+            continue
+        manifest = read_manifest(path)
+        if manifest is not None:
+            yield path, manifest
+
+
+def find_baseline(results_dir, host, sha, fingerprint, variant=None):
+    """Newest reusable stored run for ``host`` at commit ``sha`` with ``fingerprint``.
+
+    Returns its directory, or None.  Runs from a dirty tree, of an unknown
+    commit, or that did not exit 0 are never reused.
+    """
+    if not sha or not fingerprint:
+        return None
+    best = None
+    for path, m in runs(results_dir, host):
+        repo = m.get("repo") or {}
+        if m.get("host") != host or repo.get("sha") != sha or repo.get("dirty") is not False:
+            continue
+        if m.get("fingerprint") != fingerprint:
+            continue
+        if variant is not None and m.get("variant") != variant:
+            continue
+        if _exit_code(path, m) != 0 or not os.path.isfile(os.path.join(path, "run.log")):
+            continue
+        key = (str(m.get("ended_at") or ""), os.path.basename(path))
+        if best is None or key > best[0]:
+            best = (key, path)
+    return best[1] if best else None
