@@ -84,7 +84,8 @@ if ! { [ -f "$state/sshd.pid" ] && kill -0 "$(cat "$state/sshd.pid")" 2>/dev/nul
   for _ in $(seq 20); do [ -f "$state/sshd.pid" ] && break; sleep 0.5; done
 fi
 ssh -q -p "$port" -i "$state/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
-  -o UserKnownHostsFile=/dev/null root@127.0.0.1 true || die "ssh to 127.0.0.1:$port failed; see $state/sshd.log"
+  -o UserKnownHostsFile=/dev/null root@127.0.0.1 true \
+  || die "ssh to 127.0.0.1:$port failed: $(tail -n 1 "$state/sshd.log" 2>/dev/null) (set WANBENCH_TESTHOST_PORT for another port)"
 
 # --- the git remote `xys` -------------------------------------------------------------------
 bash "$root/tests/testhost/push_perf.sh" >/dev/null
