@@ -77,6 +77,8 @@ def test_record_wall_times(e2e):
         {"bench_yml_seconds": round(result.seconds, 1), "runs": [r.name for r in runs],
          "workload_real_time_seconds": workload}, indent=2))
     print(f"bench.yml on the test host: {result.seconds:.1f} s for {len(runs)} runs; workload: {workload} s")
+    assert len(workload) == 2 and all(t > 0 for t in workload)
+    assert result.seconds > sum(workload), "the play cannot take less time than the runs it waited for"
 
 
 def _sshd_children():
