@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 
 PLATFORMS = ("npu", "cuda", "reference")
 MODES = ("profiled", "runtime_only")
-BASELINE_POLICIES = ("auto", "rerun", "skip")
+AA = "aa"  # reserved selection: the family baseline against itself (an A/A check of the host's noise)
 
 #: Environment variable that selects the devices, per platform.
 DEVICE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES", "reference": None}
@@ -342,6 +342,8 @@ def check_catalog(catalog):
         where = f"wanbench_variants.{name}"
         if not NAME_RE.match(str(name)):
             errors.append(f"{where}: name must match {NAME_RE.pattern}")
+        if name in (AA, "all"):
+            errors.append(f"{where}: {name!r} is a reserved selection name")
         v = _mapping(where, v, errors)
         _check_keys(where, v, VARIANT_KEYS, errors)
         _check_env(f"{where}.env", _mapping(f"{where}.env", v.get("env"), errors), errors)
@@ -414,7 +416,7 @@ def select(catalog, spec, family=None):
         names = [str(s).strip() for s in spec]
     else:
         names = []
-    known = ", ".join(sorted(variants))
+    known = ", ".join(sorted(variants)) + f"; {AA} = the baseline against itself"
     if not names:
         raise CatalogError(f"no variant given: pass -e variant=NAME[,NAME...] or -e variant=all (known: {known})")
     if names == ["all"]:
@@ -422,7 +424,7 @@ def select(catalog, spec, family=None):
         if fam not in families:
             raise CatalogError(f"unknown family {fam!r} (known: {', '.join(families)})")
         return [n for n in variants if _merge(variants, _chain(n, variants), catalog["modes"])["family"] == fam]
-    unknown = [n for n in names if n not in variants]
+    unknown = [n for n in names if n not in variants and n != AA]
     if unknown:
         raise CatalogError(f"unknown variant {', '.join(map(repr, unknown))} (known: {known})")
     seen = []
@@ -529,13 +531,21 @@ def common_fingerprint(resolved):
     return hashlib.sha256(json.dumps(resolved["settings"], sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+def _aa(baseline):
+    """The A/A arm: the baseline's settings (and fingerprint) under the name ``aa``."""
+    return {**baseline, "variant": AA, "base": baseline["variant"], "aa": True,
+            "description": f"A/A: {baseline['variant']} against itself (the host's noise)"}
+
+
 def plan(catalog, spec, platform="npu", mode=None, overrides=None, family=None):
     """Resolve a selection. Returns {"variants": [resolved...], "controls": {family: resolved baseline},
     "warnings": [...]}: each selected family's baseline is resolved with the same mode and settings
     so that it can serve as the control run."""
     warnings = check_catalog(catalog)
     names = select(catalog, spec, family=family)
-    resolved = [resolve(catalog, n, platform, mode, overrides) for n in names]
+    fam = family or "fsdp"
+    resolved = [_aa(resolve(catalog, catalog["families"][fam]["baseline"], platform, mode, overrides))
+                if n == AA else resolve(catalog, n, platform, mode, overrides) for n in names]
     # a selected family baseline runs first
     resolved.sort(key=lambda r: 0 if r["variant"] == r["family_baseline"] else 1)
     controls = {}
@@ -545,37 +555,6 @@ def plan(catalog, spec, platform="npu", mode=None, overrides=None, family=None):
             controls[key] = resolve(catalog, r["family_baseline"], platform, r["mode"], overrides)
     relevant = [w for w in warnings if any(f"variant {r['variant']!r} " in w for r in resolved)]
     return {"variants": resolved, "controls": controls, "warnings": relevant}
-
-
-def schedule(selection, baseline="auto", stored=None):
-    """Order the runs: control baselines first where needed.
-
-    ``selection`` is :func:`plan`'s result; ``stored`` maps a control key
-    (``family:mode``) to a stored baseline run directory (or None).
-    Returns {"runs": [{"role": "control"|"candidate", **resolved}], "controls": {key: {"variant", "source",
-    "path"}}} where source is "selected", "rerun", "stored" or "none".
-    """
-    if baseline not in BASELINE_POLICIES:
-        raise CatalogError(f"baseline={baseline!r}: expected one of {', '.join(BASELINE_POLICIES)}")
-    stored = stored or {}
-    runs, controls = [], {}
-    for key, control in selection["controls"].items():
-        selected = any(r["variant"] == control["variant"] and f"{r['family']}:{r['mode']}" == key
-                       for r in selection["variants"])
-        if selected:
-            controls[key] = {"variant": control["variant"], "source": "selected", "path": None}
-        elif baseline == "rerun" or (baseline == "auto" and not stored.get(key)):
-            controls[key] = {"variant": control["variant"], "source": "rerun", "path": None}
-            runs.append({**control, "role": "control", "control_key": key})
-        elif baseline == "auto":
-            controls[key] = {"variant": control["variant"], "source": "stored", "path": stored[key]}
-        else:
-            controls[key] = {"variant": control["variant"], "source": "none", "path": stored.get(key)}
-    for r in selection["variants"]:
-        key = f"{r['family']}:{r['mode']}"
-        role = "control" if r["variant"] == r["family_baseline"] else "candidate"
-        runs.append({**r, "role": role, "control_key": key})
-    return {"runs": runs, "controls": controls}
 
 
 # --------------------------------------------------------------------------- per run
@@ -616,25 +595,3 @@ def command(resolved, run_dir, generate="generate.py", torchrun="torchrun", mast
     return {"env": env, "argv": argv,
             "command_line": " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
             + (" " if env else "") + shlex.join(argv)}
-
-
-def report_groups(collected, controls, out_root=None):
-    """Group collected runs by control for the report.
-
-    ``collected``: [{"variant", "role", "control_key", "path"}] in run order;
-    ``controls``: :func:`schedule`'s controls.  Returns one group per control
-    key: {"key", "family", "mode", "control": path or None, "control_source",
-    "candidates": [paths], "out": <out_root>/<family>-<mode>}; a fresh control is
-    the last collected control run.
-    """
-    groups = []
-    for key, ctl in controls.items():
-        fresh = [c["path"] for c in collected if c["control_key"] == key and c["role"] == "control"]
-        control = fresh[-1] if fresh else ctl.get("path")
-        source = ctl["source"] if fresh or ctl["source"] in ("stored", "none") else "missing"
-        candidates = [c["path"] for c in collected if c["control_key"] == key and c["role"] == "candidate"]
-        family, _, mode = key.partition(":")
-        groups.append({"key": key, "family": family, "mode": mode, "control": control,
-                       "control_source": source if control else "none", "candidates": candidates,
-                       "out": f"{out_root}/{family}-{mode}" if out_root else None})
-    return groups
