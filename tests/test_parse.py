@@ -1,6 +1,7 @@
 """wanbench.parse on the project's fixtures (tests/fixtures) and on cases generated here."""
 
 import json
+import os
 
 import pytest
 
@@ -439,3 +440,187 @@ def test_run_warnings_name_their_files_once(tmp_path, samples):
         "manifest.json is not a readable JSON object; ignored",
         "exit_code unreadable (invalid literal for int() with base 10: 'zero'); exit status unknown"]
     assert result["manifest"] == {}
+
+
+# ------------------------------------------------------------------ slow-card and block diagnostics
+
+OUT_SKEW = {"calls": 1600, "launch_skew_avg": 0.412, "launch_skew_p90": 0.903, "launch_skew_max": 3.817,
+            "finish_skew_avg": 0.127, "finish_skew_p90": 0.241, "finish_skew_max": 1.092,
+            "dur_avg": 5.006, "dur_max": 11.873, "dur_min": 4.114,
+            "latest_launch_ranks": [[2, 911], [0, 402], [3, 201], [1, 86]]}
+KERNEL_SKEW = {"calls": 1600, "launch_skew_avg": 0.251, "launch_skew_p90": 0.488, "launch_skew_max": 2.905,
+               "finish_skew_avg": 0.602, "finish_skew_p90": 1.174, "finish_skew_max": 4.338,
+               "dur_avg": 34.812, "dur_p90": 35.406, "dur_max": 78.12, "dur_min": 33.905,
+               "slowest_ranks": [[2, 1187], [1, 244], [0, 101], [3, 68]]}
+
+
+@pytest.mark.parametrize("name, gen_time, share", [("run_diag.log", 104.4187, 0.0256),  # the log's 2.56 %
+                                                   ("perf_diag.csv", None, 0.025607)])
+def test_slow_card_and_block_diagnostics(fixtures, name, gen_time, share):
+    result = parse_file(fixtures / "diag" / name)
+    assert (result["status"], result["warnings"]) == ("ok", [])  # every line understood
+    assert result["metrics"] == {**BASELINE, "gen_time": gen_time}
+    x = result["extra"]
+    assert sorted(x["collective_skew"]) == ["out_all_to_all", "qkv_all_to_all"]
+    assert x["collective_skew"]["out_all_to_all"] == OUT_SKEW
+    assert x["collective_skew"]["qkv_all_to_all"]["latest_launch_ranks"][0] == [2, 988]
+    assert x["op_skew"] == {"attn_kernel": KERNEL_SKEW}
+    assert sorted(x["block_totals"]) == [f"block_{i:02d}" for i in range(40)]
+    assert x["block_totals"]["block_27"] == {"total_max": 2662.25, "total_avg": 2652.875, "call_avg": 66.322,
+                                             "call_max": 141.432, "calls": 160}
+    assert sorted(x["block_hotspots"]) == [str(k) for k in range(1, 9)]
+    assert x["block_hotspots"]["1"] == {"block": "block_27", "ms": 2662.25, "share": share}
+    assert "other_records" not in x
+
+
+def test_block_records_in_their_own_file(tmp_path, fixtures):
+    """--profile_block_file: BLOCK_RUN..BLOCK_END blocks only, appended run after run."""
+    lines = [line for line in (fixtures / "diag" / "perf_diag.csv").read_text().splitlines(True)
+             if line.startswith("BLOCK")]
+    second = "".join(lines).replace("BLOCK,block_27,2662.250,", "BLOCK,block_27,2700.000,")
+    path = write(tmp_path, "blocks.csv", "".join(lines) + second)
+    result = parse_file(path)
+    assert (result["status"], result["extra"]["blocks"], result["extra"]["block"]) == ("ok", 2, 1)
+    assert result["extra"]["block_totals"]["block_27"]["total_max"] == 2700.0
+    assert (result["metrics"], result["memory_measured"]) == (NOTHING, False)
+    assert result["warnings"] == ["2 runs appended in one profile file; took block 1"]
+    cut = parse_file(write(tmp_path, "cut.csv", "".join(lines[:-1])))  # no BLOCK_END
+    assert (cut["status"], cut["reason"]) == ("incomplete", CUT_OFF)
+
+
+def test_empty_rank_list_and_bad_skew_records(tmp_path, fixtures):
+    text = (fixtures / "diag" / "perf_diag.csv").read_text()
+    text = text.replace("ATTN_SKEW_RANK,out_all_to_all,rank2:911;rank0:402;rank3:201;rank1:86",
+                        "ATTN_SKEW_RANK,out_all_to_all,")  # no late rank counted: the branch writes nothing
+    text = text.replace("ATTN_OP_SKEW_RANK,attn_kernel,rank2:1187;", "ATTN_OP_SKEW_RANK,attn_kernel,slow;")
+    result = parse_file(write(tmp_path, "perf.csv", text))
+    assert result["extra"]["collective_skew"]["out_all_to_all"]["latest_launch_ranks"] == []
+    assert "slowest_ranks" not in result["extra"]["op_skew"]["attn_kernel"]
+    assert result["extra"]["other_records"] == ["ATTN_OP_SKEW_RANK,attn_kernel,slow;rank1:244;rank0:101;rank3:68"]
+
+
+# ------------------------------------------------------------------ memory not measured, detailed mode
+
+@pytest.mark.parametrize("name, gen_time", [("run_no_memory.log", 104.4187), ("perf_no_memory.csv", None)])
+def test_all_zero_memory_is_not_measured(fixtures, name, gen_time):
+    result = parse_file(fixtures / "diag" / name)
+    assert result["status"] == "ok"
+    assert result["metrics"] == {**BASELINE, "reserved_peak": None, "gen_time": gen_time}
+    assert result["memory_measured"] is False
+    assert result["warnings"] == ["memory not measured (every memory figure is 0.0)"]
+    assert result["extra"]["request_peak_mem"]["reserved_max"] == 0.0  # the figures are kept
+
+
+def test_one_memory_figure_is_enough(tmp_path, fixtures):
+    text = (fixtures / "diag" / "perf_no_memory.csv").read_text()
+    text = text.replace("MEM,vae_decode,0.000,0.000,0.000,", "MEM,vae_decode,0.000,0.000,0.500,")
+    result = parse_file(write(tmp_path, "perf.csv", text))
+    assert (result["metrics"]["reserved_peak"], result["memory_measured"], result["warnings"]) == (0.0, True, [])
+
+
+def test_absent_memory_beside_stage_totals(tmp_path, csv):
+    old = "".join(line for line in csv.splitlines(True) if line.startswith("TOTAL,"))
+    result = parse_file(write(tmp_path, "old.csv", old))
+    assert (result["status"], result["metrics"]["request_total"], result["memory_measured"]) == (
+        "ok", 104321.987, False)
+    assert result["warnings"] == ["memory not measured (memory figures absent)"]
+
+
+def test_memory_measured_of_a_run_directory(tmp_path, fixtures, log, csv):
+    zero = make_run(tmp_path, {"run.log": (fixtures / "diag" / "run_no_memory.log").read_text(),
+                               "perf.csv": (fixtures / "diag" / "perf_no_memory.csv").read_text()})
+    result = parse_run(zero)
+    assert (result["status"], result["metrics"]["reserved_peak"], result["memory_measured"]) == ("ok", None, False)
+    assert result["warnings"] == ["memory not measured (every memory figure is 0.0) (perf.csv, run.log)"]
+    attn_only = "".join(line for line in csv.splitlines(True) if line.startswith("ATTN"))
+    measured = parse_run(make_run(tmp_path, {"run.log": log, "attn.csv": attn_only}, name="run2"))
+    assert (measured["metrics"]["reserved_peak"], measured["memory_measured"]) == (19792.0, True)
+    assert parse_run(tmp_path / "absent")["memory_measured"] is False
+
+
+def test_detailed_profile_mode_is_warned(fixtures):
+    result = parse_file(fixtures / "diag" / "run_detailed.log")
+    assert (result["status"], result["metrics"]) == ("ok", BASELINE)
+    assert result["extra"]["profile_mode"] == "detailed"
+    assert result["warnings"] == [
+        "the log holds 2 profile reports; took the last",
+        "detailed profile mode (--profile_mode detailed): generate ran twice and gen_time covers both"
+        " generations; not comparable with normal runs"]
+
+
+def test_detailed_mode_in_the_prompt_is_no_mode(tmp_path, log):
+    trap = log.replace("and reserved=9/9 MB\", base_seed", "and reserved=9/9 MB, profile_mode='detailed'\", base_seed")
+    assert trap != log
+    result = parse_file(write(tmp_path, "trap.log", trap))
+    assert (result["warnings"], "profile_mode" in result["extra"]) == ([], False)
+
+
+# ------------------------------------------------------------------ failed runs: the root cause
+
+@pytest.mark.parametrize("name, reason, failure", [
+    ("run_rank_killed.log", "rank 2 killed by SIGKILL",
+     {"cause": "signal", "rank": 2, "exitcode": -9, "signal": "SIGKILL", "error": None,
+      "source": "torchrun root cause"}),
+    ("run_rank_oom.log", "out of memory on rank 3: torch.OutOfMemoryError: NPU out of memory. Tried to allocate"
+     " 3.16 GiB (NPU 3; 60.96 GiB total capacity; 57.80 GiB already allocated)",
+     {"cause": "oom", "rank": 3, "exitcode": 1, "signal": None, "source": "torchrun root cause"}),
+    ("run_timeout.log", "timeout on rank 0, killed by SIGABRT: torch.distributed.DistBackendError: [Rank 0] Watchdog"
+     " caught collective operation timeout: WorkHCCL(SeqNum=4811, OpType=ALLTOALL_BASE, Timeout(ms)=600000) ran"
+     " for 600021 milliseconds before timing out.",
+     {"cause": "timeout", "rank": 0, "exitcode": -6, "signal": "SIGABRT", "source": "torchrun root cause"}),
+])
+def test_torchrun_root_cause_wins(fixtures, name, reason, failure):
+    result = parse_file(fixtures / "torchrun" / name)
+    assert (result["kind"], result["status"], result["reason"]) == ("log", "failed", reason)
+    assert {k: v for k, v in result["extra"]["failure"].items() if k in failure} == failure
+    assert result["extra"]["tracebacks"][-1] == "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:"
+
+
+def test_the_victims_traceback_is_not_the_cause(fixtures):
+    result = parse_file(fixtures / "torchrun" / "run_rank_killed.log")
+    assert "Connection reset by peer" in result["extra"]["tracebacks"][0]  # the first traceback in the log ...
+    assert "Connection reset" not in result["reason"]                      # ... is not the root
+
+
+def test_root_cause_without_the_roots_traceback(tmp_path, fixtures):
+    text = (fixtures / "torchrun" / "run_rank_oom.log").read_text()
+    text = text.replace("[rank3]: ", "[rank1]: ")  # only another rank's traceback is in the log
+    result = parse_file(write(tmp_path, "x.log", text))
+    assert result["reason"] == "rank 3 failed with exit code 1"
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("Traceback (most recent call last):\n  File \"x\"\n"
+     "torch.distributed.elastic.multiprocessing.api.SignalException: Process 3187 got signal: 15\n",
+     "killed by SIGTERM: torch.distributed.elastic.multiprocessing.api.SignalException: Process 3187 got signal: 15"),
+    ("[rank2]: Traceback (most recent call last):\n[rank2]: ValueError: bad shape\n", "rank 2: ValueError: bad shape"),
+    ("Traceback (most recent call last):\nRuntimeError: HCCL function error: hcclAllToAll, timed out\n",
+     "timeout: RuntimeError: HCCL function error: hcclAllToAll, timed out"),
+])
+def test_failure_kinds_without_torchrun_summary(tmp_path, log, content, reason):
+    result = parse_file(write(tmp_path, "x.log", log[:line_at(log, "INFO: Generating video ...")] + content))
+    assert (result["status"], result["reason"]) == ("failed", reason)
+
+
+# ------------------------------------------------------------------ what is not a regular file
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "run.log"
+    os.mkfifo(fifo)
+    result = parse_file(fifo)  # no writer: opening it for reading in the usual way would wait forever
+    assert (result["kind"], result["status"], result["reason"]) == (None, "unreadable", "not a regular file (a FIFO)")
+    assert parse_run(fifo)["reason"] == "not a regular file (a FIFO)"
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/dev/null", "not a regular file (a character device)"), (".", "not a regular file (a directory)"),
+])
+def test_other_non_regular_files(path, reason):
+    assert (parse_file(path)["status"], parse_file(path)["reason"]) == ("unreadable", reason)
+
+
+def test_a_fifo_in_a_run_directory_is_not_read(tmp_path, log):
+    run = make_run(tmp_path, {"run.log": log})
+    os.mkfifo(run / "perf.csv")
+    result = parse_run(run)
+    assert (result["status"], [os.path.basename(s["path"]) for s in result["sources"]]) == ("ok", ["run.log"])

@@ -148,6 +148,7 @@ _LOG_LINES = {
 }
 _SLOW_ITEM = re.compile(rb"step(\d+):" + _N)
 _RANK_ITEM = re.compile(rb"rank(\d+):(\d+)")
+_RANK_LIST = re.compile(rb"\s*(?:rank\d+:\d+(?:(?:;|, )rank\d+:\d+)*)?\s*")
 _GEN_TIME = re.compile(rb"\s+" + _N + rb"s")
 _TIME_EXIT = re.compile(rb"Command exited with non-zero status (\d+)")
 _TIME_SIGNAL = re.compile(rb"Command terminated by signal (\d+)")
@@ -210,10 +211,9 @@ def _slowest(b):
 
 def _ranks(b):
     """[[rank, count], ...] from "rank2:911;rank0:402" (file) or "rank2:911, rank0:402" (log); may be empty."""
-    pairs = [[int(rank), int(count)] for rank, count in _RANK_ITEM.findall(b)]
-    if not pairs and b.strip():
-        raise ValueError(f"no rank:count items in {b!r}")
-    return pairs
+    if not _RANK_LIST.fullmatch(b):
+        raise ValueError(f"not a list of rank:count items: {b!r}")
+    return [[int(rank), int(count)] for rank, count in _RANK_ITEM.findall(b)]
 
 
 _CONVERT = {"unit": _text, "stage": _text, "block": _text, "calls": int, "slowest": _slowest,
