@@ -484,7 +484,7 @@ def _failure(root, first_error, tracebacks):
     return {"cause": cause, "rank": rank, "exitcode": exitcode, "signal": sig, "error": error, "source": source}
 
 
-def failure_reason(failure):
+def _failure_reason(failure):
     """One line naming the root of a failure (see ``_failure``)."""
     rank, error, sig = failure["rank"], failure["error"], failure["signal"]
     on = f" on rank {rank}" if rank is not None else ""
@@ -565,7 +565,7 @@ def _parse_log(path, f, jitter_factor):
     if (errors or root) and not finished:
         failure = _failure(root, dict(reversed(errors)), errors)
         info["failure"] = failure
-        status, reason = "failed", failure_reason(failure)
+        status, reason = "failed", _failure_reason(failure)
     elif cut:
         status, reason = "incomplete", CUT_OFF
     elif not finished:
@@ -650,7 +650,7 @@ def _parse_profile(path, lines, block, jitter_factor):
 
 # ---------------------------------------------------------------- time file
 
-def exit_reason(code):
+def _exit_reason(code):
     """``exit code N``, naming a timeout (124, coreutils timeout) or a signal (128 + N, as bash reports it)."""
     if code == 124:
         return "exit code 124 (timeout)"
@@ -680,7 +680,7 @@ def _parse_time(path, lines):
     if "signal" in extra:
         status, reason = "failed", f"killed by {_signal_name(extra['signal'])} (signal {extra['signal']})"
     elif "exit_code" in extra:
-        status, reason = "failed", exit_reason(extra["exit_code"])
+        status, reason = "failed", _exit_reason(extra["exit_code"])
     metrics = dict.fromkeys(METRICS)
     metrics["real_time"] = real_time
     return _result(path, "time", status, reason, metrics, extra)
@@ -793,7 +793,7 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
     problems = []
     if exit_code:
         failure = logs[0]["extra"].get("failure") if logs else None
-        problems.append(("failed", exit_reason(exit_code) + (f": {failure_reason(failure)}" if failure else "")))
+        problems.append(("failed", _exit_reason(exit_code) + (f": {_failure_reason(failure)}" if failure else "")))
     problems += [(s["status"], f"{name(s)}: {s['reason']}") for s in sources if s["status"] != "ok"]
     if not sources:
         problems.append(("unreadable", "no run files in the directory"))
