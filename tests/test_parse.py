@@ -272,6 +272,7 @@ def test_unreadable_files(tmp_path, content, reason):
 def test_missing_file(tmp_path):
     result = parse_file(tmp_path / "absent.log")
     assert (result["status"], result["reason"]) == ("unreadable", "No such file or directory")
+    assert parse_file(f"{tmp_path}/a\0b.log")["reason"] == "embedded null byte"
 
 
 # ------------------------------------------------------------------ generated profile files

@@ -2,10 +2,12 @@
 
 Three kinds of file, told apart by content (never by name):
 
-* the run log (torchrun stdout + stderr): StageProfile / AttnProfile reports,
-  ``Generating video used time``, ``Finished.``, tracebacks;
+* the run log (torchrun stdout + stderr): StageProfile / AttnProfile /
+  BlockProfile reports (slow-card skew sections included),
+  ``Generating video used time``, ``Finished.``, tracebacks, torchrun's
+  failure report (its root cause names the failed rank);
 * the profile file (``--profile_stage_file``): CSV-like records, possibly
-  several runs appended;
+  several runs appended (stage, attention, skew and block records);
 * the ``/usr/bin/time -o`` file: ``REAL_TIME_SECONDS=<s>``.
 
 Every file parses into one shape (see ``parse_file``).  Both profile formats
@@ -15,8 +17,9 @@ record it mirrors), so the nine decision metrics are read in one place.
 Files are read in binary, 1 MiB at a time, lines ending at \n or \r.  In a
 log, one regular-expression scan per block finds the only lines Python looks
 at: runs of profile lines (kept as text; only the last report is parsed),
-known markers behind the logging prefix, and traceback headers.  Memory stays
-flat in the file size.
+known markers behind the logging prefix, traceback headers and torchrun's
+root-cause header.  Memory stays flat in the file size.  Only regular files
+are opened, never in a way that waits (a FIFO is refused).
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ _RANK_NAME = re.compile(rb"rank(\d+)$")
 # torchrun's ChildFailedError report: "Root Cause (first observed failure):", "[0]:", then
 # "  rank      : 2 (local_rank: 2)", "  exitcode  : -9 (pid: 3196)", "  traceback : ..." lines.
 _ROOT_FIELD = re.compile(rb"  (\w+)\s*: ?(.*)")
-_ROOT_INT = re.compile(rb"(-?\d+)")
+_ROOT_INT = re.compile(r"(-?\d+)")
 _OOM = re.compile(r"out of memory|OutOfMemory", re.I)
 _TIMEOUT = re.compile(r"timed out|timeout|time out", re.I)
 _GOT_SIGNAL = re.compile(r"got signal: (\d+)")
@@ -444,8 +447,11 @@ def _root_cause(buf, pos, end, root):
 
 def _job_arg(args, name):
     """The value of one field of the job-args Namespace, unquoted; None when absent."""
-    pos = args.find("Namespace(") + len("Namespace(")
-    while pos >= len("Namespace(") and (m := _NS_ITEM.match(args, pos)):
+    start = args.find("Namespace(")
+    if start < 0:
+        return None
+    pos = start + len("Namespace(")
+    while m := _NS_ITEM.match(args, pos):
         if m.group(1) == name:
             value = m.group(2)
             return value[1:-1] if value[:1] in "'\"" else value
@@ -468,9 +474,9 @@ def _failure(root, first_error, tracebacks):
     rank = exitcode = sig = None
     if root:
         source = "torchrun root cause"
-        m = _ROOT_INT.match(root.get("rank", "").encode())
+        m = _ROOT_INT.match(root.get("rank", ""))
         rank = int(m.group(1)) if m else None
-        m = _ROOT_INT.match(root.get("exitcode", "").encode())
+        m = _ROOT_INT.match(root.get("exitcode", ""))
         exitcode = int(m.group(1)) if m else None
         error = first_error.get(rank)
         if exitcode is not None and exitcode < 0:
@@ -692,22 +698,22 @@ def parse_file(path, block=None, jitter_factor=JITTER_FACTOR):
     """Parse one log, profile file or time file.
 
     Returns ``{"path", "kind", "status", "reason", "metrics", "extra",
-    "warnings"}``; ``kind`` is None when the file could not be read.
+    "warnings", "memory_measured"}``; ``kind`` is None when the file could
+    not be read (a missing file, not a regular file, not text).
+    ``memory_measured`` is True when ``metrics["reserved_peak"]`` was read.
     ``block`` picks a run of an appended profile file (0-based, negative
     from the end; default: the last complete one) and raises ValueError
     when out of range; it is ignored for other kinds.
     """
     path = os.fspath(path)
     try:
-        what = _not_regular(os.stat(path).st_mode)
-        if what:
-            return _result(path, status="unreadable", reason=f"not a regular file ({what})")
-        # O_NONBLOCK: should a FIFO replace the file after the check, opening it does not wait for a writer
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-        with os.fdopen(fd, "rb") as f:
-            what = _not_regular(os.fstat(fd).st_mode)
-            if what:
-                return _result(path, status="unreadable", reason=f"not a regular file ({what})")
+        f, why = _open_regular(path)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        return _result(path, status="unreadable", reason=getattr(e, "strerror", None) or str(e))
+    if f is None:
+        return _result(path, status="unreadable", reason=why)
+    try:
+        with f:
             kind, why = _sniff(f.read(_HEAD))
             if kind is None:
                 return _result(path, status="unreadable", reason=why)
@@ -719,6 +725,19 @@ def parse_file(path, block=None, jitter_factor=JITTER_FACTOR):
             return _parse_time(path, _lines(f))
     except OSError as e:
         return _result(path, status="unreadable", reason=e.strerror or str(e))
+
+
+def _open_regular(path):
+    """(binary reader, None) for a regular file, else (None, why not); never waits for a FIFO's writer."""
+    what = _not_regular(os.stat(path).st_mode)  # first: a socket cannot even be opened
+    if not what:
+        # O_NONBLOCK: should a FIFO replace the file after the check, opening it does not wait
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        what = _not_regular(os.fstat(fd).st_mode)
+        if not what:
+            return os.fdopen(fd, "rb"), None
+        os.close(fd)
+    return None, f"not a regular file ({what})"
 
 
 def _not_regular(mode):
