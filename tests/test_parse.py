@@ -358,7 +358,8 @@ def test_step_jitter(tmp_path, csv):
 @pytest.mark.parametrize("content, status, reason, extra", [
     ("REAL_TIME_SECONDS=123.45\n", "ok", "", {}),
     ("Command exited with non-zero status 1\nREAL_TIME_SECONDS=12.00\n", "failed", "exit code 1", {"exit_code": 1}),
-    ("Command terminated by signal 9\r\nREAL_TIME_SECONDS=3.5\r\n", "failed", "killed by SIGKILL (signal 9)", {"signal": 9}),
+    ("Command terminated by signal 9\r\nREAL_TIME_SECONDS=3.5\r\n", "failed", "killed by SIGKILL (signal 9)",
+     {"signal": 9}),
 ])
 def test_time_file(tmp_path, content, status, reason, extra):
     result = parse_file(write(tmp_path, "time.txt", content))
