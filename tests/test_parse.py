@@ -626,3 +626,17 @@ def test_a_fifo_in_a_run_directory_is_not_read(tmp_path, log):
     os.mkfifo(run / "perf.csv")
     result = parse_run(run)
     assert (result["status"], [os.path.basename(s["path"]) for s in result["sources"]]) == ("ok", ["run.log"])
+
+
+def test_torchrun_agent_line_when_its_report_is_missing(fixtures, tmp_path):
+    text = (fixtures / "torchrun" / "run_rank_killed.log").read_text()
+    cut = text[:text.index("Traceback (most recent call last):\n  File \"/usr/local/bin/torchrun\"")]
+    result = parse_file(write(tmp_path, "cut.log", cut))  # torchrun died before its ChildFailedError report
+    assert (result["status"], result["reason"]) == ("failed", "rank 2 killed by SIGKILL")
+    assert result["extra"]["failure"]["source"] == "torchrun agent"
+
+
+def test_unnamed_traceback_is_the_roots_when_no_rank_is_named(fixtures, tmp_path):
+    text = (fixtures / "torchrun" / "run_rank_oom.log").read_text().replace("[rank3]: ", "")
+    result = parse_file(write(tmp_path, "x.log", text))
+    assert result["reason"].startswith("out of memory on rank 3: torch.OutOfMemoryError: NPU out of memory.")

@@ -169,12 +169,16 @@ _LOG_INFO = {  # log message prefix -> key in extra (kept as text, never read fo
 _LOGGED = rb"\[[^\]\n]{1,40}\] [A-Z]+: "
 _PROFILE_TAG = _LOGGED + rb"\[[TI]2V (?:Stage|Attn|Block)Profile\] "
 # Groups: profile run, marker, rest of the marker line, a traceback's rank
-# prefix ("rank1"), torchrun's root-cause header.
+# prefix ("rank1"), torchrun's root-cause header, the exit code and local rank
+# of the first child torchrun's agent saw fail ("E0304 ... api.py:869] failed
+# (exitcode: -9) local_rank: 2 (pid: 3196) of binary: ...").
 _LOG_LINE = re.compile(
     rb"\n(?:(" + _PROFILE_TAG + rb"[^\n]*(?:\n+" + _PROFILE_TAG + rb"[^\n]*)*)"
     rb"|" + _LOGGED + rb"(Generating video used time|Finished\.|" + b"|".join(_LOG_INFO) + rb")([^\n]*)"
     rb"|(?:\[([^\]\s]{1,20})\]: ?)?Traceback \(most recent call last\)[^\n]*"
-    rb"|(Root Cause \(first observed failure\):))")
+    rb"|(Root Cause \(first observed failure\):)"
+    rb"|E\d{4} [\d:.]+ +\d+ torch/distributed/elastic/multiprocessing/api\.py:\d+\] failed \(exitcode: (-?\d+)\)"
+    rb" local_rank: (\d+))")
 _PROFILE_LINE = re.compile(_PROFILE_TAG + rb"(.*)")
 _HEADER = re.compile(rb"\[([TI])2V (?:Stage|Attn|Block)Profile\] (====[^\n]*)")
 _RANK_PREFIX = re.compile(rb"\[[^\]\s]{1,20}\]: ?")
@@ -466,14 +470,15 @@ def _signal_name(number):
         return f"signal {number}"
 
 
-def _failure(root, first_error, tracebacks):
+def _failure(root, first_error, tracebacks, source):
     """What made the run fail: torchrun's root cause wins over any other rank's traceback.
 
-    ``first_error`` maps a rank to the error line of its first traceback.
+    ``root``: torchrun's fields (rank, exitcode) of the failed child, or
+    empty; ``first_error`` maps a rank to the error line of its first
+    traceback; ``source`` says where ``root`` comes from.
     """
     rank = exitcode = sig = None
     if root:
-        source = "torchrun root cause"
         m = _ROOT_INT.match(root.get("rank", ""))
         rank = int(m.group(1)) if m else None
         m = _ROOT_INT.match(root.get("exitcode", ""))
@@ -481,6 +486,8 @@ def _failure(root, first_error, tracebacks):
         error = first_error.get(rank)
         if exitcode is not None and exitcode < 0:
             sig = _signal_name(-exitcode)
+        elif error is None and list(first_error) == [None]:  # no traceback names its rank: the first one
+            error = first_error[None]
     else:
         source, (rank, error) = "traceback", tracebacks[0]
     if error and (m := _GOT_SIGNAL.search(error)):
@@ -512,6 +519,7 @@ def _parse_log(path, f, jitter_factor):
     info = {"reports": 0, "tracebacks": []}
     errors = []       # (rank or None, error line) of every traceback, first 200
     root = {}         # torchrun's root-cause fields
+    agent = None      # the first child torchrun's agent saw killed by a signal: the root if its report is missing
     gen_time = None
     finished = report_open = in_root = False
     in_tb = None      # the rank prefix of a traceback whose error line is in the next block
@@ -525,7 +533,7 @@ def _parse_log(path, f, jitter_factor):
         if in_root:
             in_root = not _root_cause(buf, 0, end, root)
         for m in _LOG_LINE.finditer(buf, 0, end):
-            run, marker, rest, prefix, root_header = m.groups()
+            run, marker, rest, prefix, root_header, agent_exit, agent_rank = m.groups()
             if run:
                 report_open, start = True, 0
                 for h in _HEADER.finditer(run):
@@ -548,6 +556,8 @@ def _parse_log(path, f, jitter_factor):
             elif root_header:
                 if not root:  # the first report of a root cause counts
                     in_root = not _root_cause(buf, m.end() + 1, end, root)
+            elif agent_exit and agent_exit.startswith(b"-"):  # a signal: that rank left no traceback
+                agent = agent or {"rank": _text(agent_rank), "exitcode": _text(agent_exit)}
             else:
                 line = _exception_line(buf, m.end(), end)
                 if line:
@@ -568,8 +578,9 @@ def _parse_log(path, f, jitter_factor):
         info["profile_mode"] = "detailed"
         if gen_time is not None:
             warnings.append(DETAILED)
-    if (errors or root) and not finished:
-        failure = _failure(root, dict(reversed(errors)), errors)
+    if (errors or root or agent) and not finished:
+        failure = _failure(root or agent, dict(reversed(errors)), errors, "torchrun root cause" if root else
+                           "torchrun agent")
         info["failure"] = failure
         status, reason = "failed", _failure_reason(failure)
     elif cut:
