@@ -640,3 +640,11 @@ def test_unnamed_traceback_is_the_roots_when_no_rank_is_named(fixtures, tmp_path
     text = (fixtures / "torchrun" / "run_rank_oom.log").read_text().replace("[rank3]: ", "")
     result = parse_file(write(tmp_path, "x.log", text))
     assert result["reason"].startswith("out of memory on rank 3: torch.OutOfMemoryError: NPU out of memory.")
+
+
+def test_root_cause_cut_before_its_rank(fixtures, tmp_path):
+    text = (fixtures / "torchrun" / "run_rank_oom.log").read_text()
+    cut = text[:text.index("  rank      : 3 (local_rank: 3)")]
+    result = parse_file(write(tmp_path, "cut.log", cut))
+    assert result["reason"].startswith("out of memory on rank 3: torch.OutOfMemoryError:")
+    assert result["extra"]["failure"]["source"] == "traceback"

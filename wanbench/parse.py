@@ -578,6 +578,8 @@ def _parse_log(path, f, jitter_factor):
         info["profile_mode"] = "detailed"
         if gen_time is not None:
             warnings.append(DETAILED)
+    if not ({"rank", "exitcode"} & root.keys()):  # cut off before it named anything
+        root = {}
     if (errors or root or agent) and not finished:
         failure = _failure(root or agent, dict(reversed(errors)), errors, "torchrun root cause" if root else
                            "torchrun agent")
