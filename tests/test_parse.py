@@ -648,3 +648,11 @@ def test_root_cause_cut_before_its_rank(fixtures, tmp_path):
     result = parse_file(write(tmp_path, "cut.log", cut))
     assert result["reason"].startswith("out of memory on rank 3: torch.OutOfMemoryError:")
     assert result["extra"]["failure"]["source"] == "traceback"
+
+
+def test_agent_line_of_an_exit_code_is_no_traceback(tmp_path, log):
+    """torchrun's agent line for a child that exited with a code: no root of its own, and not a traceback."""
+    agent = ("E0304 09:16:12.311000 3187 torch/distributed/elastic/multiprocessing/api.py:869] failed"
+             " (exitcode: 1) local_rank: 0 (pid: 3194) of binary: /usr/bin/python3\nValueError: not an error line\n")
+    result = parse_file(write(tmp_path, "x.log", log[:line_at(log, "INFO: Generating video ...")] + agent))
+    assert (result["status"], result["reason"], "failure" in result["extra"]) == ("failed", NO_FINISHED, False)

@@ -556,8 +556,9 @@ def _parse_log(path, f, jitter_factor):
             elif root_header:
                 if not root:  # the first report of a root cause counts
                     in_root = not _root_cause(buf, m.end() + 1, end, root)
-            elif agent_exit and agent_exit.startswith(b"-"):  # a signal: that rank left no traceback
-                agent = agent or {"rank": _text(agent_rank), "exitcode": _text(agent_exit)}
+            elif agent_exit:
+                if agent_exit.startswith(b"-") and agent is None:  # a signal: that rank left no traceback
+                    agent = {"rank": _text(agent_rank), "exitcode": _text(agent_exit)}
             else:
                 line = _exception_line(buf, m.end(), end)
                 if line:
