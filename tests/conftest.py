@@ -5,12 +5,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "target" / "samples"
+FIXTURES = REPO / "tests" / "fixtures"
+SAMPLES = FIXTURES / "samples"
 
 
 @pytest.fixture(scope="session")
 def samples():
-    """The workload's sample outputs, from shared/ beside the repository."""
-    if not SAMPLES.is_dir():
-        pytest.skip(f"sample outputs not found at {SAMPLES}: clone with shared/ beside the repository")
+    """The project's own sample outputs of the workload (tests/fixtures/samples, made by make_fixtures.py)."""
     return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def fixtures():
+    """All of the project's fixtures: samples/, diag/ (slow-card, block, legacy, no memory), torchrun/."""
+    return FIXTURES

@@ -20,16 +20,16 @@ def test_sample_variant_passes(samples):
     result = compare(baseline, parse_run(samples / "run_sample_variant.log"))
     assert result["candidate"] == str(samples / "run_sample_variant.log")
     assert result["baseline"] == str(samples / "run_sample_baseline.log")
-    assert result["diff_pct"]["request_total"] == pytest.approx(-1.34146274364960, rel=1e-12)
-    assert result["diff_pct"]["reserved_peak"] == pytest.approx(0.27777777777778, rel=1e-12)
-    assert result["diff_pct"]["qkv_all_to_all_avg"] == pytest.approx(-10.76734727385322, rel=1e-12)
-    assert result["diff_pct"]["gen_time"] == pytest.approx(-1.34253098679976, rel=1e-12)
+    assert result["diff_pct"]["request_total"] == pytest.approx(-1.34146313758383, rel=1e-12)
+    assert result["diff_pct"]["reserved_peak"] == pytest.approx(0.27789005658852, rel=1e-12)
+    assert result["diff_pct"]["qkv_all_to_all_avg"] == pytest.approx(-10.76728798346867, rel=1e-12)
+    assert result["diff_pct"]["gen_time"] == pytest.approx(-1.34257561145657, rel=1e-12)
     assert result["diff_pct"]["real_time"] is None
     assert result["verdict"] == "pass"
     assert result["reasons"] == [
         "reserved_peak +0.28 % within 1.00 % tolerance",
         "request_total -1.34 % beyond the 0.50 % noise threshold",
-        "warning (candidate): negative stage time in stage_totals: vae_decode max=-45.255, avg=-45.214"]
+        "warning (candidate): negative stage time in stage_totals: vae_decode max=-38.172, avg=-38.106"]
 
 
 def test_crashed_runs(samples):
@@ -39,11 +39,11 @@ def test_crashed_runs(samples):
     assert failed["verdict"] == "fail"
     assert failed["diff_pct"] == dict.fromkeys(METRICS)
     assert failed["reasons"] == [
-        "candidate failed: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB",
+        "candidate failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB",
         "request_total missing in candidate", "reserved_peak missing in candidate"]
     invalid = compare(crash, baseline)
     assert invalid["verdict"] == "invalid"
-    assert invalid["reasons"][0] == "baseline failed: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"
+    assert invalid["reasons"][0] == "baseline failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"
 
 
 @pytest.mark.parametrize("candidate, verdict, reasons", [

@@ -39,8 +39,8 @@ def test_filters_are_registered():
 
 def test_direct_calls(sample_runs):
     baseline, variant = sample_runs
-    assert (baseline["status"], baseline["metrics"]["reserved_peak"]) == ("ok", 18000.0)
-    assert FILTERS["wanbench_diff"](baseline, variant)["request_total"] == pytest.approx(-1.34146274364960, rel=1e-12)
+    assert (baseline["status"], baseline["metrics"]["reserved_peak"]) == ("ok", 19792.0)
+    assert FILTERS["wanbench_diff"](baseline, variant)["request_total"] == pytest.approx(-1.34146313758383, rel=1e-12)
     verdict = FILTERS["wanbench_verdict"](baseline, [variant, variant], noise_pct="2", reserved_tolerance_pct=0)
     assert verdict["verdict"] == "fail"
     assert verdict["reasons"][:3] == ["candidate: mean of 2 runs", "reserved_peak +0.28 % > 0.00 % tolerance",
@@ -92,7 +92,7 @@ def test_filters_in_a_playbook(tmp_path, samples):
             - name: Check the results
               ansible.builtin.assert:
                 that:
-                  - baseline_run.metrics.request_total == 101234.567
+                  - baseline_run.metrics.request_total == 104321.987
                   - baseline_run.metrics.real_time is none
                   - variant_run.warnings | length == 1
                   - (diff.request_total | round(4)) == -1.3415

@@ -46,7 +46,7 @@ def test_markdown_report(runs):
         return [c.strip() for c in line.strip("|").split("|")]
 
     assert row("## Raw metrics", "run_sample_baseline")[2:] == [
-        "101234.567", "5012.345", "2700.111", "950.222", "560.333", "389.444", "18000.0", "101.3012", "n/a",
+        "104321.987", "5163.402", "2811.276", "978.514", "574.908", "403.606", "19792.0", "104.4187", "n/a",
         "ok", "baseline"]
     assert row("## Raw metrics", "run_sample_crash")[-3:] == ["n/a", "failed", "fail"]
     assert row("## Change vs baseline (%)", "run_sample_variant") == [
@@ -57,17 +57,17 @@ def test_markdown_report(runs):
     assert notes[2:6] == ["- run_sample_variant (pass)", "  - reserved_peak +0.28 % within 1.00 % tolerance",
                           "  - request_total -1.34 % beyond the 0.50 % noise threshold",
                           "  - warning (candidate): negative stage time in stage_totals: vae_decode"
-                          " max=-45.255, avg=-45.214"]
+                          " max=-38.172, avg=-38.106"]
     assert notes[6:8] == ["- run_sample_crash (fail)",
-                          "  - candidate failed: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
+                          "  - candidate failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
 
 
 def test_report_without_baseline(runs):
     text = render_report([runs["variant"], runs["crash"]])
     assert "## Change vs baseline" not in text and "- baseline:" not in text
     assert text.endswith("- run_sample_variant\n  - warning: negative stage time in stage_totals: vae_decode"
-                         " max=-45.255, avg=-45.214\n- run_sample_crash\n"
-                         "  - failed: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB\n")
+                         " max=-38.172, avg=-38.106\n- run_sample_crash\n"
+                         "  - failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB\n")
 
 
 def test_header_and_variant_names_come_from_manifests(tmp_path, samples):
@@ -82,15 +82,15 @@ def test_header_and_variant_names_come_from_manifests(tmp_path, samples):
         "commit": "abc123, def456", "host": "npu", "date": "2026-02-11T14:03:10Z, unknown", "baseline": "baseline"}
     assert data["rows"][1]["log_file"] == str(tmp_path / "r2" / "run.log")
     assert data["rows"][1]["notes"][-1] == ("warning (candidate): negative stage time in stage_totals:"
-                                            " vae_decode max=-45.255, avg=-45.214 (perf.csv, run.log)")
+                                            " vae_decode max=-38.172, avg=-38.106 (perf.csv, run.log)")
 
 
 def test_csv_and_json_keep_full_precision(runs):
     rows = list(csv.DictReader(io.StringIO(render_report([runs["variant"]], runs["baseline"], fmt="csv"))))
     assert [r["variant"] for r in rows] == ["run_sample_baseline", "run_sample_variant"]
     assert list(rows[0])[:len(RAW_COLUMNS)] == list(RAW_COLUMNS)
-    assert (rows[1]["request_total"], rows[1]["reserved_peak"], rows[1]["real_time"]) == ("99876.543", "18050.0", "")
-    assert float(rows[1]["request_total_pct"]) == pytest.approx(-1.34146274364960, rel=1e-12)
+    assert (rows[1]["request_total"], rows[1]["reserved_peak"], rows[1]["real_time"]) == ("102922.546", "19847.0", "")
+    assert float(rows[1]["request_total_pct"]) == pytest.approx(-1.34146313758383, rel=1e-12)
     assert (rows[0]["request_total_pct"], rows[1]["verdict"], rows[1]["commit"]) == ("", "pass", "")
     assert rows[1]["notes"].startswith("reserved_peak +0.28 % within 1.00 % tolerance; request_total -1.34 %")
 
@@ -98,8 +98,8 @@ def test_csv_and_json_keep_full_precision(runs):
     assert data["header"] == {"commit": "unknown", "host": "unknown", "date": "unknown",
                               "baseline": "run_sample_baseline", "noise_pct": 0.5, "reserved_tolerance_pct": 1.0}
     variant = data["rows"][1]
-    assert {m: variant[m] for m in METRICS}["gen_time"] == 99.9412
-    assert variant["reserved_peak_pct"] == pytest.approx(0.27777777777778, rel=1e-12)
+    assert {m: variant[m] for m in METRICS}["gen_time"] == 103.0168
+    assert variant["reserved_peak_pct"] == pytest.approx(0.27789005658852, rel=1e-12)
     assert (variant["real_time"], variant["real_time_pct"], variant["verdict"]) == (None, None, "pass")
 
 

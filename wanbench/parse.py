@@ -2,10 +2,12 @@
 
 Three kinds of file, told apart by content (never by name):
 
-* the run log (torchrun stdout + stderr): StageProfile / AttnProfile reports,
-  ``Generating video used time``, ``Finished.``, tracebacks;
+* the run log (torchrun stdout + stderr): StageProfile / AttnProfile /
+  BlockProfile reports (slow-card skew sections included),
+  ``Generating video used time``, ``Finished.``, tracebacks, torchrun's
+  failure report (its root cause names the failed rank);
 * the profile file (``--profile_stage_file``): CSV-like records, possibly
-  several runs appended;
+  several runs appended (stage, attention, skew and block records);
 * the ``/usr/bin/time -o`` file: ``REAL_TIME_SECONDS=<s>``.
 
 Every file parses into one shape (see ``parse_file``).  Both profile formats
@@ -15,8 +17,9 @@ record it mirrors), so the nine decision metrics are read in one place.
 Files are read in binary, 1 MiB at a time, lines ending at \n or \r.  In a
 log, one regular-expression scan per block finds the only lines Python looks
 at: runs of profile lines (kept as text; only the last report is parsed),
-known markers behind the logging prefix, and traceback headers.  Memory stays
-flat in the file size.
+known markers behind the logging prefix, traceback headers and torchrun's
+root-cause header.  Memory stays flat in the file size.  Only regular files
+are opened, never in a way that waits (a FIFO is refused).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import collections
 import math
 import os
 import re
+import signal
+import stat
 
 from .store import read_manifest
 
@@ -57,6 +62,9 @@ _KEEP = 200           # raw lines kept per list (unparsed records, tracebacks, .
 _FLUSH = 1 << 20      # parse a log's pending profile text once it holds this many bytes
 
 _STEP = ("avg", "p50", "p90", "min", "max", "avg_rank_avg")
+_SKEW = ("calls", "launch_skew_avg", "launch_skew_p90", "launch_skew_max",
+         "finish_skew_avg", "finish_skew_p90", "finish_skew_max")
+_CALLS = ("total_max", "total_avg", "call_avg", "call_max", "calls")
 # profile record -> (table in extra, value names); every record but MEM_REQUEST
 # is keyed by its first field (stage, metric, hotspot rank).
 _RECORDS = {
@@ -68,12 +76,21 @@ _RECORDS = {
     "HOT": ("hotspots", ("stage", "ms", "share_pct")),
     "STEP": ("step_stats", _STEP),
     "SLOW": ("step_stats", ("slowest",)),
-    "ATTN": ("attn_totals", ("total_max", "total_avg", "call_avg", "call_max", "calls")),
+    "ATTN": ("attn_totals", _CALLS),
     "ATTN_RATIO": ("attn_ratios", ("max_ratio", "avg_ratio")),  # fractions, as in the file
     "ATTN_STEP": ("attn_step_stats", _STEP),
     "ATTN_SLOW": ("attn_step_stats", ("slowest",)),
+    # slow-card diagnostics (WAN_SLOW_CARD_DIAG=1 / WAN_SLOW_CARD_OP_DIAG=1), inside ATTN_RUN..ATTN_END
+    "ATTN_SKEW": ("collective_skew", (*_SKEW, "dur_avg", "dur_max", "dur_min")),
+    "ATTN_SKEW_RANK": ("collective_skew", ("latest_launch_ranks",)),
+    "ATTN_OP_SKEW": ("op_skew", (*_SKEW, "dur_avg", "dur_p90", "dur_max", "dur_min")),
+    "ATTN_OP_SKEW_RANK": ("op_skew", ("slowest_ranks",)),
+    # the block profiler (--profile_block), BLOCK_RUN..BLOCK_END
+    "BLOCK": ("block_totals", _CALLS),
+    "BLOCK_TOP": ("block_hotspots", ("block", "ms", "share")),  # share: a fraction, as in the file
 }
-_MARKERS = ("RUN", "END", "ATTN_RUN", "ATTN_END")
+_MARKERS = ("RUN", "END", "ATTN_RUN", "ATTN_END", "BLOCK_RUN", "BLOCK_END")
+_PAIRS = (("RUN", "END"), ("ATTN_RUN", "ATTN_END"), ("BLOCK_RUN", "BLOCK_END"))
 _PROFILE_TAGS = {t.encode() for t in (*_RECORDS, *_MARKERS)}
 
 _METRIC_PATHS = {
@@ -97,7 +114,10 @@ _LOG_SECTIONS = {
     b"Attention Internal Breakdown": "ATTN",
     b"Attention Ratios": "ATTN_RATIO",
     b"Attention Per-Step Breakdown": "ATTN_STEP",
-    b"Slow-Card Collective Launch Skew": "SKEW",  # format not specified: kept raw
+    b"Slow-Card Collective Launch Skew": "ATTN_SKEW",
+    b"Slow-Card Compute Op Skew": "ATTN_OP_SKEW",
+    b"DiT Block Breakdown": "BLOCK",
+    b"DiT Block Hotspots": "BLOCK_TOP",
 }
 _N = rb"(-?\d+(?:\.\d+)?)"
 _NAME = rb"([^\s:]+)"
@@ -109,6 +129,9 @@ def _rx(pattern):
 
 _STEP_LINE = _rx(b"{NAME}: avg={N}, p50={N}, p90={N}, min={N}, max={N}, avg_rank_avg={N}")
 _SLOW_LINE = _rx(rb"{NAME} slowest \d+: (.+)")
+_CALLS_LINE = _rx(rb"{NAME}: total={N}/{N}, call_avg={N}, call_max={N}, calls=(\d+)")
+_SKEW_LINE = (rb"{NAME}: calls=(\d+), launch_skew\(avg/p90/max\)={N}/{N}/{N}, "
+              rb"finish_skew\(avg/p90/max\)={N}/{N}/{N}, ")
 _LOG_LINES = {
     "TOTAL": ((_rx(b"{NAME}: {N} / {N}"), "TOTAL"),),
     "MEM": ((_rx(b"request_peak_mem: alloc={N}/{N}, reserved={N}/{N} MB"), "MEM_REQUEST"),
@@ -116,11 +139,19 @@ _LOG_LINES = {
     "PERF": ((_rx(rb"{NAME}: {N} (\S+)"), "PERF"),),
     "HOT": ((_rx(rb"top(\d+): (\S+) {N} ms \({N}%\)"), "HOT"),),
     "STEP": ((_STEP_LINE, "STEP"), (_SLOW_LINE, "SLOW")),
-    "ATTN": ((_rx(rb"{NAME}: total={N}/{N}, call_avg={N}, call_max={N}, calls=(\d+)"), "ATTN"),),
+    "ATTN": ((_CALLS_LINE, "ATTN"),),
     "ATTN_RATIO": ((_rx(b"{NAME}: max_ratio={N}%, avg_ratio={N}%"), "ATTN_RATIO"),),
     "ATTN_STEP": ((_STEP_LINE, "ATTN_STEP"), (_SLOW_LINE, "ATTN_SLOW")),
+    "ATTN_SKEW": ((_rx(_SKEW_LINE + rb"dur\(avg/max/min\)={N}/{N}/{N}"), "ATTN_SKEW"),
+                  (_rx(rb"{NAME} latest-launch rank top: (.*)"), "ATTN_SKEW_RANK")),
+    "ATTN_OP_SKEW": ((_rx(_SKEW_LINE + rb"dur\(avg/p90/max/min\)={N}/{N}/{N}/{N}"), "ATTN_OP_SKEW"),
+                     (_rx(rb"{NAME} slowest-rank top: (.*)"), "ATTN_OP_SKEW_RANK")),
+    "BLOCK": ((_CALLS_LINE, "BLOCK"),),
+    "BLOCK_TOP": ((_rx(rb"top(\d+): (\S+) {N} ms \({N}%\)"), "BLOCK_TOP"),),
 }
 _SLOW_ITEM = re.compile(rb"step(\d+):" + _N)
+_RANK_ITEM = re.compile(rb"rank(\d+):(\d+)")
+_RANK_LIST = re.compile(rb"\s*(?:rank\d+:\d+(?:(?:;|, )rank\d+:\d+)*)?\s*")
 _GEN_TIME = re.compile(rb"\s+" + _N + rb"s")
 _TIME_EXIT = re.compile(rb"Command exited with non-zero status (\d+)")
 _TIME_SIGNAL = re.compile(rb"Command terminated by signal (\d+)")
@@ -136,14 +167,33 @@ _LOG_INFO = {  # log message prefix -> key in extra (kept as text, never read fo
 # starts with a known marker; a traceback header (maybe behind "[rank1]: ").
 # Groups: profile run, marker, rest of the marker line.
 _LOGGED = rb"\[[^\]\n]{1,40}\] [A-Z]+: "
-_PROFILE_TAG = _LOGGED + rb"\[[TI]2V (?:Stage|Attn)Profile\] "
+_PROFILE_TAG = _LOGGED + rb"\[[TI]2V (?:Stage|Attn|Block)Profile\] "
+# Groups: profile run, marker, rest of the marker line, a traceback's rank
+# prefix ("rank1"), torchrun's root-cause header, the exit code and local rank
+# of the first child torchrun's agent saw fail ("E0304 ... api.py:869] failed
+# (exitcode: -9) local_rank: 2 (pid: 3196) of binary: ...").
 _LOG_LINE = re.compile(
     rb"\n(?:(" + _PROFILE_TAG + rb"[^\n]*(?:\n+" + _PROFILE_TAG + rb"[^\n]*)*)"
     rb"|" + _LOGGED + rb"(Generating video used time|Finished\.|" + b"|".join(_LOG_INFO) + rb")([^\n]*)"
-    rb"|(?:\[[^\]\s]{1,20}\]: ?)?Traceback \(most recent call last\)[^\n]*)")
+    rb"|(?:\[([^\]\s]{1,20})\]: ?)?Traceback \(most recent call last\)[^\n]*"
+    rb"|(Root Cause \(first observed failure\):)"
+    rb"|E\d{4} [\d:.]+ +\d+ torch/distributed/elastic/multiprocessing/api\.py:\d+\] failed \(exitcode: (-?\d+)\)"
+    rb" local_rank: (\d+))")
 _PROFILE_LINE = re.compile(_PROFILE_TAG + rb"(.*)")
-_HEADER = re.compile(rb"\[([TI])2V (?:Stage|Attn)Profile\] (====[^\n]*)")
+_HEADER = re.compile(rb"\[([TI])2V (?:Stage|Attn|Block)Profile\] (====[^\n]*)")
 _RANK_PREFIX = re.compile(rb"\[[^\]\s]{1,20}\]: ?")
+_RANK_NAME = re.compile(rb"rank(\d+)$")
+# torchrun's ChildFailedError report: "Root Cause (first observed failure):", "[0]:", then
+# "  rank      : 2 (local_rank: 2)", "  exitcode  : -9 (pid: 3196)", "  traceback : ..." lines.
+_ROOT_FIELD = re.compile(rb"  (\w+)\s*: ?(.*)")
+_ROOT_INT = re.compile(r"(-?\d+)")
+_OOM = re.compile(r"out of memory|OutOfMemory", re.I)
+_TIMEOUT = re.compile(r"timed out|timeout|time out", re.I)
+_GOT_SIGNAL = re.compile(r"got signal: (\d+)")
+# a field of argparse's Namespace repr in the job-args line (quoted strings may hold ", x=")
+_NS_ITEM = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,()]*)(?:, |\)$)""")
+DETAILED = ("detailed profile mode (--profile_mode detailed): generate ran twice and gen_time covers both"
+            " generations; not comparable with normal runs")
 
 
 # ---------------------------------------------------------------- helpers
@@ -166,7 +216,15 @@ def _slowest(b):
     return pairs
 
 
-_CONVERT = {"unit": _text, "stage": _text, "calls": int, "slowest": _slowest}
+def _ranks(b):
+    """[[rank, count], ...] from "rank2:911;rank0:402" (file) or "rank2:911, rank0:402" (log); may be empty."""
+    if not _RANK_LIST.fullmatch(b):
+        raise ValueError(f"not a list of rank:count items: {b!r}")
+    return [[int(rank), int(count)] for rank, count in _RANK_ITEM.findall(b)]
+
+
+_CONVERT = {"unit": _text, "stage": _text, "block": _text, "calls": int, "slowest": _slowest,
+            "latest_launch_ranks": _ranks, "slowest_ranks": _ranks}
 
 
 def _tables():
@@ -189,6 +247,8 @@ def _store(x, rec, fields):
     """Store one profile record (file fields or a translated log line) in x."""
     table, names = _RECORDS[rec]
     if rec != "MEM_REQUEST":
+        if not fields:
+            return False
         key, fields = _text(fields[0]), fields[1:]
     if len(fields) != len(names):
         return False
@@ -209,21 +269,42 @@ def _dig(d, keys):
     return d
 
 
-def _metrics(x):
+MEMORY_ZERO = "memory not measured (every memory figure is 0.0)"
+MEMORY_ABSENT = "memory not measured (memory figures absent)"
+LEGACY_QKV = ("qkv_all_to_all_avg not measured: q, k and v were sent apart (WAN_PACKED_QKV_A2A=0), and the"
+              " report has no per-step q+k+v; not comparable with packed runs (sum of the q, k, v per-step"
+              " averages, an upper bound: {} ms)")
+
+
+def _metrics(x, complete=True):
+    """(metrics, warnings) of one report or profile block.
+
+    All-zero memory (no device) and memory absent beside stage totals mean
+    "not measured": reserved_peak is None then, never 0.
+    """
     m = dict.fromkeys(METRICS)
     for name, keys in _METRIC_PATHS.items():
         m[name] = _dig(x, keys)
-    if m["qkv_all_to_all_avg"] is None:  # q, k, v not packed: their per-step sum
+    warnings = []
+    if m["qkv_all_to_all_avg"] is None:  # q, k, v not packed: no per-step q+k+v in the report
         legacy = [_dig(x, ("attn_step_stats", f"{c}_all_to_all", "avg")) for c in "qkv"]
         if None not in legacy:
-            m["qkv_all_to_all_avg"] = round(sum(legacy), 6)
-    return m
+            warnings.append(LEGACY_QKV.format(f"{sum(legacy):.3f}"))
+    if x.get("request_peak_mem"):
+        figures = [*x["request_peak_mem"].values()]
+        figures += [v for row in x.get("stage_memory", {}).values() for v in row.values()]
+        if not any(figures):
+            m["reserved_peak"] = None
+            warnings.append(MEMORY_ZERO)
+    elif x.get("stage_totals") and not x.get("stage_memory") and complete:
+        warnings.append(MEMORY_ABSENT)
+    return m, warnings
 
 
 def _health(x, jitter_factor):
     """Warnings about numbers that cannot be right or that show an unstable run."""
     warnings = []
-    for table in ("stage_totals", "attn_totals", "step_stats", "attn_step_stats"):
+    for table in ("stage_totals", "attn_totals", "step_stats", "attn_step_stats", "block_totals"):
         for name, row in x.get(table, {}).items():
             neg = [f"{k}={v}" for k, v in row.items() if isinstance(v, float) and v < 0]
             if neg:
@@ -280,9 +361,10 @@ def _sniff(head):
 
 
 def _result(path, kind=None, status="ok", reason="", metrics=None, extra=None, warnings=None):
+    metrics = metrics or dict.fromkeys(METRICS)
     return {"path": path, "kind": kind, "status": status, "reason": reason,
-            "metrics": metrics or dict.fromkeys(METRICS), "extra": extra or {},
-            "warnings": warnings or []}
+            "metrics": metrics, "extra": extra or {}, "warnings": warnings or [],
+            "memory_measured": metrics["reserved_peak"] is not None}
 
 
 # ---------------------------------------------------------------- log
@@ -326,14 +408,20 @@ class _Report:
                     fields = m.groups()
                     if rec == "ATTN_RATIO":
                         fields = (fields[0], *map(_pct_to_fraction, fields[1:]))
+                    elif rec == "BLOCK_TOP":
+                        fields = (*fields[:3], _pct_to_fraction(fields[3]))
                     if _store(self.x, rec, fields):
                         break
             else:
-                if self.section == "SKEW":
-                    _keep(self.x.setdefault("skew", []), body)
-                else:
-                    _unparsed(self.x, body)
+                _unparsed(self.x, body)
         self.pending, self.size = [], 0
+
+
+def _keep_error(errors, prefix, line):
+    """Note a traceback's error line with its rank ("[rank1]: " prefix), if any."""
+    m = _RANK_NAME.match(prefix or b"")
+    if len(errors) < _KEEP:
+        errors.append((int(m.group(1)) if m else None, _text(line).strip()))
 
 
 def _exception_line(buf, pos, end):
@@ -348,19 +436,104 @@ def _exception_line(buf, pos, end):
     return None
 
 
+def _root_cause(buf, pos, end, root):
+    """Read torchrun's root-cause fields from pos into root; True when the section ended in buf."""
+    while pos < end:
+        nl = buf.index(b"\n", pos)
+        line, pos = buf[pos:nl], nl + 1
+        m = _ROOT_FIELD.match(line)
+        if m:
+            root.setdefault(_text(m.group(1)), _text(m.group(2)).strip())
+        elif not line.startswith(b"[") or root:
+            return True
+    return False
+
+
+def _job_arg(args, name):
+    """The value of one field of the job-args Namespace, unquoted; None when absent."""
+    start = args.find("Namespace(")
+    if start < 0:
+        return None
+    pos = start + len("Namespace(")
+    while m := _NS_ITEM.match(args, pos):
+        if m.group(1) == name:
+            value = m.group(2)
+            return value[1:-1] if value[:1] in "'\"" else value
+        pos = m.end()
+    return None
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _failure(root, first_error, tracebacks, source):
+    """What made the run fail: torchrun's root cause wins over any other rank's traceback.
+
+    ``root``: torchrun's fields (rank, exitcode) of the failed child, or
+    empty; ``first_error`` maps a rank to the error line of its first
+    traceback; ``source`` says where ``root`` comes from.
+    """
+    rank = exitcode = sig = None
+    if root:
+        m = _ROOT_INT.match(root.get("rank", ""))
+        rank = int(m.group(1)) if m else None
+        m = _ROOT_INT.match(root.get("exitcode", ""))
+        exitcode = int(m.group(1)) if m else None
+        error = first_error.get(rank)
+        if exitcode is not None and exitcode < 0:
+            sig = _signal_name(-exitcode)
+        elif error is None and list(first_error) == [None]:  # no traceback names its rank: the first one
+            error = first_error[None]
+    else:
+        source, (rank, error) = "traceback", tracebacks[0]
+    if error and (m := _GOT_SIGNAL.search(error)):
+        sig = sig or _signal_name(int(m.group(1)))
+    cause = "oom" if error and _OOM.search(error) else "timeout" if error and _TIMEOUT.search(error) \
+        else "signal" if sig else "error"
+    return {"cause": cause, "rank": rank, "exitcode": exitcode, "signal": sig, "error": error, "source": source}
+
+
+def _failure_reason(failure):
+    """One line naming the root of a failure (see ``_failure``)."""
+    rank, error, sig = failure["rank"], failure["error"], failure["signal"]
+    on = f" on rank {rank}" if rank is not None else ""
+    if failure["cause"] in ("oom", "timeout"):
+        what = "out of memory" if failure["cause"] == "oom" else "timeout"
+        return f"{what}{on}" + (f", killed by {sig}" if sig else "") + f": {error}"
+    who = f"rank {rank} " if rank is not None else ""
+    if failure["cause"] == "signal":
+        return f"{who}killed by {sig}" + (f": {error}" if error else "")
+    if error:
+        return (f"rank {rank}: " if rank is not None else "") + error
+    if failure["exitcode"] is None:
+        return f"{who}failed (torchrun root cause)"
+    return f"{who}failed with exit code {failure['exitcode']}"
+
+
 def _parse_log(path, f, jitter_factor):
     report = _Report()
     info = {"reports": 0, "tracebacks": []}
+    errors = []       # (rank or None, error line) of every traceback, first 200
+    root = {}         # torchrun's root-cause fields
+    agent = None      # the first child torchrun's agent saw killed by a signal: the root if its report is missing
     gen_time = None
-    finished = report_open = in_tb = False
+    finished = report_open = in_root = False
+    in_tb = None      # the rank prefix of a traceback whose error line is in the next block
     for buf, end in _chunks(f):
-        if in_tb:  # a traceback header ended the previous block
+        if in_tb is not None:  # a traceback header ended the previous block
             line = _exception_line(buf, 0, end)
-            in_tb = line is None
             if line:
                 _keep(info["tracebacks"], line)
+                _keep_error(errors, in_tb, line)
+            in_tb = None if line else in_tb
+        if in_root:
+            in_root = not _root_cause(buf, 0, end, root)
         for m in _LOG_LINE.finditer(buf, 0, end):
-            run, marker, rest = m.groups()
+            run, marker, rest, prefix, root_header, agent_exit, agent_rank = m.groups()
             if run:
                 report_open, start = True, 0
                 for h in _HEADER.finditer(run):
@@ -380,23 +553,39 @@ def _parse_log(path, f, jitter_factor):
                 finished = True
             elif marker:
                 info[_LOG_INFO[marker]] = _text(rest).strip()
+            elif root_header:
+                if not root:  # the first report of a root cause counts
+                    in_root = not _root_cause(buf, m.end() + 1, end, root)
+            elif agent_exit:
+                if agent_exit.startswith(b"-") and agent is None:  # a signal: that rank left no traceback
+                    agent = {"rank": _text(agent_rank), "exitcode": _text(agent_exit)}
             else:
                 line = _exception_line(buf, m.end(), end)
-                in_tb = line is None
                 if line:
                     _keep(info["tracebacks"], line)
+                    _keep_error(errors, prefix, line)
+                in_tb = (prefix or b"") if line is None else None
     report.flush()
     x = report.x
 
-    metrics = _metrics(x)
+    cut = report_open or (x["stage_totals"] and not x["request_peak_mem"])
+    metrics, notes = _metrics(x, not cut)
     metrics["gen_time"] = gen_time
-    warnings = _health(x, jitter_factor)
+    warnings = _health(x, jitter_factor) + notes
     tracebacks = info["tracebacks"]
     if info["reports"] > 1:
         warnings.append(f"the log holds {info['reports']} profile reports; took the last")
-    cut = report_open or (x["stage_totals"] and not x["request_peak_mem"])
-    if tracebacks and not finished:
-        status, reason = "failed", tracebacks[0]
+    if _job_arg(info.get("job_args", ""), "profile_mode") == "detailed":
+        info["profile_mode"] = "detailed"
+        if gen_time is not None:
+            warnings.append(DETAILED)
+    if not ({"rank", "exitcode"} & root.keys()):  # cut off before it named anything
+        root = {}
+    if (errors or root or agent) and not finished:
+        failure = _failure(root or agent, dict(reversed(errors)), errors, "torchrun root cause" if root else
+                           "torchrun agent")
+        info["failure"] = failure
+        status, reason = "failed", _failure_reason(failure)
     elif cut:
         status, reason = "incomplete", CUT_OFF
     elif not finished:
@@ -426,7 +615,7 @@ def _blocks(lines):
         fields = line.split(b",")
         rec = _text(fields[0])
         if block is None or rec == "RUN" \
-                or (rec == "ATTN_RUN" and "ATTN_RUN" in block["marks"]) \
+                or (rec in ("ATTN_RUN", "BLOCK_RUN") and rec in block["marks"]) \
                 or (rec == "TOTAL" and not block["marks"] and len(fields) > 1  # legacy files
                     and _text(fields[1]) in block["x"]["stage_totals"]):
             if block is not None:
@@ -436,7 +625,7 @@ def _blocks(lines):
         if rec in _MARKERS:
             block["marks"].add(rec)
             if rec.endswith("RUN") and len(fields) >= 3:
-                x["attn_run_info" if rec == "ATTN_RUN" else "run_info"] = _run_info(fields)
+                x[rec.lower() + "_info"] = _run_info(fields)
                 x["task"] = _text(fields[2])
         elif rec not in _RECORDS or not _store(x, rec, fields[1:]):
             _unparsed(x, line)
@@ -446,7 +635,7 @@ def _blocks(lines):
 
 def _complete(block):
     marks = block["marks"]
-    return ("RUN" not in marks or "END" in marks) and ("ATTN_RUN" not in marks or "ATTN_END" in marks)
+    return all(start not in marks or end in marks for start, end in _PAIRS)
 
 
 def _parse_profile(path, lines, block, jitter_factor):
@@ -473,12 +662,22 @@ def _parse_profile(path, lines, block, jitter_factor):
         warnings.append(f"{n} runs appended in one profile file; took block {picked['index']}")
     x = picked["x"]
     status, reason = ("ok", "") if _complete(picked) else ("incomplete", CUT_OFF)
+    metrics, notes = _metrics(x, status == "ok")
     extra = _prune({**x, "blocks": n, "block": picked["index"]})
-    return _result(path, "profile", status, reason, _metrics(x), extra,
-                   _health(x, jitter_factor) + warnings)
+    return _result(path, "profile", status, reason, metrics, extra,
+                   _health(x, jitter_factor) + notes + warnings)
 
 
 # ---------------------------------------------------------------- time file
+
+def _exit_reason(code):
+    """``exit code N``, naming a timeout (124, coreutils timeout) or a signal (128 + N, as bash reports it)."""
+    if code == 124:
+        return "exit code 124 (timeout)"
+    if 128 < code <= 128 + 64:
+        return f"exit code {code} (killed by {_signal_name(code - 128)})"
+    return f"exit code {code}"
+
 
 def _parse_time(path, lines):
     real_time, extra, other = None, {}, []
@@ -499,9 +698,9 @@ def _parse_time(path, lines):
         extra["other_lines"] = other
     status, reason = "ok", ""
     if "signal" in extra:
-        status, reason = "failed", f"killed by signal {extra['signal']}"
+        status, reason = "failed", f"killed by {_signal_name(extra['signal'])} (signal {extra['signal']})"
     elif "exit_code" in extra:
-        status, reason = "failed", f"exit code {extra['exit_code']}"
+        status, reason = "failed", _exit_reason(extra["exit_code"])
     metrics = dict.fromkeys(METRICS)
     metrics["real_time"] = real_time
     return _result(path, "time", status, reason, metrics, extra)
@@ -513,14 +712,22 @@ def parse_file(path, block=None, jitter_factor=JITTER_FACTOR):
     """Parse one log, profile file or time file.
 
     Returns ``{"path", "kind", "status", "reason", "metrics", "extra",
-    "warnings"}``; ``kind`` is None when the file could not be read.
+    "warnings", "memory_measured"}``; ``kind`` is None when the file could
+    not be read (a missing file, not a regular file, not text).
+    ``memory_measured`` is True when ``metrics["reserved_peak"]`` was read.
     ``block`` picks a run of an appended profile file (0-based, negative
     from the end; default: the last complete one) and raises ValueError
     when out of range; it is ignored for other kinds.
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
+        f, why = _open_regular(path)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        return _result(path, status="unreadable", reason=getattr(e, "strerror", None) or str(e))
+    if f is None:
+        return _result(path, status="unreadable", reason=why)
+    try:
+        with f:
             kind, why = _sniff(f.read(_HEAD))
             if kind is None:
                 return _result(path, status="unreadable", reason=why)
@@ -532,6 +739,28 @@ def parse_file(path, block=None, jitter_factor=JITTER_FACTOR):
             return _parse_time(path, _lines(f))
     except OSError as e:
         return _result(path, status="unreadable", reason=e.strerror or str(e))
+
+
+def _open_regular(path):
+    """(binary reader, None) for a regular file, else (None, why not); never waits for a FIFO's writer."""
+    what = _not_regular(os.stat(path).st_mode)  # first: a socket cannot even be opened
+    if not what:
+        # O_NONBLOCK: should a FIFO replace the file after the check, opening it does not wait
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        what = _not_regular(os.fstat(fd).st_mode)
+        if not what:
+            return os.fdopen(fd, "rb"), None
+        os.close(fd)
+    return None, f"not a regular file ({what})"
+
+
+def _not_regular(mode):
+    """None for a regular file, else what it is."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 _NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh"}  # read by name, or not a run output
@@ -596,8 +825,8 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
     logs = [s for s in sources if s["kind"] == "log"]
     problems = []
     if exit_code:
-        tb = logs[0]["extra"].get("tracebacks", [None])[0] if logs else None
-        problems.append(("failed", f"exit code {exit_code}" + (f": {tb}" if tb else "")))
+        failure = logs[0]["extra"].get("failure") if logs else None
+        problems.append(("failed", _exit_reason(exit_code) + (f": {_failure_reason(failure)}" if failure else "")))
     problems += [(s["status"], f"{name(s)}: {s['reason']}") for s in sources if s["status"] != "ok"]
     if not sources:
         problems.append(("unreadable", "no run files in the directory"))
