@@ -1,9 +1,21 @@
 """Run inputs given with -e: wanbench.inputs (rules), and the validate play that applies them
 to the raw extra vars before anything templates them (ansible-core 2.19)."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from wanbench import inputs
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+       "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
 
 
 # ------------------------------------------------------------------ rules (plain functions)
@@ -106,3 +118,136 @@ def test_raw_params_from_json_or_a_file_is_refused():
 def test_only_the_named_inputs_are_checked():
     assert inputs.check_extra_vars({"variant": "a b"}, names=["mode"]) == []
     assert inputs.check_extra_vars({"variant": "a b"}) != []
+
+
+# ------------------------------------------------------------------ the validate play (controller only)
+def playbook(*argv, playbook="playbooks/validate.yml", inventory="production", timeout=300):
+    res = subprocess.run([str(BIN / "ansible-playbook"), "-i", f"inventory/{inventory}", playbook, *argv],
+                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return res, res.stdout + res.stderr
+
+
+def error_line(out):
+    lines = [ln for ln in out.splitlines() if ln.startswith("[ERROR]: ")]
+    assert len(lines) == 1, out[-3000:]
+    return lines[0]
+
+
+REFUSE = "[ERROR]: Task failed: Action failed: "
+
+
+@pytest.mark.parametrize("extra,line", [
+    (["-e", "prompt=A boy plays violin", "-e", "variant=ffn_only"],
+     "-e 'prompt=A boy plays violin': Ansible splits key=value at whitespace: it keeps prompt='A' and drops "
+     "'boy plays violin' (_raw_params); quote the value (-e 'prompt=\"...\"'), or pass it in a vars file "
+     "(-e @vars.yml) or as JSON (-e '{\"prompt\": \"...\"}')"),
+    (["-e", "variant=ffn_only, gate1"],
+     "-e 'variant=ffn_only, gate1': Ansible splits key=value at whitespace: it keeps variant='ffn_only,' and drops "
+     "'gate1' (_raw_params)"),
+    (["-e", "variant=ffn_only\ntouch x"],
+     "-e 'variant=ffn_only\\ntouch x': Ansible splits key=value at whitespace: it keeps variant='ffn_only' and "
+     "drops 'touch x' (_raw_params)"),
+    (["-e", '{"variant": "ffn_only, gate1"}'],
+     "variant 'ffn_only, gate1': ' gate1' is not a variant name (letters, digits, '_' and '-' only; "
+     "NAME,NAME without spaces)"),
+    (["-e", "variant=ffn_only,,gate1"], "variant 'ffn_only,,gate1': item 2 of the comma list is empty"),
+    (["-e", "variant=ffn_only", "-e", "mode={{ 'profiled' }}"], "mode: Jinja marker '{{' in \"{{ 'profiled' }}\""),
+    (["-e", "variant=ffn_only", "-e", "repeats=0"], "repeats: expected a positive whole number or 'auto', got '0'"),
+    (["-e", "variant=ffn_only", "-e", "max_runs=many"], "max_runs: expected a positive whole number, got 'many'"),
+])
+def test_validate_refuses_mangled_inputs_in_one_line_before_anything_else(extra, line):
+    res, out = playbook(*extra)
+    assert res.returncode != 0
+    assert error_line(out).startswith(REFUSE + line), error_line(out)
+    # the first task of the play refused: not even the role's argument-spec check ran
+    assert re.findall(r"^TASK \[(.*?)\]", out, re.M) == [
+        "validate : Refuse run inputs that Ansible would split, drop or run as a template"], out[-3000:]
+
+
+INJECT = 'lookup("pipe", "touch {}")'
+
+
+@pytest.mark.parametrize("name,form", [
+    *[(name, "key=value") for name in inputs.RUN_INPUTS],
+    *[(name, form) for name in ("variant", "prompt") for form in ("json", "vars file")],
+])
+def test_a_template_in_a_run_input_never_runs(tmp_path, name, form):
+    marker = tmp_path / "pwned"
+    value = "{{ " + INJECT.format(marker) + " }}"
+    if form == "key=value":
+        extra = ["-e", f"{name}='{value}'"]
+    elif form == "json":
+        extra = ["-e", json.dumps({name: value})]
+    else:
+        (tmp_path / "vars.yml").write_text(f"{name}: {json.dumps(value)}\n")
+        extra = ["-e", f"@{tmp_path / 'vars.yml'}"]
+    if name != "variant":
+        extra += ["-e", "variant=ffn_only"]
+    res, out = playbook(*extra)
+    assert res.returncode != 0 and error_line(out).startswith(REFUSE + name), out[-3000:]
+    assert "Jinja marker '{{'" in error_line(out)
+    assert not marker.exists(), f"the template in {name} ran"
+
+
+def test_the_injection_probe_is_live_without_the_input_check(tmp_path):
+    # Proves the test above can fail: with the input check skipped, the role's own tasks template
+    # the variable and the lookup runs on the controller (what the check prevents).
+    marker = tmp_path / "pwned"
+    res, out = playbook("--skip-tags", "always", "-e", "variant={{ " + INJECT.format(marker) + " }}")
+    assert marker.exists(), out[-3000:]
+
+
+def test_bench_refuses_the_injection_before_any_host(tmp_path):
+    marker = tmp_path / "pwned"
+    res, out = playbook("-e", "variant={{ " + INJECT.format(marker) + " }}", playbook="bench.yml", inventory="local")
+    assert res.returncode != 0 and error_line(out).startswith(REFUSE + "variant: Jinja marker '{{'"), out[-3000:]
+    assert "Check the host" not in out and "PLAY [Benchmark the selected variants]" not in out
+    assert not marker.exists()
+
+
+def test_valid_inputs_and_an_unsafe_prompt_pass_validation(tmp_path):
+    marker = tmp_path / "pwned"
+    prompt = "It's {{ " + INJECT.format(marker) + " }} {% raw %} {# x #}"
+    res, out = playbook("-e", "variant=ffn_only,nofsdp mode=profiled", "-e", "baseline=rerun", "-e", "repeats=auto",
+                        "-e", "max_runs=3", "-e", "{\"prompt\": !unsafe " + json.dumps(prompt) + "}")
+    assert res.returncode == 0, out[-3000:]
+    assert "ffn_only, nofsdp on npu (profiled); baseline=rerun" in out
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ a hostile prompt, end to end
+PROMPT = ("It's \"$(touch {m}1)\" and `touch {m}2` $HOME ${{PATH}} \\ '' \"\" 钢琴，小提琴\n"
+          "second line {{{{ lookup('pipe', 'touch {m}3') }}}} {{% if 1 %}}x{{% endif %}} {{# c #}}\ttab")
+
+STUB_TORCHRUN = """#!/usr/bin/env python3
+# Stands in for torchrun: records its argv, echoes the prompt like generate.py, exits 0.
+import json, pathlib, sys
+argv = sys.argv[1:]
+pathlib.Path(__file__).with_name("argv.json").write_text(json.dumps(argv, ensure_ascii=False), encoding="utf-8")
+print("[2026-11-27 00:00:00,000] INFO: Input prompt: " + argv[argv.index("--prompt") + 1])
+print("[2026-11-27 00:00:00,000] INFO: Finished.")
+"""
+
+
+def test_a_hostile_prompt_reaches_the_workload_byte_exact(tmp_path):
+    """bench.yml on the embedded default, the prompt in a vars file with !unsafe, a stub torchrun:
+    validate, render, run.sh, bash and exec hand the prompt over unchanged and run none of it."""
+    marker = tmp_path / "pwned"
+    prompt = PROMPT.format(m=marker)
+    assert all(c in prompt for c in ("'", '"', "$", "`", "\n", "{{", "}}", "{%", "{#", "钢琴"))
+    (tmp_path / "torchrun").write_text(STUB_TORCHRUN)
+    (tmp_path / "torchrun").chmod(0o755)
+    (tmp_path / "vars.yml").write_text("prompt: !unsafe " + json.dumps(prompt, ensure_ascii=False) + "\n",
+                                       encoding="utf-8")
+    res, out = playbook("-e", f"@{tmp_path / 'vars.yml'}", "-e", "variant=baseline", "-e", "baseline=skip",
+                        "-e", f"wanbench_torchrun={tmp_path / 'torchrun'}", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
+                        "-e", f"wanbench_results_dir={tmp_path / 'results'}", playbook="bench.yml", inventory="local",
+                        timeout=600)
+    assert res.returncode == 0, out[-5000:]
+    argv = json.loads((tmp_path / "argv.json").read_text(encoding="utf-8"))
+    assert argv[-2:] == ["--prompt", prompt]
+    (run_dir,) = (tmp_path / "results" / "localhost").glob("*-baseline-*")
+    assert f"INFO: Input prompt: {prompt}\n".encode() in (run_dir / "run.log").read_bytes()
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["prompt"] == prompt and manifest["argv"][-1] == prompt
+    assert not list(tmp_path.glob("pwned*")), "a part of the prompt ran"
