@@ -120,6 +120,52 @@ def test_only_the_named_inputs_are_checked():
     assert inputs.check_extra_vars({"variant": "a b"}) != []
 
 
+# ------------------------------------------------------------------ the filter (Ansible skin)
+@pytest.fixture
+def filters(monkeypatch):
+    """The filter module, with the command line's -e arguments set per test."""
+    import importlib.util
+
+    from ansible import context
+    from ansible.template import trust_as_template
+    from ansible.utils import vars as ansible_vars
+
+    spec = importlib.util.spec_from_file_location("wanbench_inputs_filter", REPO / "filter_plugins/wanbench_inputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def set_extra_vars(*texts):
+        # the CLI trusts every -e string as a template; so do we
+        monkeypatch.setattr(context, "CLIARGS", {"extra_vars": tuple(trust_as_template(t) for t in texts)})
+        monkeypatch.setattr(ansible_vars.load_extra_vars, "extra_vars", None, raising=False)
+
+    module.set_extra_vars = set_extra_vars
+    return module
+
+
+def test_filter_reads_the_raw_extra_vars_and_their_trust(filters, tmp_path):
+    (tmp_path / "p.yml").write_text("prompt: !unsafe '{{ data }}'\n")
+    filters.set_extra_vars("variant=ffn_only mode=profiled", f"@{tmp_path / 'p.yml'}")
+    values, arguments, inert = filters.raw_extra_vars()
+    assert values == {"variant": "ffn_only", "mode": "profiled", "prompt": "{{ data }}"}
+    assert arguments == [("variant=ffn_only mode=profiled", {"variant": "ffn_only", "mode": "profiled"})]
+    assert inert == {"prompt"}
+    assert filters.wanbench_input_problems(list(inputs.RUN_INPUTS)) == []
+
+
+def test_filter_refuses_a_trusted_prompt_template_and_dropped_words(filters):
+    filters.set_extra_vars('{"prompt": "{{ x }}"}', "variant=a b")
+    problems = filters.wanbench_input_problems(["variant", "prompt"])
+    assert [p.split(" ")[0:2] for p in problems] == [["-e", "'variant=a"], ["prompt", "holds"]], problems
+
+
+def test_filter_wants_a_list_of_names(filters):
+    from ansible.errors import AnsibleFilterError
+
+    with pytest.raises(AnsibleFilterError, match="wanbench_input_problems: expected a list of run input names"):
+        filters.wanbench_input_problems("variant")
+
+
 # ------------------------------------------------------------------ the validate play (controller only)
 def playbook(*argv, playbook="playbooks/validate.yml", inventory="production", timeout=300):
     res = subprocess.run([str(BIN / "ansible-playbook"), "-i", f"inventory/{inventory}", playbook, *argv],
