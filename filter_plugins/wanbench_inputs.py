@@ -1,0 +1,97 @@
+# Filter over wanbench.inputs (a thin skin: all rules live in the package).
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: wanbench_input_problems
+short_description: Check the run inputs given with -e, raw, before anything templates them
+description:
+  - Reads the extra vars as Ansible loaded them from the command line (C(-e key=value), JSON,
+    C(-e @file)), untemplated, and each C(-e key=value) argument as Ansible split it.
+  - Never reads the run inputs through templating, so a C({{ lookup('pipe', ...) }}) in
+    C(-e variant=...) is refused before it can run. Call it before any task reads a run input
+    (the validate play does, in its pre_tasks).
+  - Reports C(_raw_params) (words Ansible dropped from a C(key=value)), values Ansible split,
+    variant names outside C([A-Za-z0-9_-]) or empty items of a comma list, Jinja markers in any
+    run input but the prompt, a prompt with Jinja markers that Ansible would template (not
+    C(!unsafe)), and the type or format of C(family), C(baseline), C(mode), C(repeats) and C(max_runs).
+options:
+  _input:
+    description: Names of the run inputs to check (the other extra vars are only checked for splitting).
+    type: list
+    elements: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Refuse mangled or templated run inputs
+  ansible.builtin.assert:
+    quiet: true
+    that: problems | length == 0
+    fail_msg: "{{ problems | join('; ') }}"
+  vars:
+    problems: "{{ ['variant', 'mode', 'prompt'] | wanbench_input_problems }}"
+"""
+
+RETURN = r"""
+_value:
+  description: One line per problem, naming the variable and the cause; empty when all is well.
+  type: list
+  elements: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from wanbench import inputs as _inputs
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    _inputs = None
+    _IMPORT_ERROR = exc
+else:
+    _IMPORT_ERROR = None
+
+
+def _plain(value):
+    """Plain Python data (Ansible's tagged str, dict and list subclasses made plain)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def raw_extra_vars():
+    """(merged extra vars, [(-e key=value text, mapping Ansible made of it)], names not templated)."""
+    from ansible import context
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.splitter import parse_kv
+    from ansible.template import is_trusted_as_template
+    from ansible.utils.vars import load_extra_vars
+
+    # The same loader and parser the CLI used; load_extra_vars returns the dict the play's
+    # variables were built from (raw strings, templated only when a task reads them).
+    values = load_extra_vars(DataLoader())
+    texts = [str(t) for t in (context.CLIARGS.get("extra_vars") or ()) if t]
+    arguments = [(t, _plain(parse_kv(t))) for t in texts if t[0] not in "@/.[{"]
+    inert = {str(k) for k, v in values.items() if isinstance(v, str) and not is_trusted_as_template(v)}
+    return _plain(values), arguments, inert
+
+
+def wanbench_input_problems(names):
+    """One line per problem of the run inputs given with -e (raw, untemplated)."""
+    if _inputs is None:
+        raise AnsibleFilterError(
+            f"wanbench_input_problems: the wanbench package is not importable ({_IMPORT_ERROR}); "
+            "run ansible-playbook from the repository's .venv (scripts/setup.sh)")
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise AnsibleFilterError(f"wanbench_input_problems: expected a list of run input names, got {names!r}")
+    values, arguments, inert = raw_extra_vars()
+    return _inputs.check_extra_vars(values, arguments, inert=inert, names=[str(n) for n in names])
+
+
+class FilterModule:
+    """wanbench input filters."""
+
+    def filters(self):
+        return {"wanbench_input_problems": wanbench_input_problems}
