@@ -9,8 +9,9 @@ description:
     that would reach T5, steps other than the family's, base cycles) and resolves the selected
     variants into environment switches and generate.py arguments, with each family's baseline
     resolved as the control run.
-  - Companion filters in this file: C(wanbench_schedule) (order the runs, control first),
-    C(wanbench_stored_controls) (find reusable stored baselines), C(wanbench_run_id),
+  - Companion filters in this file: C(wanbench_schedule) (warm-up, then interleaved repeats of every arm),
+    C(wanbench_plan_text) (the plan as one line), C(wanbench_stored_controls) (stored baselines for
+    C(baseline=stored)), C(wanbench_run_id),
     C(wanbench_master_port) and C(wanbench_command) (the run's env and torchrun argv).
 options:
   _input:
@@ -44,9 +45,9 @@ EXAMPLES = r"""
   ansible.builtin.set_fact:
     validate_selection: "{{ validate_catalog | wanbench_plan(variant='ffn_only', platform='npu') }}"
 
-- name: Order the runs, control first
+- name: Order the runs, one warm-up then 3 interleaved blocks
   ansible.builtin.set_fact:
-    bench_schedule: "{{ validate_selection | wanbench_schedule(baseline='auto', stored={}) }}"
+    bench_schedule: "{{ validate_selection | wanbench_schedule(baseline='rerun', repeats=3, seed='', warmup=1) }}"
 """
 
 RETURN = r"""
@@ -60,9 +61,10 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from wanbench import catalog as _catalog
+    from wanbench import schedule as _schedule
     from wanbench import store as _store
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    _catalog = _store = None
+    _catalog = _schedule = _store = None
     _IMPORT_ERROR = exc
 else:
     _IMPORT_ERROR = None
@@ -93,15 +95,30 @@ def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="
         raise _fail("wanbench_plan", exc) from None
 
 
-def wanbench_schedule(selection, baseline="auto", stored=None):
-    """Runs in order (control baselines first where needed) and where each control comes from."""
+def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1):
+    """The play's runs: warm-ups, then ``repeats`` interleaved blocks of every arm (see wanbench.schedule)."""
     _need()
     if not isinstance(selection, dict) or "controls" not in selection:
         raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
     try:
-        return _catalog.schedule(selection, baseline=baseline, stored=stored or {})
-    except _catalog.CatalogError as exc:
+        return _schedule.schedule(selection, baseline=baseline, stored=stored or {}, repeats=_int("repeats", repeats),
+                                  seed=None if seed in (None, "") else _int("order_seed", seed),
+                                  warmup=_int("warmup", warmup))
+    except _schedule.ScheduleError as exc:
         raise _fail("wanbench_schedule", exc) from None
+
+
+def _int(name, value):
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise AnsibleFilterError(f"wanbench_schedule: {name}={value!r}: expected a whole number") from None
+
+
+def wanbench_plan_text(sched):
+    """The schedule as one line: play, seed, runs in order, controls."""
+    _need()
+    return _schedule.plan_text(sched)
 
 
 def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
@@ -140,11 +157,11 @@ def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchr
 
 
 def wanbench_report_groups(collected, controls, out_root=None):
-    """Collected runs grouped by their control run: [{key, family, mode, control, control_source, candidates, out}]."""
+    """Collected runs grouped by control key: [{key, family, mode, controls, control_source, candidates, out}]."""
     _need()
     if not isinstance(collected, list) or not isinstance(controls, dict):
         raise AnsibleFilterError("wanbench_report_groups: expected a list of collected runs and the schedule's controls")
-    return _catalog.report_groups(collected, controls, out_root=str(out_root) if out_root else None)
+    return _schedule.report_groups(collected, controls, out_root=str(out_root) if out_root else None)
 
 
 class FilterModule:
@@ -154,6 +171,7 @@ class FilterModule:
         return {
             "wanbench_plan": wanbench_plan,
             "wanbench_schedule": wanbench_schedule,
+            "wanbench_plan_text": wanbench_plan_text,
             "wanbench_stored_controls": wanbench_stored_controls,
             "wanbench_run_id": wanbench_run_id,
             "wanbench_master_port": wanbench_master_port,

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from wanbench import catalog as C
+from wanbench.schedule import schedule
 
 REPO = Path(__file__).resolve().parents[1]
 VARS = yaml.safe_load((REPO / "group_vars/all/catalog.yml").read_text())
@@ -236,27 +237,12 @@ def test_grouped_switches_count_once(cat):
 
 
 # ------------------------------------------------------------------ plan and schedule
-def test_plan_runs_the_selected_baseline_first(cat):
+def test_plan_runs_the_selected_baseline_as_the_control(cat):
     p = C.plan(cat, "ffn_only,baseline", platform="reference")
     assert [r["variant"] for r in p["variants"]] == ["baseline", "ffn_only"]
-    s = C.schedule(p, "auto", {})
-    assert [(r["variant"], r["role"]) for r in s["runs"]] == [("baseline", "control"), ("ffn_only", "candidate")]
+    s = schedule(p, repeats=1, warmup=0, seed=0)
+    assert sorted((r["variant"], r["role"]) for r in s["runs"]) == [("baseline", "control"), ("ffn_only", "candidate")]
     assert s["controls"]["fsdp:profiled"]["source"] == "selected"
-
-
-@pytest.mark.parametrize("policy,stored,runs,source", [
-    ("auto", None, ["baseline", "ffn_only"], "rerun"),
-    ("auto", "/results/h/run1", ["ffn_only"], "stored"),
-    ("rerun", "/results/h/run1", ["baseline", "ffn_only"], "rerun"),
-    ("skip", None, ["ffn_only"], "none"),
-])
-def test_control_run_policy(cat, policy, stored, runs, source):
-    p = C.plan(cat, "ffn_only", platform="reference")
-    s = C.schedule(p, policy, {"fsdp:profiled": stored})
-    assert [r["variant"] for r in s["runs"]] == runs
-    assert s["controls"]["fsdp:profiled"]["source"] == source
-    if source == "stored":
-        assert s["controls"]["fsdp:profiled"]["path"] == stored
 
 
 def test_control_matches_the_candidates_mode_and_family(cat):
@@ -264,19 +250,13 @@ def test_control_matches_the_candidates_mode_and_family(cat):
     assert set(p["controls"]) == {"fsdp:runtime_only", "framework:runtime_only"}
     assert p["controls"]["framework:runtime_only"]["variant"] == "fw_baseline"
     assert p["controls"]["fsdp:runtime_only"]["mode"] == "runtime_only"
-    with pytest.raises(C.CatalogError, match="baseline='sometimes'"):
-        C.schedule(p, "sometimes")
 
 
-def test_report_groups(cat):
-    p = C.plan(cat, "ffn_only,nofsdp", platform="reference")
-    s = C.schedule(p, "auto", {})
-    collected = [{"variant": r["variant"], "role": r["role"], "control_key": r["control_key"],
-                  "path": f"/res/{r['variant']}"} for r in s["runs"]]
-    g = C.report_groups(collected, s["controls"], out_root="/res/reports/T")
-    assert g == [{"key": "fsdp:profiled", "family": "fsdp", "mode": "profiled", "control": "/res/baseline",
-                  "control_source": "rerun", "candidates": ["/res/ffn_only", "/res/nofsdp"],
-                  "out": "/res/reports/T/fsdp-profiled"}]
+def test_aa_is_reserved(cat):
+    bad = {**cat, "variants": {**cat["variants"], "aa": {"base": "baseline", "env": {"WAN_A2A_FENCE": 1}}}}
+    with pytest.raises(C.CatalogError, match="'aa' is a reserved selection name"):
+        C.check_catalog(bad)
+    assert "aa = the baseline against itself" in str(pytest.raises(C.CatalogError, C.plan, cat, "nope").value)
 
 
 def test_run_id_and_port():

@@ -71,29 +71,71 @@ def test_compare_json_and_check(s):
     assert (done.returncode, done.stderr) == (0, "")
     results = json.loads(done.stdout)
     assert [(r["candidate"], r["verdict"]) for r in results] == [
-        (str(s["run_sample_variant.log"]), "pass"), (str(s["run_sample_crash.log"]), "fail")]
+        (str(s["run_sample_variant.log"]), "inconclusive"), (str(s["run_sample_crash.log"]), "fail")]
     assert results[0]["diff_pct"]["request_total"] == pytest.approx(-1.34146313758383, rel=1e-12)
-    assert results[0]["reasons"][:2] == ["reserved_peak +0.28 % within 1.00 % tolerance",
-                                         "request_total -1.34 % beyond the 0.50 % noise threshold"]
+    assert {k: results[0][k] for k in ("n", "ci_pct", "noise_source", "runs_needed")} == {
+        "n": {"baseline": 1, "candidate": 1}, "ci_pct": {"request_total": None}, "noise_source": "none",
+        "runs_needed": None}
     assert wanbench(*args, "--check").returncode == 1
+    known = json.loads(wanbench(*args, "--noise-cv-pct", "0.2").stdout)
+    assert (known[0]["verdict"], known[0]["noise_source"]) == ("pass", "prior (--noise-cv-pct, the inventory's"
+                                                                        " wanbench_noise_cv_pct)")
+
+
+def manifest_run(tmp_path, s, name, sample, variant, factor=1.0):
+    """A run directory whose manifest names its variant; request_total scaled by factor."""
+    run = tmp_path / name
+    run.mkdir()
+    text = s[f"run_sample_{sample}.log"].read_text()
+    value = "102922.546" if sample == "variant" else "104321.987"
+    (run / "run.log").write_text(text.replace(f"request_total: {value}", f"request_total: {float(value) * factor:.3f}"))
+    (run / "manifest.json").write_text(json.dumps({"variant": variant, "host": "h", "fingerprint": "fp"}))
+    (run / "exit_code").write_text("0\n")
+    return run
+
+
+def test_compare_groups_candidates_by_variant(tmp_path, s):
+    base = [manifest_run(tmp_path, s, f"b{i}", "baseline", "baseline", f) for i, f in enumerate((1.0, 1.002, 0.999))]
+    cand = [manifest_run(tmp_path, s, f"c{i}", "variant", "gate1", f) for i, f in enumerate((1.0, 1.001, 0.998))]
+    other = manifest_run(tmp_path, s, "o", "variant", "fence1")
+    done = wanbench("compare", *[f"--baseline={b}" for b in base], *cand, other, "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [(r["variant"], r["n"]) for r in results] == [("gate1", {"baseline": 3, "candidate": 3}),
+                                                          ("fence1", {"baseline": 3, "candidate": 1})]
+    assert results[0]["verdict"] == "pass" and results[0]["noise_source"] == "data"
+    low, high = results[0]["ci_pct"]["request_total"]
+    assert low < results[0]["diff_pct"]["request_total"] < high < 0
+    assert results[1]["noise_source"] == "none" and results[1]["verdict"] == "inconclusive"
+    # the host's stored runs of the same settings give the noise for the one-run side
+    text = wanbench("compare", f"--baseline={base[0]}", other, "--noise-store", tmp_path)
+    assert text.returncode == 0
+    assert "stored: 5 runs of this host and settings" not in text.stdout  # no play id: each run its own play
+    bad = manifest_run(tmp_path, s, "x", "variant", "gate1")
+    (bad / "manifest.json").write_text(json.dumps({"variant": ["not", "a", "string"]}))
+    done = wanbench("compare", f"--baseline={base[0]}", bad)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"wanbench: {bad}: manifest.json: variant must be a string, got ['not', 'a', 'string']\n"
 
 
 def test_compare_text_with_thresholds(s):
     done = wanbench("compare", "--baseline", s["perf_sample_baseline.csv"], s["perf_sample_variant.csv"],
-                    s["perf_sample_variant.csv"], "--noise-pct", "1.5", "--reserved-tolerance-pct", "0.1", "--check")
+                    "--threshold-pct", "1.5", "--reserved-tolerance-pct", "0.1", "--check")
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert lines[0] == f"% change vs {s['perf_sample_baseline.csv']}"
-    assert lines[1].split() == [str(s["perf_sample_variant.csv"])] * 2  # one column per candidate
-    assert lines[3].split() == ["request_total", "-1.34", "-1.34"]
-    assert lines[-4:-1] == [f"{s['perf_sample_variant.csv']}: fail",
-                            "  - reserved_peak +0.28 % > 0.10 % tolerance",
-                            "  - request_total -1.34 % within the 1.50 % noise threshold"]
+    assert lines[1].split() == ["perf_sample_variant"]
+    assert lines[4].split() == ["request_total", "-1.34"]
+    assert lines[-4:-1] == ["perf_sample_variant: fail",
+                          "  - reserved_peak +0.28 % > 0.10 % tolerance",
+                          "  - request_total -1.34 % (n=1/1): no interval, the noise is unknown with one run a side;"
+                          " repeat the runs (-e repeats=N), or measure the host (-e variant=aa)"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (("compare", "--baseline", "a.log", "b.log", "--noise-pct", "-1"), "argument --noise-pct: must be >= 0, got -1"),
-    (("compare", "b.log"), "the following arguments are required: --baseline"),
+    (("compare", "--baseline", "a.log", "b.log", "--noise-pct", "-1"),
+     "argument --threshold-pct/--noise-pct: must be >= 0, got -1"),
+    (("compare", "b.log"), "wanbench: compare needs --baseline PATH (repeat it for repeated baseline runs)"),
     (("report", "x", "--format", "html"), "argument --format: invalid choice: 'html'"),
     ((), "the following arguments are required: command"),
 ])
@@ -108,13 +150,15 @@ def test_report_formats_and_out(tmp_path, s):
     md = wanbench(*base)
     assert md.returncode == 0
     assert md.stdout.startswith("# wanbench report\n\n- commit: unknown\n")
-    assert "| run_sample_variant |           -1.34 |" in md.stdout
+    assert "| run_sample_variant |             1/1 |             -1.34 |         n/a |" in md.stdout
     csv_rows = wanbench(*base, "--format", "csv").stdout.splitlines()
     assert csv_rows[0].startswith("variant,log_file,request_total,") and len(csv_rows) == 3
     out = tmp_path / "out"
-    done = wanbench(*base, "--out", out, "--check", "--noise-pct", "5")
-    assert (done.returncode, done.stdout.split()) == (0, [str(out / f"report.{f}") for f in ("md", "csv", "json")])
-    assert json.loads((out / "report.json").read_text())["rows"][1]["verdict"] == "inconclusive"
+    done = wanbench(*base, "--out", out, "--check", "--threshold-pct", "5", "--noise-cv-pct", "0.5")
+    assert (done.returncode, done.stdout.split()) == (
+        0, [str(out / f) for f in ("report.md", "report.csv", "report.json", "summary.txt")])
+    assert json.loads((out / "report.json").read_text())["groups"][0]["verdict"] == "inconclusive"
+    assert (out / "summary.txt").read_text().startswith("run_sample_variant: INCONCLUSIVE (request_total -1.34 %")
     blocked = wanbench(*base, "--out", s["run_sample_crash.log"])
     assert (blocked.returncode, blocked.stderr) == (2, f"wanbench: {s['run_sample_crash.log']}: File exists\n")
 

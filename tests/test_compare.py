@@ -1,5 +1,7 @@
 """wanbench.compare: percent changes and verdicts."""
 
+import itertools
+
 import pytest
 
 from wanbench.compare import compare
@@ -10,14 +12,19 @@ def run(request_total=100000.0, reserved_peak=18000.0, status="ok", reason="", w
         **metrics):
     """A run as parse_run returns it, reduced to what compare reads."""
     values = {**dict.fromkeys(METRICS), "request_total": request_total, "reserved_peak": reserved_peak, **metrics}
-    return {"path": f"/runs/{variant or 'run'}", "kind": "run", "status": status, "reason": reason,
+    return {"path": f"/runs/{variant or 'run'}/{next(_ids)}", "kind": "run", "status": status, "reason": reason,
             "metrics": values, "extra": {}, "warnings": list(warnings),
             "manifest": {"variant": variant} if variant else {}}
 
 
-def test_sample_variant_passes(samples):
+_ids = itertools.count()
+PRIOR = {"cv_pct": 0.1, "source": "prior"}  # a known noise small enough that the thresholds decide
+
+
+def test_one_run_a_side_decides_nothing_without_a_known_noise(samples):
     baseline = parse_run(samples / "run_sample_baseline.log")
-    result = compare(baseline, parse_run(samples / "run_sample_variant.log"))
+    variant = parse_run(samples / "run_sample_variant.log")
+    result = compare(baseline, variant)
     assert result["candidate"] == str(samples / "run_sample_variant.log")
     assert result["baseline"] == str(samples / "run_sample_baseline.log")
     assert result["diff_pct"]["request_total"] == pytest.approx(-1.34146313758383, rel=1e-12)
@@ -25,11 +32,22 @@ def test_sample_variant_passes(samples):
     assert result["diff_pct"]["qkv_all_to_all_avg"] == pytest.approx(-10.76728798346867, rel=1e-12)
     assert result["diff_pct"]["gen_time"] == pytest.approx(-1.34257561145657, rel=1e-12)
     assert result["diff_pct"]["real_time"] is None
-    assert result["verdict"] == "pass"
+    assert result["verdict"] == "inconclusive"
+    assert (result["ci_pct"], result["noise_source"], result["runs_needed"]) == ({"request_total": None}, "none", None)
+    assert result["n"] == {"baseline": 1, "candidate": 1}
     assert result["reasons"] == [
         "reserved_peak +0.28 % within 1.00 % tolerance",
-        "request_total -1.34 % beyond the 0.50 % noise threshold",
+        "request_total -1.34 % (n=1/1): no interval, the noise is unknown with one run a side; repeat the runs"
+        " (-e repeats=N), or measure the host (-e variant=aa)",
         "warning (candidate): negative stage time in stage_totals: vae_decode max=-38.172, avg=-38.106"]
+    known = compare(baseline, variant, noise={"cv_pct": 0.2, "source": "stored: 6 runs"})
+    assert known["verdict"] == "pass" and known["noise_source"] == "stored: 6 runs"
+    assert known["ci_pct"]["request_total"] == [pytest.approx(-1.89, abs=0.005), pytest.approx(-0.79, abs=0.005)]
+    assert known["reasons"][1] == ("request_total -1.34 % (95 % CI -1.89 .. -0.79 %, n=1/1, noise CV 0.2 % (stored:"
+                                   " 6 runs)): the interval is below 0 and the change at or beyond -0.50 %")
+    noisy = compare(baseline, variant, noise={"cv_pct": 1.0, "source": "prior"})
+    assert noisy["verdict"] == "inconclusive" and noisy["runs_needed"] == 64
+    assert noisy["reasons"][2] == "runs needed to resolve 0.50 % (80 % power): 64 a side at noise CV 1.00 % (prior)"
 
 
 def test_crashed_runs(samples):
@@ -41,6 +59,9 @@ def test_crashed_runs(samples):
     assert failed["reasons"] == [
         "candidate failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB",
         "request_total missing in candidate", "reserved_peak missing in candidate"]
+    assert failed["excluded"] == [{"path": str(samples / "run_sample_crash.log"), "role": "candidate",
+                                   "why": "failed: out of memory: RuntimeError: NPU out of memory."
+                                          " Tried to allocate 2.00 GiB"}]
     invalid = compare(crash, baseline)
     assert invalid["verdict"] == "invalid"
     assert invalid["reasons"][0] == "baseline failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"
@@ -48,23 +69,35 @@ def test_crashed_runs(samples):
 
 @pytest.mark.parametrize("candidate, verdict, reasons", [
     (run(99000.0, 40643.0), "fail",
-     ["reserved_peak +125.79 % > 1.00 % tolerance", "request_total -1.00 % beyond the 0.50 % noise threshold"]),
+     ["reserved_peak +125.79 % > 1.00 % tolerance",
+      "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 % (prior)): the interval is below 0"
+      " and the change at or beyond -0.50 %"]),
     (run(100600.0), "fail",
-     ["reserved_peak +0.00 % within 1.00 % tolerance", "request_total +0.60 % beyond the 0.50 % noise threshold"]),
+     ["reserved_peak +0.00 % within 1.00 % tolerance",
+      "request_total +0.60 % (95 % CI +0.32 .. +0.88 %, n=1/1, noise CV 0.1 % (prior)): the interval is above 0"
+      " and the change at or beyond +0.50 %"]),
     (run(99700.0, 18100.0), "inconclusive",
-     ["reserved_peak +0.56 % within 1.00 % tolerance", "request_total -0.30 % within the 0.50 % noise threshold"]),
-    (run(99500.0, 18180.0), "inconclusive",  # exactly at the thresholds: not "more than"
-     ["reserved_peak +1.00 % within 1.00 % tolerance", "request_total -0.50 % within the 0.50 % noise threshold"]),
+     ["reserved_peak +0.56 % within 1.00 % tolerance",
+      "request_total -0.30 % (95 % CI -0.58 .. -0.02 %, n=1/1, noise CV 0.1 % (prior)): a real change, but smaller"
+      " than the 0.50 % threshold", "runs needed to resolve 0.50 % (80 % power): 3 a side at noise CV 0.10 % (prior)"]),
+    (run(99900.0, 18180.0), "inconclusive",
+     ["reserved_peak +1.00 % within 1.00 % tolerance",
+      "request_total -0.10 % (95 % CI -0.38 .. +0.18 %, n=1/1, noise CV 0.1 % (prior)): equivalent: the interval"
+      " lies inside +-0.50 %"]),
     (run(99000.0, 17000.0), "pass",
-     ["reserved_peak -5.56 % within 1.00 % tolerance", "request_total -1.00 % beyond the 0.50 % noise threshold"]),
-    (run(90000.0, None), "invalid", ["reserved_peak missing in candidate",
-                                     "request_total -10.00 % beyond the 0.50 % noise threshold"]),
+     ["reserved_peak -5.56 % within 1.00 % tolerance",
+      "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 % (prior)): the interval is below 0"
+      " and the change at or beyond -0.50 %"]),
+    (run(90000.0, None), "invalid",
+     ["reserved_peak missing in candidate",
+      "request_total -10.00 % (95 % CI -10.25 .. -9.75 %, n=1/1, noise CV 0.1 % (prior)): the interval is below 0"
+      " and the change at or beyond -0.50 %"]),
     (run(90000.0, 99999.0, status="incomplete", reason="report cut off"), "fail",
-     ["candidate incomplete: report cut off", "reserved_peak +455.55 % > 1.00 % tolerance",
-      "request_total -10.00 % beyond the 0.50 % noise threshold"]),
+     ["candidate incomplete: report cut off", "request_total missing in candidate",
+      "reserved_peak missing in candidate"]),
 ])
 def test_verdict_rules(candidate, verdict, reasons):
-    result = compare(run(), candidate)
+    result = compare(run(), candidate, noise=PRIOR)
     assert (result["verdict"], result["reasons"]) == (verdict, reasons)
 
 
@@ -74,48 +107,72 @@ def test_baseline_problems_make_it_invalid():
     zero = compare(run(0.0), run(status="failed", reason="exit code 1"))
     assert zero["verdict"] == "invalid"
     assert zero["reasons"] == ["request_total is 0 in baseline: no percent change", "candidate failed: exit code 1",
-                               "reserved_peak +0.00 % within 1.00 % tolerance"]
+                               "request_total missing in candidate", "reserved_peak missing in candidate"]
     assert compare(run(status="unreadable", reason="empty file"), run(90000.0))["verdict"] == "invalid"
 
 
+def test_memory_not_measured_gives_no_memory_verdict():
+    unmeasured = ["memory not measured (every memory figure is 0.0)"]
+    result = compare(run(reserved_peak=None, warnings=unmeasured), run(90000.0, None, warnings=unmeasured), noise=PRIOR)
+    assert result["verdict"] == "pass" and result["diff_pct"]["reserved_peak"] is None
+    assert "reserved_peak not measured (all memory figures 0.0 or absent): no memory verdict" in result["reasons"]
+    assert compare(run(), run(90000.0, None), noise=PRIOR)["verdict"] == "invalid"  # measured, then missing
+
+
 def test_thresholds_are_configurable():
-    result = compare(run(), run(99000.0, 18300.0), noise_pct=2, reserved_tolerance_pct=2.0)
+    result = compare(run(), run(99000.0, 18300.0), threshold_pct=2, reserved_tolerance_pct=2.0, noise=PRIOR)
     assert result["verdict"] == "inconclusive"
-    assert result["reasons"] == ["reserved_peak +1.67 % within 2.00 % tolerance",
-                                 "request_total -1.00 % within the 2.00 % noise threshold"]
+    assert result["reasons"][:2] == ["reserved_peak +1.67 % within 2.00 % tolerance",
+                                     "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 %"
+                                     " (prior)): equivalent: the interval lies inside +-2.00 %"]
+    assert result["equivalent"] is True
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"noise_pct": -0.1}, "noise_pct must be a number >= 0, got -0.1"),
+    ({"threshold_pct": -0.1}, "threshold_pct must be a number >= 0, got -0.1"),
     ({"reserved_tolerance_pct": -1}, "reserved_tolerance_pct must be a number >= 0, got -1"),
-    ({"noise_pct": True}, "noise_pct must be a number >= 0, got True"),
+    ({"threshold_pct": True}, "threshold_pct must be a number >= 0, got True"),
+    ({"noise": {"cv_pct": 0}}, "noise cv_pct must be a number > 0, got 0"),
 ])
 def test_bad_thresholds(kwargs, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
         compare(run(), run(), **kwargs)
 
 
-def test_repeated_runs_are_averaged():
-    baseline = [run(100000.0, variant="base"), run(102000.0, variant="base")]
+def test_repeated_runs():
+    baseline = [run(100000.0, variant="base"), run(100400.0, variant="base"), run(99800.0, variant="base")]
     candidate = [run(99000.0, 18090.0, variant="cand", warnings=["w"]), run(99400.0, variant="cand", warnings=["w"]),
                  run(99200.0, 18000.0, variant="cand", comm_total_avg=5.0)]
     result = compare(baseline, candidate)
     assert (result["baseline"], result["candidate"]) == ("base", "cand")
-    assert result["diff_pct"]["request_total"] == pytest.approx((99200 - 101000) / 101000 * 100, rel=1e-12)
-    assert result["diff_pct"]["reserved_peak"] == pytest.approx(30 / 18000 * 100, rel=1e-12)
+    assert result["n"] == {"baseline": 3, "candidate": 3} and result["noise_source"] == "data"
+    assert result["diff_pct"]["reserved_peak"] == pytest.approx(90 / 18000 * 100, rel=1e-12)  # max against max
     assert result["diff_pct"]["comm_total_avg"] is None  # two candidate runs lack it
+    assert result["stats"]["candidate"]["request_total"]["median"] == 99200.0
+    assert result["noise_cv_pct"]["baseline"] == pytest.approx(0.3053, abs=1e-4)
+    low, high = result["ci_pct"]["request_total"]
+    assert low < high < 0 and result["diff_pct"]["request_total"] == pytest.approx(-0.866, abs=0.001)
     assert result["verdict"] == "pass"
-    assert result["reasons"] == ["baseline: mean of 2 runs", "candidate: mean of 3 runs",
-                                 "reserved_peak +0.17 % within 1.00 % tolerance",
-                                 "request_total -1.78 % beyond the 0.50 % noise threshold",
-                                 "warning (candidate): w"]
+    assert result["reasons"][:3] == ["baseline: 3 of 3 runs used", "candidate: 3 of 3 runs used",
+                                     "reserved_peak +0.50 % within 1.00 % tolerance"]
+    assert result["reasons"][-1] == "warning (candidate): w"
     worst = compare(baseline, [run(90000.0), run(90000.0, status="failed", reason="exit code 1")])
     assert worst["verdict"] == "fail"
-    assert worst["reasons"] == ["baseline: mean of 2 runs", "candidate: mean of 2 runs",
-                                "candidate failed: exit code 1", "reserved_peak +0.00 % within 1.00 % tolerance",
-                                "request_total -10.89 % beyond the 0.50 % noise threshold"]
+    assert worst["reasons"][:3] == ["baseline: 3 of 3 runs used", "candidate: 1 of 2 runs used",
+                                    f"candidate failed: exit code 1 ({worst['excluded'][0]['path']})"]
     with pytest.raises(ValueError, match="at least one run"):
         compare([], run())
+
+
+def test_warmups_and_unhealthy_baseline_runs_are_left_out():
+    warm = run(150000.0, variant="base")
+    warm["manifest"]["schedule"] = {"warmup": True}
+    sick = run(50000.0, variant="base", status="failed", reason="exit code 1")
+    result = compare([warm, run(variant="base"), sick, run(100200.0, variant="base")],
+                     [run(99900.0, variant="cand"), run(100100.0, variant="cand")])
+    assert result["n"] == {"baseline": 2, "candidate": 2}
+    assert [e["why"] for e in result["excluded"]] == ["warm-up (discarded)", "failed: exit code 1"]
+    assert result["verdict"] == "inconclusive"  # an unhealthy baseline run is left out, not a verdict
 
 
 def test_warnings_of_both_sides_are_reasons():

@@ -111,13 +111,13 @@ def test_validation_never_touches_the_host():
     # `npu` is an SSH alias that does not resolve here: any task that connected would fail.
     res = validate("-e", "variant=ffn_only,nofsdp")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "ffn_only, nofsdp on npu (profiled); baseline=auto" in res.stdout
+    assert "ffn_only, nofsdp on npu (profiled); baseline=rerun" in res.stdout
 
 
 @pytest.mark.parametrize("extra,needle", [
     (["-e", "variant=nope"], "unknown variant 'nope' (known: agwait1, agwait1_lasta2a, baseline"),
     ([], "no variant given"),
-    (["-e", "variant=ffn_only", "-e", "baseline=sometimes"], "value of validate_baseline must be one of: auto, rerun, skip, got: sometimes"),
+    (["-e", "variant=ffn_only", "-e", "baseline=sometimes"], "value of validate_baseline must be one of: rerun, skip, stored, got: sometimes"),
     (["-e", "variant=ffn_only", "-e", "wanbench_visible_devices=0,1"], "must list 4 device ids"),
     (["-e", "variant=ffn_only", "-e", "wanbench_repo_dir=relative/path"], "wanbench_repo_dir must be an absolute path"),
     (["-e", "variant=all", "-e", "family=nope"], "unknown family 'nope'"),

@@ -11,10 +11,8 @@ import json
 import os
 import sys
 
-import pandas as pd
-
-from . import report
-from .compare import NOISE_PCT, RESERVED_TOLERANCE_PCT, compare
+from . import report, store
+from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
 
 
@@ -33,10 +31,18 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def thresholds(p):
-        p.add_argument("--noise-pct", type=_non_negative, default=NOISE_PCT, metavar="X",
-                       help=f"request_total noise threshold in %% (default {NOISE_PCT})")
+        p.add_argument("--baseline", action="append", metavar="PATH",
+                       help="a baseline run; repeat it for repeated runs (all form the baseline side)")
+        p.add_argument("--threshold-pct", "--noise-pct", dest="threshold_pct", type=_non_negative,
+                       default=THRESHOLD_PCT, metavar="X",
+                       help=f"smallest request_total change that counts, in %% (default {THRESHOLD_PCT})")
         p.add_argument("--reserved-tolerance-pct", type=_non_negative, default=RESERVED_TOLERANCE_PCT,
                        metavar="Y", help=f"reserved_peak tolerance in %% (default {RESERVED_TOLERANCE_PCT})")
+        p.add_argument("--noise-store", metavar="DIR",
+                       help="the host's run directories (results/<host>): its stored runs with the baseline's"
+                            " settings give the noise when a side has one run")
+        p.add_argument("--noise-cv-pct", type=_non_negative, metavar="CV",
+                       help="prior request_total noise (CV in %%) when a side has one run and no stored noise")
         p.add_argument("--check", action="store_true",
                        help="exit 1 when any verdict is fail or invalid")
 
@@ -47,15 +53,13 @@ def _parser():
                    help="block of an appended profile file (0-based, negative from the end;"
                         " default: the last complete one)")
 
-    p = sub.add_parser("compare", help="judge candidate runs against a baseline")
-    p.add_argument("--baseline", required=True, metavar="PATH")
+    p = sub.add_parser("compare", help="judge candidate runs (grouped by variant) against the baseline runs")
     p.add_argument("candidates", nargs="+", metavar="CANDIDATE")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per candidate")
     thresholds(p)
 
     p = sub.add_parser("report", help="render the raw and percent-change tables")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--baseline", metavar="PATH")
     p.add_argument("--format", choices=report.FORMATS, default="md")
     p.add_argument("--out", metavar="DIR", help="write report.md, report.csv and report.json here")
     thresholds(p)
@@ -64,8 +68,30 @@ def _parser():
 
 def _table(columns):
     """A plain text table, one column per (header, {row name: cell}); headers may repeat."""
+    import pandas as pd  # only where tables are built
+
     headers, cells = zip(*columns)
     return pd.DataFrame(list(cells), index=list(headers)).T.to_markdown(tablefmt="simple", disable_numparse=True)
+
+
+def _noise(args, baselines, others):
+    """The known noise for a side of one run: the host's stored runs, else the prior, else None."""
+    fingerprint = next((b["manifest"].get("fingerprint") for b in baselines if b.get("manifest")), None)
+    if args.noise_store and fingerprint:
+        found = store.stored_noise(args.noise_store, fingerprint, exclude=[r["path"] for r in baselines + others])
+        if found:
+            return found
+    if args.noise_cv_pct:
+        return {"cv_pct": args.noise_cv_pct, "source": "prior (--noise-cv-pct, the inventory's wanbench_noise_cv_pct)"}
+    return None
+
+
+def _build(args, paths):
+    baselines = [parse_run(b) for b in args.baseline or []]
+    runs = [parse_run(p) for p in paths]
+    data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
+                        _noise(args, baselines, runs) if baselines else None)
+    return baselines + runs, data
 
 
 def _parse(args):
@@ -81,30 +107,32 @@ def _parse(args):
 
 
 def _compare(args):
-    baseline = parse_run(args.baseline)
-    runs = [parse_run(c) for c in args.candidates]
-    results = [compare(baseline, r, args.noise_pct, args.reserved_tolerance_pct) for r in runs]
+    if not args.baseline:
+        raise ValueError("compare needs --baseline PATH (repeat it for repeated baseline runs)")
+    inputs, data = _build(args, args.candidates)
+    results = data["groups"]
     verdicts = [r["verdict"] for r in results]
     if args.json:
-        return [baseline, *runs], json.dumps(results, indent=2), verdicts
-    table = _table([(r["candidate"], {**{m: report.fmt_pct(r["diff_pct"][m]) for m in METRICS},
-                                      "verdict": r["verdict"]}) for r in results])
-    lines = [f"% change vs {results[0]['baseline']}", table]
+        return inputs, json.dumps(results, indent=2), verdicts
+    table = _table([(r["variant"], {"n (base/cand)": f"{r['n']['baseline']}/{r['n']['candidate']}",
+                                    **{m: report.fmt_pct(r["diff_pct"][m]) for m in METRICS},
+                                    "95 % CI (request_total)": report.fmt_ci(r["ci_pct"]["request_total"]),
+                                    "verdict": r["verdict"],
+                                    "runs needed a side": str(r["runs_needed"] or "n/a")}) for r in results])
+    lines = [f"% change vs {results[0]['baseline']}", table, ""] + report.summary(data).splitlines()
     for r in results:
-        lines += ["", f"{r['candidate']}: {r['verdict']}", *[f"  - {why}" for why in r["reasons"]]]
-    return [baseline, *runs], "\n".join(lines), verdicts
+        lines += ["", f"{r['variant']}: {r['verdict']}", *[f"  - {why}" for why in r["reasons"]],
+                  *[f"  - excluded {e['role']} run {e['path']}: {e['why']}" for e in r["excluded"]]]
+    return inputs, "\n".join(lines), verdicts
 
 
 def _report(args):
-    runs = [parse_run(p) for p in args.paths]
-    baseline = parse_run(args.baseline) if args.baseline else None
-    data = report.build(runs, baseline, args.noise_pct, args.reserved_tolerance_pct)
+    inputs, data = _build(args, args.paths)
     if args.out:
         text = "\n".join(report.write(data, args.out).values())
     else:
         text = report.render(data, args.format).rstrip("\n")
-    verdicts = [r["verdict"] for r in data["rows"] if r["verdict"] not in (None, "baseline")]
-    return runs + ([baseline] if baseline else []), text, verdicts
+    return inputs, text, [g["verdict"] for g in data["groups"]]
 
 
 _COMMANDS = {"parse": _parse, "compare": _compare, "report": _report}

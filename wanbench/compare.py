@@ -1,63 +1,103 @@
-"""Percent change of a candidate run against a baseline, and the verdict.
+"""A candidate against its baseline: percent changes, the interval, the verdict.
 
-The rules follow WAN_TARGET.md "How a result is judged": request_total must
-fall by more than the noise threshold, reserved_peak must not rise above the
-tolerance, and both runs must be healthy.  Sub-metrics are diagnostics only.
+The rules follow WAN_TARGET.md "How a result is judged", in this order:
+the baseline has no healthy run or lacks a required metric (invalid); a
+candidate run is unhealthy (fail: runs must be healthy); the candidate lacks
+a required metric (invalid); reserved_peak, the maximum over the candidate's
+runs against the baseline's maximum, rises above the tolerance (fail);
+request_total decides by its change and 95 % interval (:mod:`wanbench.stats`):
+pass when the whole interval is below 0 and the change is at or beyond
+-threshold, fail when above 0 and at or beyond +threshold, else inconclusive
+with the runs a side that would resolve a change of the threshold's size.
+Sub-metrics are diagnostics only.
+
+Each side is a run or a list of repeated runs (``parse_run`` results).
+Warm-up runs (manifest ``schedule.warmup``) and unhealthy runs are left out
+of the statistics and listed in ``excluded``.  With one run on a side the
+interval needs a known noise (``noise``: the host's stored control runs or
+the inventory's prior); without it nothing is decided.
 """
 
 from __future__ import annotations
 
-from .parse import METRICS, STATUSES
+from . import stats
+from .parse import METRICS
 
-NOISE_PCT = 0.5               # % of request_total, single runs
+THRESHOLD_PCT = 0.5           # request_total: smallest change that counts, in %
 RESERVED_TOLERANCE_PCT = 1.0  # % rise of reserved_peak still accepted
 VERDICTS = ("pass", "fail", "inconclusive", "invalid")
-REQUIRED = ("request_total", "reserved_peak")
+NOT_MEASURED = "memory not measured"
 
 
 def label(run):
     """The name of a run in a comparison: its manifest's variant, else its path."""
-    return run.get("manifest", {}).get("variant") or run["path"]
+    variant = run.get("manifest", {}).get("variant")
+    return variant if isinstance(variant, str) and variant else run["path"]
 
 
-def _side(x):
-    """One side of a comparison: a run, or a list of repeated runs.
+def is_warmup(run):
+    schedule = run.get("manifest", {}).get("schedule")
+    return isinstance(schedule, dict) and schedule.get("warmup") is True
 
-    Repeats are reduced to the mean of each metric (None when any run lacks
-    it); this is the place where real statistics will go.
-    """
+
+def _runs(x):
     runs = list(x) if isinstance(x, (list, tuple)) else [x]
     if not runs:
         raise ValueError("a side of a comparison needs at least one run")
-    worst = max(runs, key=lambda r: STATUSES.index(r["status"]))
-    metrics = {}
-    for m in METRICS:
-        values = [r["metrics"][m] for r in runs]
-        metrics[m] = None if None in values else sum(values) / len(values)
-    return {"label": ", ".join(dict.fromkeys(label(r) for r in runs)), "n": len(runs),
-            "metrics": metrics, "status": worst["status"], "reason": worst["reason"],
-            "warnings": list(dict.fromkeys(w for r in runs for w in r["warnings"]))}
+    return runs
+
+
+def _memory_unmeasured(runs):
+    return any(w.startswith(NOT_MEASURED) for r in runs for w in r["warnings"])
+
+
+def _side(x, role):
+    """Split a side into healthy runs (the statistics) and excluded ones (with why)."""
+    runs = _runs(x)
+    used, excluded, unhealthy = [], [], []
+    for r in runs:
+        if is_warmup(r):
+            excluded.append({"path": r["path"], "role": role, "why": "warm-up (discarded)"})
+        elif r["status"] != "ok":
+            unhealthy.append(r)
+            excluded.append({"path": r["path"], "role": role, "why": f"{r['status']}: {r['reason']}"})
+        else:
+            used.append(r)
+    label_runs = [r for r in runs if not is_warmup(r)] or runs
+    values = {m: [r["metrics"][m] for r in used] for m in METRICS}
+    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "runs": used, "n": len(used),
+            "total": len(label_runs), "values": values, "unhealthy": unhealthy, "excluded": excluded,
+            "memory_unmeasured": _memory_unmeasured(used or unhealthy),
+            "warnings": list(dict.fromkeys(w for r in used + unhealthy for w in r["warnings"]))}
+
+
+def _mean(values):
+    return None if not values or None in values else sum(values) / len(values)
 
 
 def _pct(b, c):
     return None if b is None or c is None or b == 0 else (c - b) / b * 100
 
 
-def compare(baseline, candidate, noise_pct=NOISE_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT):
-    """Judge candidate against baseline; each may be a run dict or a list of them.
+def _check_number(name, value, positive=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}")
 
-    Returns ``{"candidate", "baseline", "diff_pct", "verdict", "reasons"}``.
-    The verdict is the first rule that applies, in this order: baseline
-    unhealthy or missing a required metric (invalid), candidate unhealthy
-    (fail), candidate missing a required metric (invalid), reserved_peak
-    above tolerance (fail), request_total beyond noise (fail if it rose,
-    pass if it fell), else inconclusive.  ``reasons`` say all that applied.
+
+def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
+            noise=None, confidence=stats.CONFIDENCE):
+    """Judge candidate against baseline; each may be a run dict or a list of repeated runs.
+
+    ``noise`` is the known noise for a side of one run: ``{"cv_pct": x,
+    "source": "..."}`` (or None).  Returns {candidate, baseline, diff_pct,
+    verdict, reasons, n, ci_pct, noise_cv_pct, noise_source, runs_needed,
+    equivalent, stats, excluded, threshold_pct, confidence}.
     """
-    for name, value in (("noise_pct", noise_pct), ("reserved_tolerance_pct", reserved_tolerance_pct)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    base, cand = _side(baseline), _side(candidate)
-    diff = {m: _pct(base["metrics"][m], cand["metrics"][m]) for m in METRICS}
+    _check_number("threshold_pct", threshold_pct)
+    _check_number("reserved_tolerance_pct", reserved_tolerance_pct)
+    if noise is not None:
+        _check_number("noise cv_pct", noise.get("cv_pct"), positive=True)
+    base, cand = _side(baseline, "baseline"), _side(candidate, "candidate")
     verdicts, reasons = [], []
 
     def rule(verdict, reason):
@@ -65,32 +105,98 @@ def compare(baseline, candidate, noise_pct=NOISE_PCT, reserved_tolerance_pct=RES
         reasons.append(reason)
 
     for role, side in (("baseline", base), ("candidate", cand)):
-        if side["n"] > 1:
-            reasons.append(f"{role}: mean of {side['n']} runs")
-    if base["status"] != "ok":
-        rule("invalid", f"baseline {base['status']}: {base['reason']}")
-    for m in REQUIRED:
-        if base["metrics"][m] is None:
+        if side["total"] > 1:
+            reasons.append(f"{role}: {side['n']} of {side['total']} runs used")
+    required = ("request_total",) if base["memory_unmeasured"] or cand["memory_unmeasured"] else \
+        ("request_total", "reserved_peak")
+    if not base["n"]:
+        worst = base["unhealthy"][0] if base["unhealthy"] else None
+        rule("invalid", f"baseline {worst['status']}: {worst['reason']}" if worst else "no baseline run")
+    for m in required:
+        vals = base["values"][m]
+        if base["n"] and None in vals:
             rule("invalid", f"{m} missing in baseline")
-        elif base["metrics"][m] == 0:
+        elif base["n"] and 0 in vals:
             rule("invalid", f"{m} is 0 in baseline: no percent change")
-    if cand["status"] != "ok":
-        rule("fail", f"candidate {cand['status']}: {cand['reason']}")
-    for m in REQUIRED:
-        if cand["metrics"][m] is None:
+    for r in cand["unhealthy"]:
+        of = f" ({r['path']})" if cand["total"] > 1 else ""
+        rule("fail", f"candidate {r['status']}: {r['reason']}{of}")
+    for m in required:
+        if not cand["n"] or None in cand["values"][m]:
             rule("invalid", f"{m} missing in candidate")
-    rt, rp = diff["request_total"], diff["reserved_peak"]
-    if rp is not None:
-        if rp > reserved_tolerance_pct:
-            rule("fail", f"reserved_peak {rp:+.2f} % > {reserved_tolerance_pct:.2f} % tolerance")
-        else:
-            reasons.append(f"reserved_peak {rp:+.2f} % within {reserved_tolerance_pct:.2f} % tolerance")
-    if rt is not None:
-        beyond = abs(rt) > noise_pct
-        rule("fail" if beyond and rt > 0 else "pass" if beyond else "inconclusive",
-             f"request_total {rt:+.2f} % {'beyond' if beyond else 'within'}"
-             f" the {noise_pct:.2f} % noise threshold")
+
+    diff = {m: _pct(_mean(base["values"][m]), _mean(cand["values"][m])) for m in METRICS}
+    if "reserved_peak" not in required:
+        diff["reserved_peak"] = None
+        reasons.append("reserved_peak not measured (all memory figures 0.0 or absent): no memory verdict")
+    else:
+        bmax, cmax = (max(s["values"]["reserved_peak"]) if s["n"] and None not in s["values"]["reserved_peak"]
+                      else None for s in (base, cand))
+        rp = diff["reserved_peak"] = _pct(bmax, cmax)
+        if rp is not None:
+            if rp > reserved_tolerance_pct:
+                rule("fail", f"reserved_peak {rp:+.2f} % > {reserved_tolerance_pct:.2f} % tolerance")
+            else:
+                reasons.append(f"reserved_peak {rp:+.2f} % within {reserved_tolerance_pct:.2f} % tolerance")
+
+    decision = _request_total(base, cand, threshold_pct, noise, confidence)
+    if decision["change"] is not None:
+        diff["request_total"] = decision["change"]["pct"]
+        rule(decision["verdict"], decision["reason"])
+    if decision["needed_reason"]:
+        reasons.append(decision["needed_reason"])
     for role, side in (("baseline", base), ("candidate", cand)):
         reasons += [f"warning ({role}): {w}" for w in side["warnings"]]
+    ci = decision["change"]["ci"] if decision["change"] else None
     return {"candidate": cand["label"], "baseline": base["label"], "diff_pct": diff,
-            "verdict": verdicts[0], "reasons": reasons}
+            "verdict": verdicts[0] if verdicts else "invalid", "reasons": reasons,
+            "n": {"baseline": base["n"], "candidate": cand["n"]},
+            "ci_pct": {"request_total": list(ci) if ci else None},
+            "noise_cv_pct": {role: stats.summary(s["values"]["request_total"])["cv_pct"]
+                             if None not in s["values"]["request_total"] else None
+                             for role, s in (("baseline", base), ("candidate", cand))},
+            "noise_source": decision["source"], "runs_needed": decision["runs_needed"],
+            "equivalent": decision["equivalent"],
+            "stats": {role: {m: stats.summary(s["values"][m]) for m in METRICS}
+                      for role, s in (("baseline", base), ("candidate", cand))},
+            "excluded": base["excluded"] + cand["excluded"],
+            "threshold_pct": threshold_pct, "confidence": confidence}
+
+
+def _request_total(base, cand, threshold_pct, noise, confidence):
+    """The request_total decision: change, interval, verdict, noise used and runs needed."""
+    out = {"change": None, "verdict": "inconclusive", "reason": "", "source": "none", "runs_needed": None,
+           "equivalent": False, "needed_reason": ""}
+    b, c = base["values"]["request_total"], cand["values"]["request_total"]
+    if not b or not c or None in b or None in c or min(b) <= 0 or min(c) <= 0:
+        return out
+    one_run = min(len(b), len(c)) < 2
+    prior = noise["cv_pct"] if noise and one_run else None
+    change = stats.change(b, c, noise_cv_pct=prior, confidence=confidence)
+    out["change"] = change
+    out["source"] = {"welch": "data", "known-noise": noise["source"] if noise else "", "none": "none"}[change["method"]]
+    pct, ci = change["pct"], change["ci"]
+    level = f"{confidence * 100:g} %"
+    if ci is None:
+        out["reason"] = (f"request_total {pct:+.2f} % (n={len(b)}/{len(c)}): no interval, the noise is unknown with"
+                         " one run a side; repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
+    else:
+        verdict = out["verdict"] = stats.decide(pct, ci, threshold_pct)
+        how = "Welch t on log times" if change["method"] == "welch" else f"noise CV {noise['cv_pct']:g} % ({out['source']})"
+        why = {"pass": f"the interval is below 0 and the change at or beyond -{threshold_pct:.2f} %",
+               "fail": f"the interval is above 0 and the change at or beyond +{threshold_pct:.2f} %"}.get(verdict)
+        if verdict == "equivalent":
+            out["verdict"], out["equivalent"] = "inconclusive", True
+            why = f"equivalent: the interval lies inside +-{threshold_pct:.2f} %"
+        elif why is None:
+            why = ("the interval includes 0" if ci[0] <= 0 <= ci[1]
+                   else f"a real change, but smaller than the {threshold_pct:.2f} % threshold")
+        out["reason"] = (f"request_total {pct:+.2f} % ({level} CI {ci[0]:+.2f} .. {ci[1]:+.2f} %,"
+                         f" n={len(b)}/{len(c)}, {how}): {why}")
+    pooled, df = stats.pooled_cv_pct([b, c])
+    cv, source = (pooled, "observed") if df else ((noise["cv_pct"], noise["source"]) if noise else (None, None))
+    out["runs_needed"] = stats.runs_needed(cv, threshold_pct, confidence)
+    if out["runs_needed"] is not None and out["verdict"] == "inconclusive" and not out["equivalent"]:
+        out["needed_reason"] = (f"runs needed to resolve {threshold_pct:.2f} % (80 % power): {out['runs_needed']}"
+                                f" a side at noise CV {cv:.2f} % ({source})")
+    return out

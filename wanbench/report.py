@@ -1,10 +1,12 @@
-"""The team's report: raw metrics per variant and percent change vs the baseline.
+"""The team's report: verdicts with intervals, statistics per variant, every run, diagnostics.
 
-``build`` gathers one row per run (the baseline first) with its verdict;
-``render`` turns that into markdown, CSV or JSON and ``write`` writes all
-three atomically; ``render_report`` and ``write_report`` do both steps.
-Numbers keep full precision in CSV and JSON; markdown rounds them as the
-workload prints them, and percent changes to two signed decimals.
+``build`` groups candidate runs by their manifest's variant (a run without a
+manifest is its own group), judges each group against all the baseline runs
+(:func:`wanbench.compare.compare`), and gathers one row per run; ``render``
+turns that into markdown, CSV or JSON, ``summary`` into one line per
+candidate, and ``write`` writes all of them atomically.  Numbers keep full
+precision in CSV and JSON; markdown rounds them as the workload prints them,
+and percent changes to two signed decimals.
 """
 
 from __future__ import annotations
@@ -13,24 +15,31 @@ import json
 import os
 import tempfile
 
-import pandas as pd
-
-from .compare import NOISE_PCT, RESERVED_TOLERANCE_PCT, compare
+from . import diagnostics
+from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .parse import DECIMALS, METRICS
 
 RAW_COLUMNS = ("variant", "log_file", *METRICS, "status", "verdict")
 PCT_COLUMNS = tuple(f"{m}_pct" for m in METRICS)
 FORMATS = ("md", "csv", "json")
 UNKNOWN = "unknown"
+AA = "aa"
 
 
 def variant_name(run):
     """The manifest's variant, else the run directory's name or the file's stem."""
     variant = run.get("manifest", {}).get("variant")
-    if variant:
-        return str(variant)
+    if isinstance(variant, str) and variant:
+        return variant
     name = os.path.basename(os.path.normpath(run["path"]))
     return name if run.get("kind") == "run" else os.path.splitext(name)[0]
+
+
+def check_manifest(run):
+    """A manifest's variant must be a string; ValueError naming the run otherwise."""
+    variant = run.get("manifest", {}).get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise ValueError(f"{run['path']}: manifest.json: variant must be a string, got {variant!r}")
 
 
 def fmt_value(metric, value):
@@ -39,6 +48,10 @@ def fmt_value(metric, value):
 
 def fmt_pct(value):
     return "n/a" if value is None else f"{value:+.2f}"
+
+
+def fmt_ci(ci):
+    return "n/a" if not ci else f"{ci[0]:+.2f} .. {ci[1]:+.2f}"
 
 
 def _log_file(run):
@@ -51,78 +64,191 @@ def _provenance(manifest):
             "host": manifest.get("host"), "date": manifest.get("started_at")}
 
 
-def _health_notes(run):
-    notes = [f"{run['status']}: {run['reason']}"] if run["status"] != "ok" else []
-    return notes + [f"warning: {w}" for w in run["warnings"]]
+def _position(run):
+    schedule = run.get("manifest", {}).get("schedule")
+    pos = schedule.get("position") if isinstance(schedule, dict) else None
+    return pos if isinstance(pos, int) else 10 ** 9
 
 
-def build(runs, baseline=None, noise_pct=NOISE_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT):
-    """{"header": {...}, "rows": [...]}: one row per run, the baseline first.
-
-    A row holds the raw columns, the ``<metric>_pct`` changes vs the
-    baseline (None for the baseline itself or without one), commit, host,
-    date, and ``notes`` (verdict reasons, or the run's health and warnings).
-    """
-    runs = list(runs)
-    if baseline is not None:
-        seen = os.path.realpath(baseline["path"])
-        runs = [baseline] + [r for r in runs if os.path.realpath(r["path"]) != seen]
-    rows = []
+def group(runs):
+    """Runs grouped by variant name, in order of first appearance: [(name, [runs])]."""
+    groups = {}
     for run in runs:
-        row = {"variant": variant_name(run), "log_file": _log_file(run), **run["metrics"],
-               "status": run["status"], "verdict": None, **dict.fromkeys(PCT_COLUMNS),
-               **_provenance(run.get("manifest", {})), "notes": _health_notes(run)}
-        if baseline is run:
-            row["verdict"] = "baseline"
-        elif baseline is not None:
-            result = compare(baseline, run, noise_pct, reserved_tolerance_pct)
-            row["verdict"], row["notes"] = result["verdict"], result["reasons"]
-            row.update({f"{m}_pct": v for m, v in result["diff_pct"].items()})
-        rows.append(row)
+        check_manifest(run)
+        key = variant_name(run) if run.get("manifest", {}).get("variant") else run["path"]
+        groups.setdefault(key, (variant_name(run), []))[1].append(run)
+    return list(groups.values())
+
+
+def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
+          noise=None):
+    """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
+
+    ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
+    ({"cv_pct", "source"}) is used where a side has one run.
+    """
+    baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
+    for run in baselines:
+        check_manifest(run)
+    seen = {os.path.realpath(b["path"]) for b in baselines}
+    candidates = group([r for r in runs if os.path.realpath(r["path"]) not in seen])
+    groups, verdict_of = [], {}
+    if baselines:
+        for name, members in candidates:
+            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise)
+            groups.append({"variant": name, **result})
+            verdict_of.update({m["path"]: result["verdict"] for m in members})
+    excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
+    rows = []
+    ordered = sorted([(b, "baseline") for b in baselines] + [(r, "candidate") for _, rs in candidates for r in rs],
+                     key=lambda x: _position(x[0]))
+    for run, role in ordered:
+        note = excluded.get(run["path"]) or ("warm-up (discarded)" if is_warmup(run) else "")
+        rows.append({"variant": variant_name(run), "log_file": _log_file(run), **run["metrics"],
+                     "status": run["status"], "role": role,
+                     "verdict": "baseline" if role == "baseline" else verdict_of.get(run["path"]),
+                     "excluded": note, **_provenance(run.get("manifest", {})),
+                     "reason": run["reason"], "warnings": run["warnings"],
+                     "diagnostics": diagnostics.markdown(run)})
     header = {key: ", ".join(dict.fromkeys(str(r[key] or UNKNOWN) for r in rows)) or UNKNOWN
               for key in ("commit", "host", "date")}
-    header.update(baseline=variant_name(baseline) if baseline is not None else None,
-                  noise_pct=noise_pct, reserved_tolerance_pct=reserved_tolerance_pct)
-    return {"header": header, "rows": rows}
+    header.update(baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
+                  threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
+                  noise=noise, order=_order(baselines + [r for _, rs in candidates for r in rs]))
+    return {"header": header, "groups": groups, "rows": rows}
 
 
-def _md_table(rows):
+def _order(runs):
+    """Play, seed and run order from the manifests' schedule, or None."""
+    scheduled = sorted((r for r in runs if _position(r) < 10 ** 9), key=_position)
+    if not scheduled:
+        return None
+    s = scheduled[0]["manifest"]["schedule"]
+    return {"play": s.get("play"), "seed": s.get("seed"),
+            "runs": [variant_name(r) + (" (warm-up)" if is_warmup(r) else "") for r in scheduled]}
+
+
+def _md_table(rows, left=("variant", "log_file", "status", "verdict", "role", "excluded", "metric")):
+    import pandas as pd  # only where tables are built
+
     df = pd.DataFrame(rows)
-    align = ["left" if c in ("variant", "log_file", "status", "verdict") else "right" for c in df]
-    return df.to_markdown(index=False, disable_numparse=True, colalign=align)
+    return df.to_markdown(index=False, disable_numparse=True,
+                          colalign=["left" if c in left else "right" for c in df])
+
+
+def aa_noise(g):
+    """The host-noise statement of an A/A group: pooled CV, spread, runs needed, stable enough or not."""
+    b, c = g["stats"]["baseline"]["request_total"], g["stats"]["candidate"]["request_total"]
+    values = [x for x in (b["min"], b["max"], c["min"], c["max"]) if x is not None]
+    spread = (max(values) - min(values)) / ((b["mean"] + c["mean"]) / 2) * 100 if len(values) == 4 else None
+    cv = g["noise_cv_pct"]
+    pooled = None
+    if cv["baseline"] is not None and cv["candidate"] is not None:
+        nb, nc = g["n"]["baseline"], g["n"]["candidate"]
+        pooled = (((nb - 1) * cv["baseline"] ** 2 + (nc - 1) * cv["candidate"] ** 2) / (nb + nc - 2)) ** 0.5
+    need, n = g["runs_needed"], min(g["n"].values())
+    if pooled is None or need is None:
+        return "host noise unknown: an A/A check needs at least 2 runs a side (-e repeats=2 or more)"
+    stable = "stable enough" if need <= n else "not stable enough"
+    return (f"host noise (A/A, {g['n']['baseline']} + {g['n']['candidate']} runs): request_total CV {pooled:.2f} %"
+            f" (baseline {cv['baseline']:.2f} %, aa {cv['candidate']:.2f} %), spread {spread:.2f} % of the mean;"
+            f" resolving {g['threshold_pct']:.2f} % needs {need} runs a side (80 % power): {stable}"
+            f" at {n} run(s) a side")
+
+
+def summary(data):
+    """One line per candidate variant: verdict, change with interval, memory, runs needed."""
+    lines = []
+    for g in data["groups"]:
+        d = g["diff_pct"]
+        ci = g["ci_pct"]["request_total"]
+        line = (f"{g['variant']}: {g['verdict'].upper()} (request_total {fmt_pct(d['request_total'])} %,"
+                f" {'95 %% CI %s %%' % fmt_ci(ci) if ci else 'no interval'}, n={g['n']['baseline']}/{g['n']['candidate']};"
+                f" reserved_peak {fmt_pct(d['reserved_peak'])} %)")
+        if g["verdict"] == "inconclusive" and g["runs_needed"] and not g["equivalent"]:
+            line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
+        if g["equivalent"]:
+            line += f"; equivalent within +-{g['threshold_pct']:.2f} %"
+        lines.append(line)
+        if g["variant"] == AA:
+            lines.append(aa_noise(g))
+    if not data["groups"]:
+        lines.append("no baseline runs: raw metrics only")
+    return "\n".join(lines) + "\n"
 
 
 def _markdown(data):
-    h, rows = data["header"], data["rows"]
-    lines = ["# wanbench report", "", f"- commit: {h['commit']}", f"- host: {h['host']}",
-             f"- date: {h['date']}"]
+    h, groups, rows = data["header"], data["groups"], data["rows"]
+    lines = ["# wanbench report", "", f"- commit: {h['commit']}", f"- host: {h['host']}", f"- date: {h['date']}"]
     if h["baseline"] is not None:
-        lines.append(f"- baseline: {h['baseline']} (noise threshold {h['noise_pct']:.2f} %,"
-                     f" reserved_peak tolerance {h['reserved_tolerance_pct']:.2f} %)")
-    raw = [{c: fmt_value(c, r[c]) if c in METRICS else (r[c] or "") for c in RAW_COLUMNS}
+        noise = h["noise"]
+        lines.append(f"- baseline: {h['baseline']} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
+                     f" {h['reserved_tolerance_pct']:.2f} %; 95 % CI: Welch t on log request_total, with one run a"
+                     f" side the known noise: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
+    if h["order"]:
+        o = h["order"]
+        lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
+    if groups:
+        table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
+                  "request_total %": fmt_pct(g["diff_pct"]["request_total"]),
+                  "95 % CI %": fmt_ci(g["ci_pct"]["request_total"]),
+                  "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": g["verdict"],
+                  "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
+                  else str(g["runs_needed"] or "n/a")} for g in groups]
+        lines += ["", "## Verdicts", "", _md_table(table), "", *summary(data).splitlines()]
+        stat_rows = []
+        for role, g in [("baseline", groups[0])] + [("candidate", g) for g in groups]:
+            for m in METRICS:
+                s = g["stats"][role][m]
+                if s["n"]:
+                    stat_rows.append({"variant": h["baseline"] if role == "baseline" else g["variant"], "metric": m,
+                                      "n": str(s["n"]), "median": fmt_value(m, s["median"]),
+                                      "mean": fmt_value(m, s["mean"]), "sd": fmt_value(m, s["sd"]),
+                                      "CV %": "n/a" if s["cv_pct"] is None else f"{s['cv_pct']:.2f}"})
+        lines += ["", "## Statistics per variant (runs used)", "", _md_table(stat_rows)]
+        pct = [{"variant": g["variant"], **{m: fmt_pct(g["diff_pct"][m]) for m in METRICS}, "verdict": g["verdict"]}
+               for g in groups]
+        lines += ["", "## Change vs baseline (%, of the means; sub-metrics are diagnostics)", "", _md_table(pct)]
+    raw = [{"variant": r["variant"], "role": r["role"], "log_file": r["log_file"] or "",
+            **{m: fmt_value(m, r[m]) for m in METRICS}, "status": r["status"], "excluded": r["excluded"]}
            for r in rows]
-    lines += ["", "## Raw metrics", "", _md_table(raw)]
-    candidates = [r for r in rows if r["verdict"] not in (None, "baseline")]
-    if candidates:
-        pct = [{"variant": r["variant"], **{m: fmt_pct(r[f"{m}_pct"]) for m in METRICS},
-                "verdict": r["verdict"]} for r in candidates]
-        lines += ["", "## Change vs baseline (%)", "", _md_table(pct)]
-    noted = [r for r in rows if r["notes"]]
-    if noted:
+    lines += ["", "## Runs", "", _md_table(raw)]
+    notes = [(f"{g['variant']} ({g['verdict']})", g["reasons"] + [f"excluded {e['role']} run {e['path']}: {e['why']}"
+                                                                  for e in g["excluded"]]) for g in groups]
+    if not groups:
+        notes = [(r["variant"], [f"{r['status']}: {r['reason']}"] * (r["status"] != "ok")
+                  + [f"warning: {w}" for w in r["warnings"]]) for r in rows]
+    notes = [(name, items) for name, items in notes if items]
+    if notes:
         lines += ["", "## Verdicts and notes", ""]
-        for r in noted:
-            lines.append(f"- {r['variant']}" + (f" ({r['verdict']})" if r["verdict"] else ""))
-            lines += [f"  - {n}" for n in r["notes"]]
+        for name, items in notes:
+            lines += [f"- {name}", *[f"  - {n}" for n in items]]
+    diag = [r for r in rows if r["diagnostics"]]
+    if diag:
+        lines += ["", "## Diagnostics (never part of a verdict)"]
+        for r in diag:
+            lines += ["", f"### {r['variant']}: {r['log_file']}", "", *r["diagnostics"]]
     return "\n".join(lines) + "\n"
 
 
 def _csv(data):
-    rows = [{**r, "notes": "; ".join(r["notes"])} for r in data["rows"]]
+    import pandas as pd
+
+    by_variant = {g["variant"]: g for g in data["groups"]}
+    rows = []
+    for r in data["rows"]:
+        g = by_variant.get(r["variant"]) if r["role"] == "candidate" else None
+        ci = g["ci_pct"]["request_total"] if g else None
+        rows.append({**{k: v for k, v in r.items() if k not in ("diagnostics", "warnings")},
+                     "warnings": "; ".join(r["warnings"]),
+                     **{f"{m}_pct": g["diff_pct"][m] if g else None for m in METRICS},
+                     "ci_low_pct": ci[0] if ci else None, "ci_high_pct": ci[1] if ci else None,
+                     "runs_needed": g["runs_needed"] if g else None})
     return pd.DataFrame(rows).to_csv(index=False)
 
 
 def _json(data):
-    return json.dumps(data, indent=2) + "\n"
+    return json.dumps(data, indent=2, default=str) + "\n"
 
 
 _RENDER = {"md": _markdown, "csv": _csv, "json": _json}
@@ -148,21 +274,24 @@ def _write_atomic(path, text):
 
 
 def write(data, outdir):
-    """Write report.md, report.csv and report.json into outdir, each atomically; {fmt: path}."""
+    """Write report.md, report.csv, report.json and summary.txt into outdir, each atomically; {name: path}."""
     os.makedirs(outdir, exist_ok=True)
-    paths = {fmt: os.path.join(outdir, f"report.{fmt}") for fmt in FORMATS}
-    for fmt, path in paths.items():
-        _write_atomic(path, _RENDER[fmt](data))
+    texts = {f"report.{fmt}": _RENDER[fmt](data) for fmt in FORMATS}
+    texts["summary.txt"] = summary(data)
+    paths = {}
+    for name, text in texts.items():  # every text is built before the first file is written
+        paths[name] = os.path.join(outdir, name)
+        _write_atomic(paths[name], text)
     return paths
 
 
-def render_report(runs, baseline=None, fmt="md", noise_pct=NOISE_PCT,
-                  reserved_tolerance_pct=RESERVED_TOLERANCE_PCT):
+def render_report(runs, baselines=None, fmt="md", threshold_pct=THRESHOLD_PCT,
+                  reserved_tolerance_pct=RESERVED_TOLERANCE_PCT, noise=None):
     """The report for runs (``parse_run`` results) as a string."""
-    return render(build(runs, baseline, noise_pct, reserved_tolerance_pct), fmt)
+    return render(build(runs, baselines, threshold_pct, reserved_tolerance_pct, noise), fmt)
 
 
-def write_report(runs, baseline, outdir, noise_pct=NOISE_PCT,
-                 reserved_tolerance_pct=RESERVED_TOLERANCE_PCT):
-    """Write the report for runs into outdir in every format; {fmt: path}."""
-    return write(build(runs, baseline, noise_pct, reserved_tolerance_pct), outdir)
+def write_report(runs, baselines, outdir, threshold_pct=THRESHOLD_PCT,
+                 reserved_tolerance_pct=RESERVED_TOLERANCE_PCT, noise=None):
+    """Write the report for runs into outdir in every format; {name: path}."""
+    return write(build(runs, baselines, threshold_pct, reserved_tolerance_pct, noise), outdir)

@@ -132,7 +132,7 @@ def decide(pct, ci, threshold_pct):
     return "inconclusive"
 
 
-def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER, cap=10_000):
+def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER, cap=10 ** 7):
     """Runs per side that resolve a change of ``threshold_pct`` at ``noise_cv_pct`` (two-sided t test).
 
     n = 2 (t[1 - alpha/2, 2n-2] + t[power, 2n-2])^2 (sigma / delta)^2, solved

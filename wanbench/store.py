@@ -1,4 +1,4 @@
-"""Stored results: find a reusable control (baseline) run.
+"""Stored results: a stored control run (``baseline=stored``) and the host's measured noise.
 
 Collected runs live in ``<results>/<host>/<run_id>/`` with the run's
 ``manifest.json`` (written by the render role, completed by the run script)
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["find_baseline", "read_manifest", "runs"]
+__all__ = ["find_baseline", "read_manifest", "runs", "stored_noise"]
 
 
 def read_manifest(run_dir):
@@ -74,3 +74,38 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
         if best is None or key > best[0]:
             best = (key, path)
     return best[1] if best else None
+
+
+def stored_noise(host_dir, fingerprint, exclude=(), min_runs=3):
+    """The host's noise from its stored healthy runs with this settings ``fingerprint``.
+
+    ``host_dir`` holds the host's run directories (``<results>/<host>``).  The
+    request_total CV is pooled within plays (each play's own level removed, so
+    a slower evening does not count as noise); warm-ups, failed runs and the
+    paths in ``exclude`` are left out.  Returns {"cv_pct", "runs", "df",
+    "source"} or None with fewer than ``min_runs`` usable runs.
+    """
+    from .parse import parse_run  # parse imports this module
+    from .stats import pooled_cv_pct
+
+    if not fingerprint:
+        return None
+    skip = {os.path.realpath(p) for p in exclude}
+    plays = {}
+    for path in sorted(os.listdir(host_dir)) if os.path.isdir(host_dir) else []:
+        path = os.path.join(host_dir, path)
+        m = read_manifest(path) if os.path.isdir(path) else None
+        schedule = (m or {}).get("schedule") or {}
+        if (m is None or m.get("fingerprint") != fingerprint or schedule.get("warmup") is True
+                or os.path.realpath(path) in skip or _exit_code(path, m) != 0):
+            continue
+        run = parse_run(path)
+        value = run["metrics"]["request_total"]
+        if run["status"] == "ok" and value:
+            plays.setdefault(schedule.get("play") or path, []).append(value)
+    n = sum(len(v) for v in plays.values())
+    cv, df = pooled_cv_pct(list(plays.values()))
+    if n < min_runs or cv is None:
+        return None
+    return {"cv_pct": cv, "runs": n, "df": df,
+            "source": f"stored: {n} runs of this host and settings, {len(plays)} play(s)"}

@@ -1,0 +1,119 @@
+"""wanbench.stats and the decisions compare makes from repeated runs of real logs."""
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from scipy import stats as scipy_stats
+
+from wanbench import stats
+from wanbench.compare import compare
+from wanbench.parse import parse_run
+
+REPO = Path(__file__).resolve().parents[1]
+GPU_13B = REPO / "docs" / "gpu-runs" / "h100x4-2026-11-27-1.3B-aa-nofsdp" / "runs"
+GPU_14B = [REPO / "docs" / "gpu-runs" / f"h100x4-2026-11-26-run{i}" / "baseline" for i in (1, 2)]
+
+
+def test_summary():
+    s = stats.summary([100.0, 102.0, 101.0])
+    assert (s["n"], s["median"], s["mean"], s["min"], s["max"]) == (3, 101.0, 101.0, 100.0, 102.0)
+    assert s["sd"] == pytest.approx(1.0) and s["cv_pct"] == pytest.approx(100 / 101)
+    assert s["range_pct"] == pytest.approx(200 / 101)
+    assert stats.summary([5.0])["sd"] is None and stats.summary([])["n"] == 0
+
+
+def test_welch_interval_on_log_times():
+    base, cand = [100.0, 100.6, 99.5], [98.0, 97.8, 98.3]
+    c = stats.change(base, cand)
+    lb, lc = [math.log(x) for x in base], [math.log(x) for x in cand]
+    d = statistics.fmean(lc) - statistics.fmean(lb)
+    assert c["pct"] == pytest.approx((math.exp(d) - 1) * 100)
+    ref = scipy_stats.ttest_ind(lc, lb, equal_var=False)  # an independent reference: scipy's Welch test
+    assert c["method"] == "welch" and c["df"] == pytest.approx(ref.df)
+    ci = ref.confidence_interval(0.95)
+    assert c["ci"] == (pytest.approx((math.exp(ci.low) - 1) * 100), pytest.approx((math.exp(ci.high) - 1) * 100))
+    assert c["ci"][0] < c["pct"] < c["ci"][1] < 0
+
+
+def test_one_run_a_side_needs_a_known_noise():
+    assert stats.change([100.0], [99.0]) == {"pct": pytest.approx(-1.0), "ci": None, "method": "none", "df": None}
+    c = stats.change([100.0], [99.0], noise_cv_pct=0.2)
+    half = 1.959964 * math.log1p(0.002) * math.sqrt(2)
+    assert c["method"] == "known-noise"
+    assert c["ci"] == (pytest.approx((math.exp(math.log(0.99) - half) - 1) * 100),
+                       pytest.approx((math.exp(math.log(0.99) + half) - 1) * 100))
+
+
+@pytest.mark.parametrize("pct, ci, verdict", [
+    (-1.0, (-1.5, -0.5), "pass"),
+    (-0.5, (-0.9, -0.1), "pass"),          # at the threshold counts
+    (-0.3, (-0.45, -0.1), "equivalent"),   # real, but inside +-threshold
+    (-0.3, (-0.6, -0.1), "inconclusive"),  # real, smaller than the threshold, not inside it
+    (-1.0, (-2.0, 0.1), "inconclusive"),
+    (1.0, (0.2, 1.8), "fail"),
+    (0.0, (-0.2, 0.2), "equivalent"),
+    (-1.0, None, "inconclusive"),
+])
+def test_decide(pct, ci, verdict):
+    assert stats.decide(pct, ci, 0.5) == verdict
+
+
+def test_runs_needed():
+    # the brief's figure: CV 0.59 % and 0.5 % need about 2 (1.96 + 0.84)^2 (CV / delta)^2 = 22 runs (z); t says 23
+    assert stats.runs_needed(0.59, 0.5) == 23
+    assert stats.runs_needed(0.59, 3.0) == 3
+    assert stats.runs_needed(None, 0.5) is None and stats.runs_needed(1.0, 0) is None
+    assert stats.runs_needed(2.0, 0.5) > stats.runs_needed(1.0, 0.5)
+
+
+def test_pooled_cv_removes_each_groups_level():
+    cv, df = stats.pooled_cv_pct([[100.0, 101.0], [200.0, 202.0], [7.0]])
+    assert df == 2 and cv == pytest.approx((math.exp(math.log(1.01) / math.sqrt(2)) - 1) * 100)
+    assert stats.pooled_cv_pct([[1.0], [2.0]]) == (None, 0)
+
+
+def scaled(run, factor):
+    """The run with every time metric multiplied by factor (memory kept)."""
+    return {**run, "metrics": {m: v * factor if v is not None and m != "reserved_peak" else v
+                               for m, v in run["metrics"].items()}}
+
+
+def gpu_13b(variant):
+    return [parse_run(p) for p in sorted(GPU_13B.glob(f"*-{variant}"))]
+
+
+def test_aa_on_real_runs_decides_nothing():
+    """Real A/A data: the reference at the 1.3B shape on 4x H100, 3 baseline and 3 aa runs in ABBA order."""
+    base, aa = gpu_13b("baseline"), gpu_13b("aa")
+    assert len(base) == 4 and len(aa) == 3  # the first baseline is the warm-up
+    result = compare(base, aa)
+    assert result["verdict"] == "inconclusive"
+    assert result["n"] == {"baseline": 3, "candidate": 3}
+    assert [e["why"] for e in result["excluded"]] == ["warm-up (discarded)"]
+    low, high = result["ci_pct"]["request_total"]
+    assert low < 0 < high
+    assert result["noise_source"] == "data" and result["runs_needed"] > 3
+    # 10 % beyond the noise of these runs (CV ~2.4 %) is decided; 3 % is not, and says how many runs would be
+    assert compare(base, [scaled(r, 1.10) for r in aa])["verdict"] == "fail"
+    assert compare(base, [scaled(r, 0.90) for r in aa])["verdict"] == "pass"
+    slower3 = compare(base, [scaled(r, 1.03) for r in aa])
+    assert slower3["verdict"] == "inconclusive" and slower3["runs_needed"] > 3
+
+
+def test_14b_baselines_resolve_3_percent():
+    """Real 14B baselines (two sessions, 0.62 % apart): A/A is not decided, +-3 % is."""
+    base = [parse_run(p) for p in GPU_14B]
+    again = [parse_run(p) for p in GPU_14B]
+    assert compare(base, again)["verdict"] == "inconclusive"
+    assert compare(base, [scaled(r, 1.03) for r in again])["verdict"] == "fail"
+    assert compare(base, [scaled(r, 0.97) for r in again])["verdict"] == "pass"
+    # one run a side: not decided without a known noise, whatever the difference
+    single = compare(base[0], base[1])
+    assert single["verdict"] == "inconclusive" and single["ci_pct"]["request_total"] is None
+    assert single["noise_source"] == "none"
+    # with the measured 14B noise (CV 0.59 %) the 0.62 % difference is still noise
+    known = compare(base[0], base[1], noise={"cv_pct": 0.59, "source": "prior"})
+    assert known["verdict"] == "inconclusive" and known["noise_source"] == "prior"
+    assert known["runs_needed"] == 23
