@@ -285,7 +285,7 @@ def test_a_hostile_prompt_reaches_the_workload_byte_exact(tmp_path):
     (tmp_path / "torchrun").chmod(0o755)
     (tmp_path / "vars.yml").write_text("prompt: !unsafe " + json.dumps(prompt, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
-    res, out = playbook("-e", f"@{tmp_path / 'vars.yml'}", "-e", "variant=baseline", "-e", "baseline=skip",
+    res, out = playbook("-e", f"@{tmp_path / 'vars.yml'}", "-e", "variant=baseline", "-e", "baseline=skip", "-e", "repeats=1", "-e", "wanbench_warmup_runs=0",
                         "-e", f"wanbench_torchrun={tmp_path / 'torchrun'}", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
                         "-e", f"wanbench_results_dir={tmp_path / 'results'}", playbook="bench.yml", inventory="local",
                         timeout=600)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from wanbench.parse import METRICS, parse_run
-from wanbench.report import RAW_COLUMNS, build, fmt_pct, fmt_value, render_report, write_report
+from wanbench.report import RAW_COLUMNS, build, fmt_pct, fmt_value, render, render_report, summary, write_report
 
 
 @pytest.fixture
@@ -32,87 +32,104 @@ def test_formatting():
     assert fmt_value("request_total", None) == "n/a"
 
 
+def cells(lines, section, first):
+    start = lines.index(section)
+    line = next(line for line in lines[start:] if line.startswith(f"| {first} "))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
 def test_markdown_report(runs):
-    text = render_report([runs["variant"], runs["crash"]], runs["baseline"])
+    text = render_report([runs["variant"], runs["crash"]], runs["baseline"], noise={"cv_pct": 0.2, "source": "prior"})
     lines = text.splitlines()
     assert lines[:6] == ["# wanbench report", "", "- commit: unknown", "- host: unknown", "- date: unknown",
-                         "- baseline: run_sample_baseline (noise threshold 0.50 %, reserved_peak tolerance 1.00 %)"]
-    header = next(line for line in lines if line.startswith("| variant ") and "log_file" in line)
-    assert [c.strip() for c in header.strip("|").split("|")] == list(RAW_COLUMNS)
-
-    def row(section, variant):
-        start = lines.index(section)
-        line = next(line for line in lines[start:] if line.startswith(f"| {variant} "))
-        return [c.strip() for c in line.strip("|").split("|")]
-
-    assert row("## Raw metrics", "run_sample_baseline")[2:] == [
-        "104321.987", "5163.402", "2811.276", "978.514", "574.908", "403.606", "19792.0", "104.4187", "n/a",
-        "ok", "baseline"]
-    assert row("## Raw metrics", "run_sample_crash")[-3:] == ["n/a", "failed", "fail"]
-    assert row("## Change vs baseline (%)", "run_sample_variant") == [
+                         "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
+                         " Welch t on log request_total, with one run a side the known noise: CV 0.20 % (prior))"]
+    assert cells(lines, "## Verdicts", "run_sample_variant") == [
+        "run_sample_variant", "1/1", "-1.34", "-1.89 .. -0.79", "+0.28", "pass", ""]
+    assert cells(lines, "## Verdicts", "run_sample_crash") == [
+        "run_sample_crash", "1/0", "n/a", "n/a", "n/a", "fail", ""]
+    assert cells(lines, "## Statistics per variant (runs used)", "run_sample_baseline")[:4] == [
+        "run_sample_baseline", "request_total", "1", "104321.987"]
+    assert cells(lines, "## Change vs baseline (%, of the means; sub-metrics are diagnostics)",
+                 "run_sample_variant") == [
         "run_sample_variant", "-1.34", "-1.23", "+0.18", "-7.39", "-10.77", "-2.42", "+0.28", "-1.34", "n/a", "pass"]
-    assert not any(line.startswith("| run_sample_baseline ")
-                   for line in lines[lines.index("## Change vs baseline (%)"):])
+    assert cells(lines, "## Runs", "run_sample_baseline")[1:4] == ["baseline", runs["baseline"]["path"], "104321.987"]
+    assert cells(lines, "## Runs", "run_sample_crash")[-2:] == [
+        "failed", "failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
     notes = lines[lines.index("## Verdicts and notes"):]
-    assert notes[2:6] == ["- run_sample_variant (pass)", "  - reserved_peak +0.28 % within 1.00 % tolerance",
-                          "  - request_total -1.34 % beyond the 0.50 % noise threshold",
-                          "  - warning (candidate): negative stage time in stage_totals: vae_decode"
-                          " max=-38.172, avg=-38.106"]
-    assert notes[6:8] == ["- run_sample_crash (fail)",
-                          "  - candidate failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
+    assert notes[2:5] == ["- run_sample_variant (pass)", "  - reserved_peak +0.28 % within 1.00 % tolerance",
+                          "  - request_total -1.34 % (95 % CI -1.89 .. -0.79 %, n=1/1, noise CV 0.2 % (prior)):"
+                          " the interval is below 0 and the change at or beyond -0.50 %"]
+    assert "- run_sample_crash (fail)" in notes
+    assert "run_sample_variant: PASS (request_total -1.34 %, 95 % CI -1.89 .. -0.79 %, n=1/1; reserved_peak +0.28 %)" \
+        in lines
 
 
 def test_report_without_baseline(runs):
     text = render_report([runs["variant"], runs["crash"]])
-    assert "## Change vs baseline" not in text and "- baseline:" not in text
+    assert "## Verdicts\n" not in text and "- baseline:" not in text
     assert text.endswith("- run_sample_variant\n  - warning: negative stage time in stage_totals: vae_decode"
                          " max=-38.172, avg=-38.106\n- run_sample_crash\n"
                          "  - failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB\n")
 
 
-def test_header_and_variant_names_come_from_manifests(tmp_path, samples):
+def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
+    sched = {"play": "P", "seed": 9}
+    warm = make_run_dir(tmp_path, samples, "r0", "baseline", {"variant": "baseline", "host": "npu",
+                        "repo": {"sha": "abc123"}, "schedule": {**sched, "position": 0, "warmup": True}})
     baseline = make_run_dir(tmp_path, samples, "r1", "baseline",
                             {"variant": "baseline", "host": "npu", "repo": {"sha": "abc123"},
-                             "started_at": "2026-02-11T14:03:10Z"})
-    variant = make_run_dir(tmp_path, samples, "r2", "variant",
-                           {"variant": "agwait1", "host": "npu", "repo": {"sha": "def456"}})
-    data = build([baseline, variant], baseline)  # the baseline listed again is not repeated
-    assert [r["variant"] for r in data["rows"]] == ["baseline", "agwait1"]
+                             "started_at": "2026-02-11T14:03:10Z", "schedule": {**sched, "position": 2}})
+    variants = [make_run_dir(tmp_path, samples, f"r{i}", "variant",
+                             {"variant": "agwait1", "host": "npu", "repo": {"sha": "def456"},
+                              "schedule": {**sched, "position": p}}) for i, p in ((2, 1), (3, 3))]
+    data = build([baseline, *variants], [warm, baseline])  # a baseline listed again is not repeated
+    assert [(r["variant"], r["role"], r["excluded"]) for r in data["rows"]] == [
+        ("baseline", "baseline", "warm-up (discarded)"), ("agwait1", "candidate", ""),
+        ("baseline", "baseline", ""), ("agwait1", "candidate", "")]
+    (g,) = data["groups"]
+    assert (g["variant"], g["n"]) == ("agwait1", {"baseline": 1, "candidate": 2})
     assert {k: data["header"][k] for k in ("commit", "host", "date", "baseline")} == {
-        "commit": "abc123, def456", "host": "npu", "date": "2026-02-11T14:03:10Z, unknown", "baseline": "baseline"}
-    assert data["rows"][1]["log_file"] == str(tmp_path / "r2" / "run.log")
-    assert data["rows"][1]["notes"][-1] == ("warning (candidate): negative stage time in stage_totals:"
-                                            " vae_decode max=-38.172, avg=-38.106 (perf.csv, run.log)")
+        "commit": "abc123, def456", "host": "npu", "date": "unknown, 2026-02-11T14:03:10Z", "baseline": "baseline"}
+    assert data["header"]["order"] == {"play": "P", "seed": 9,
+                                       "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"]}
+    assert "- order: play P, seed 9: baseline (warm-up), agwait1, baseline, agwait1" in render(data)
+    with pytest.raises(ValueError, match="manifest.json: variant must be a string, got 7"):
+        build([make_run_dir(tmp_path, samples, "bad", "variant", {"variant": 7})], [baseline])
 
 
 def test_csv_and_json_keep_full_precision(runs):
     rows = list(csv.DictReader(io.StringIO(render_report([runs["variant"]], runs["baseline"], fmt="csv"))))
     assert [r["variant"] for r in rows] == ["run_sample_baseline", "run_sample_variant"]
-    assert list(rows[0])[:len(RAW_COLUMNS)] == list(RAW_COLUMNS)
+    assert list(rows[0])[:len(RAW_COLUMNS) - 1] == list(RAW_COLUMNS[:-2]) + ["status"]
     assert (rows[1]["request_total"], rows[1]["reserved_peak"], rows[1]["real_time"]) == ("102922.546", "19847.0", "")
     assert float(rows[1]["request_total_pct"]) == pytest.approx(-1.34146313758383, rel=1e-12)
-    assert (rows[0]["request_total_pct"], rows[1]["verdict"], rows[1]["commit"]) == ("", "pass", "")
-    assert rows[1]["notes"].startswith("reserved_peak +0.28 % within 1.00 % tolerance; request_total -1.34 %")
+    assert (rows[0]["request_total_pct"], rows[1]["verdict"], rows[1]["commit"]) == ("", "inconclusive", "")
 
     data = json.loads(render_report([runs["variant"]], runs["baseline"], fmt="json"))
-    assert data["header"] == {"commit": "unknown", "host": "unknown", "date": "unknown",
-                              "baseline": "run_sample_baseline", "noise_pct": 0.5, "reserved_tolerance_pct": 1.0}
+    assert {k: data["header"][k] for k in ("baseline", "threshold_pct", "reserved_tolerance_pct", "noise")} == {
+        "baseline": "run_sample_baseline", "threshold_pct": 0.5, "reserved_tolerance_pct": 1.0, "noise": None}
     variant = data["rows"][1]
     assert {m: variant[m] for m in METRICS}["gen_time"] == 103.0168
-    assert variant["reserved_peak_pct"] == pytest.approx(0.27789005658852, rel=1e-12)
-    assert (variant["real_time"], variant["real_time_pct"], variant["verdict"]) == (None, None, "pass")
+    (g,) = data["groups"]
+    assert g["diff_pct"]["reserved_peak"] == pytest.approx(0.27789005658852, rel=1e-12)
+    assert (g["verdict"], g["n"], g["ci_pct"], g["noise_source"]) == (
+        "inconclusive", {"baseline": 1, "candidate": 1}, {"request_total": None}, "none")
 
 
 def test_write_report_replaces_files_atomically(tmp_path, runs):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("old")
-    paths = write_report([runs["variant"]], runs["baseline"], out, noise_pct=2.0)
-    assert paths == {fmt: str(out / f"report.{fmt}") for fmt in ("md", "csv", "json")}
-    for fmt, path in paths.items():
-        with open(path) as f:
-            assert f.read() == render_report([runs["variant"]], runs["baseline"], fmt=fmt, noise_pct=2.0)
-    assert sorted(os.listdir(out)) == ["report.csv", "report.json", "report.md"]  # no temporary file left
+    paths = write_report([runs["variant"]], runs["baseline"], out, threshold_pct=2.0)
+    names = ("report.md", "report.csv", "report.json", "summary.txt")
+    assert paths == {name: str(out / name) for name in names}
+    data = build([runs["variant"]], runs["baseline"], threshold_pct=2.0)
+    for fmt in ("md", "csv", "json"):
+        with open(paths[f"report.{fmt}"]) as f:
+            assert f.read() == render(data, fmt)
+    assert (out / "summary.txt").read_text() == summary(data)
+    assert sorted(os.listdir(out)) == sorted(names)  # no temporary file left
     assert "inconclusive" in (out / "report.md").read_text()
 
 

@@ -1,0 +1,47 @@
+"""bench.yml on the embedded default with a stand-in workload: the order of the runs, as the manifests
+record it, and the warm-up left out of the verdict. The stand-in (a script in torchrun's place) prints a
+real-format log whose request_total is the same for every run, so only the play's logic is under test."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+       "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+
+STUB = """#!/bin/sh
+cat {log}
+"""
+
+
+def test_warmup_then_abba_blocks_recorded_in_manifests(tmp_path, samples):
+    stub = tmp_path / "torchrun"
+    stub.write_text(STUB.format(log=samples / "run_sample_baseline.log"))
+    stub.chmod(0o755)
+    res = subprocess.run(
+        [str(BIN / "ansible-playbook"), "bench.yml", "-e", "variant=gate1", "-e", "repeats=2", "-e", "order_seed=4",
+         "-e", f"wanbench_torchrun={stub}", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
+         "-e", f"wanbench_results_dir={tmp_path / 'results'}"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "results" / "localhost").glob("*/manifest.json")]
+    manifests.sort(key=lambda m: m["schedule"]["position"])
+    order = [(m["variant"], m["schedule"]["block"], m["schedule"]["warmup"]) for m in manifests]
+    assert [m["schedule"]["position"] for m in manifests] == [0, 1, 2, 3, 4]
+    assert order[0] == ("baseline", 0, True)
+    blocks = [[v for v, b, _ in order if b == k] for k in (1, 2)]
+    assert blocks[1] == blocks[0][::-1] and sorted(blocks[0]) == ["baseline", "gate1"]  # ABBA or BAAB
+    assert {(m["schedule"]["seed"], m["schedule"]["play"]) for m in manifests} == {
+        (4, manifests[0]["schedule"]["play"])}
+    (summary,) = (tmp_path / "results" / "localhost" / "reports").glob("*/*/summary.txt")
+    # identical runs: no interval width, change 0, inside +-threshold: never pass or fail
+    assert summary.read_text().startswith("gate1: INCONCLUSIVE (request_total +0.00 %, 95 % CI +0.00 .. +0.00 %, n=2/2;")
+    report = (summary.parent / "report.md").read_text()
+    assert "warm-up (discarded)" in report and "baseline: 2 of 2 runs used" in report
+    assert f"play {manifests[0]['schedule']['play']}: 5 runs, 2 repeat(s) an arm, 1 warm-up, order seed 4" in \
+        " ".join(out.replace("'", " ").split())
