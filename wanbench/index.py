@@ -206,6 +206,9 @@ def _write(results_dir, fill, start_from=None):
             db.commit()
         finally:
             db.close()
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
