@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import random
 import statistics
 
@@ -263,3 +264,19 @@ def test_history_handler_bad_inputs_are_one_line(tmp_path):
         args.func(args)
     with pytest.raises(SystemExit):
         parser().parse_args(["history", str(tmp_path), "--persist", "0"])
+
+
+def test_history_reads_an_index_it_cannot_update(tmp_path, monkeypatch):
+    results_with_history(tmp_path)
+    index.build(tmp_path)
+
+    def read_only(_):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(index, "build", read_only)
+    args = parser().parse_args(["history", str(tmp_path)])
+    _, text, verdicts = args.func(args)
+    assert verdicts == ["fail"] and text.endswith("note: index not updated (Permission denied); showing it as it is")
+    os.unlink(tmp_path / "index.sqlite")
+    with pytest.raises(PermissionError):
+        args.func(args)

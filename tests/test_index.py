@@ -322,3 +322,10 @@ def test_import_handler_imports_and_indexes(tmp_path, old_dir):
                                 str(tmp_path / "res"), "--started-at", "March"])
     with pytest.raises(ValueError, match="--started-at 'March'"):
         args.func(args)
+
+
+def test_a_corrupt_index_reads_as_one_line(tmp_path):
+    (tmp_path / "index.sqlite").write_bytes(b"SQLite format 3\0" + b"\xff" * 200)
+    with pytest.raises(ValueError, match="not a readable wanbench index .*wanbench index --rebuild"):
+        index.series(str(tmp_path), "h", "v", "request_total")
+    assert index.build(tmp_path)["runs"] == 0  # a build replaces it

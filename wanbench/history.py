@@ -284,7 +284,13 @@ def _handler(args):
     from . import index
 
     acks = load_acks(args.ack) if args.ack else []
-    index.build(args.results_dir)
+    note = []
+    try:
+        index.build(args.results_dir)
+    except PermissionError as e:  # a read-only results folder: read the index as it is
+        if not os.path.isfile(os.path.join(args.results_dir, index.INDEX_NAME)):
+            raise
+        note = [f"note: index not updated ({e.strerror}); showing it as it is"]
     metrics = [args.metric] if args.metric else list(DEFAULT_METRICS)
     all_series = load(args.results_dir, args.host, args.variant, metrics)
     opts = {"window": args.window, "threshold_pct": args.threshold_pct, "noise_k": args.noise_k,
@@ -304,6 +310,7 @@ def _handler(args):
         blocks.append(f"{s['host']} / {s['variant']} / {s['metric']}\n" + _table(
             ["night", "date", "commit", "n", "median", "CV %", "vs ref %", "state"], rows))
     blocks.append("\n".join(map(_alarm_line, found)) if found else "no open alarms")
+    blocks += note
     return [], "\n\n".join(blocks), verdicts
 
 

@@ -204,6 +204,8 @@ def _write(results_dir, fill, start_from=None):
                 db.executescript(_SCHEMA)
             result = fill(db)
             db.commit()
+        except sqlite3.Error as e:
+            raise ValueError(f"{tmp}: cannot write the index ({e})") from None
         finally:
             db.close()
         mask = os.umask(0)
@@ -317,14 +319,19 @@ def open_index(where):
 
 @contextlib.contextmanager
 def _connection(db):
-    if isinstance(db, sqlite3.Connection):
-        yield db
-    else:
-        conn = open_index(db)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    """A connection to ``db`` (a connection, a results folder or an index file); sqlite errors become ValueError."""
+    where = "index" if isinstance(db, sqlite3.Connection) else os.fspath(db)
+    try:
+        if isinstance(db, sqlite3.Connection):
+            yield db
+        else:
+            conn = open_index(db)
+            try:
+                yield conn
+            finally:
+                conn.close()
+    except sqlite3.Error as e:
+        raise ValueError(f"{where}: not a readable wanbench index ({e}); rebuild it with `wanbench index --rebuild`") from None
 
 
 def dump(db):
