@@ -243,7 +243,7 @@ def test_history_handler_prints_series_and_the_open_alarm(tmp_path):
     inputs, text, verdicts = args.func(args)
     assert inputs == [] and verdicts == ["fail"]
     assert "npu1 / baseline / request_total" in text and "npu1 / baseline / reserved_peak" in text
-    assert f"OPEN: npu1 baseline request_total" in text and f"{sha(6)[:12]}..{sha(7)[:12]}" in text
+    assert "OPEN: npu1 baseline request_total" in text and f"{sha(6)[:12]}..{sha(7)[:12]}" in text
     ack = write(tmp_path, "- {host: npu1, variant: baseline, metric: request_total, until: 2026-12-01, reason: r}\n")
     args = parser().parse_args(["history", str(tmp_path), "--ack", ack, "--metric", "request_total"])
     _, text, verdicts = args.func(args)
