@@ -305,7 +305,7 @@ def _handler(args):
     for s in all_series:
         verdict = judge(s["nights"], s["metric"], **opts)
         rows = [[n["night"], n["date"] or "-", (n["commit"] or "-")[:12], n["n"], _fmt(n["median"]),
-                 _fmt(n["cv_pct"], 2), _fmt(v["change_pct"], 2), v["state"]]
+                 _fmt(n["cv_pct"], 2), "-" if v["change_pct"] is None else f"{v['change_pct']:+.2f}", v["state"]]
                 for n, v in zip(s["nights"], verdict)]
         blocks.append(f"{s['host']} / {s['variant']} / {s['metric']}\n" + _table(
             ["night", "date", "commit", "n", "median", "CV %", "vs ref %", "state"], rows))

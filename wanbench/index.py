@@ -363,11 +363,8 @@ def series(db, host, variant, metric, fingerprint=None):
              " FROM runs r JOIN metrics m ON m.host = r.host AND m.run_id = r.run_id"
              " WHERE r.host = ? AND r.variant = ? AND m.metric = ? AND r.exit_code = 0"
              " AND r.status = 'ok' AND r.warmup = 0")
-    params = [host, variant, metric]
-    if fingerprint is not None:
-        query += " AND r.fingerprint = ?"
-        params.append(fingerprint)
-    query += " ORDER BY r.started_at, r.run_id"
+    query, params = _filtered(query, "r.started_at, r.run_id", **{"r.fingerprint": fingerprint})
+    params = [host, variant, metric, *params]
     nights = {}
     with _connection(db) as conn:
         for night, date, started, sha, fp, run_id, value in conn.execute(query, params):
@@ -387,34 +384,27 @@ def series(db, host, variant, metric, fingerprint=None):
     return out
 
 
+def _filtered(query, order, **equal):
+    """``query`` with an ``AND column = ?`` for each given (truthy) filter, then ``order``; (sql, params)."""
+    given = {k: v for k, v in equal.items() if v}
+    return query + "".join(f" AND {k} = ?" for k in given) + f" ORDER BY {order}", list(given.values())
+
+
 def keys(db, host=None, variant=None):
-    """The (host, variant) pairs that have judged runs, sorted; optionally only some."""
-    query, params = "SELECT DISTINCT host, variant FROM runs WHERE variant IS NOT NULL", []
-    if host:
-        query += " AND host = ?"
-        params.append(host)
-    if variant:
-        query += " AND variant = ?"
-        params.append(variant)
+    """The (host, variant) pairs that have indexed runs, sorted; optionally only some."""
+    sql, params = _filtered("SELECT DISTINCT host, variant FROM runs WHERE variant IS NOT NULL",
+                            "host, variant", host=host, variant=variant)
     with _connection(db) as conn:
-        return [tuple(r) for r in conn.execute(query + " ORDER BY host, variant", params)]
+        return [tuple(r) for r in conn.execute(sql, params)]
 
 
 def broken_runs(db, host=None, night=None):
     """Runs that did not finish cleanly (exit code not 0 or status not ok): [{host, run_id, variant, night, why}]."""
-    query = ("SELECT host, run_id, variant, night, exit_code, status, reason FROM runs"
-             " WHERE (exit_code IS NOT 0 OR status != 'ok')")
-    params = []
-    if host:
-        query += " AND host = ?"
-        params.append(host)
-    if night:
-        query += " AND night = ?"
-        params.append(night)
+    sql, params = _filtered("SELECT host, run_id, variant, night, exit_code, status, reason FROM runs"
+                            " WHERE (exit_code IS NOT 0 OR status != 'ok')", "host, run_id", host=host, night=night)
     with _connection(db) as conn:
-        return [{"host": h, "run_id": r, "variant": v, "night": n,
-                 "why": reason or f"{status}, exit code {code}"}
-                for h, r, v, n, code, status, reason in conn.execute(query + " ORDER BY host, run_id", params)]
+        return [{"host": h, "run_id": r, "variant": v, "night": n, "why": reason or f"{status}, exit code {code}"}
+                for h, r, v, n, code, status, reason in conn.execute(sql, params)]
 
 
 # ---------------------------------------------------------------- CLI
