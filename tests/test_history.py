@@ -60,6 +60,16 @@ def test_regression_alarms_on_its_kth_night_with_the_commit_range(persist):
     assert alarm["acked"] is False
 
 
+def test_an_alarm_says_when_the_settings_changed_with_it():
+    nights = synthetic(seed=7, regression_from=7)["request_total"]
+    assert history.alarms(series(nights))[0]["settings_changed"] is False  # fingerprints unknown
+    marked = [{**n, "fingerprints": ["fp2" if k >= 6 else "fp1"]} for k, n in enumerate(nights)]
+    alarm, = history.alarms(series(marked))
+    assert alarm["settings_changed"] is True and "settings fingerprint changed" in history._alarm_line(alarm)
+    same = [{**n, "fingerprints": ["fp1"]} for n in nights]
+    assert history.alarms(series(same))[0]["settings_changed"] is False
+
+
 def test_a_lasting_regression_keeps_its_first_bad_night():
     nights = synthetic(seed=3, regression_from=7)["request_total"]
     alarm, = history.alarms(series(nights))

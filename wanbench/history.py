@@ -140,6 +140,12 @@ def _night(n, verdict=None):
     return d
 
 
+def _settings_changed(before, after):
+    """True when both nights know their settings fingerprints and they differ (not a code regression then)."""
+    a, b = before.get("fingerprints") or [], after.get("fingerprints") or []
+    return bool(a and b and set(a) != set(b))
+
+
 def _as_list(series):
     return [series] if isinstance(series, dict) else list(series)
 
@@ -152,8 +158,9 @@ def alarms(series, window=WINDOW, persist=PERSIST, threshold_pct=THRESHOLD_PCT, 
     Returns [{host, variant, metric, first_bad, last_good, commits: [last good
     night's sha, first bad night's sha], change_pct (last night vs the
     reference median), limit_pct, noise_cv_pct, reference_median, nights (the
-    bad streak: night, date, commit, n, median, change_pct), acked,
-    ack_reason}].
+    bad streak: night, date, commit, n, median, change_pct), settings_changed
+    (the settings fingerprint differs between the two nights: look at the
+    settings before the code), acked, ack_reason}].
     """
     if persist < 1 or reserved_persist < 1:
         raise ValueError(f"persist={persist}, reserved_persist={reserved_persist}: expected whole numbers >= 1")
@@ -176,7 +183,7 @@ def alarms(series, window=WINDOW, persist=PERSIST, threshold_pct=THRESHOLD_PCT, 
                  "change_pct": last["change_pct"], "limit_pct": last["limit_pct"],
                  "noise_cv_pct": last["noise_cv_pct"], "reference_median": last["reference_median"],
                  "nights": [_night(n, v) for n, v in zip(nights[start:], verdicts[start:])],
-                 "acked": False, "ack_reason": None}
+                 "settings_changed": _settings_changed(last_good, first_bad), "acked": False, "ack_reason": None}
         ack = _ack_for(alarm, nights[-1]["date"], acks or [])
         if ack:
             alarm.update(acked=True, ack_reason=f"{ack['reason']} (until {ack['until']})")
@@ -275,6 +282,7 @@ def _alarm_line(a):
     noise = f", noise CV {a['noise_cv_pct']:.2f} %" if a["noise_cv_pct"] is not None else ""
     commits = "..".join((c or "unknown")[:12] for c in a["commits"])
     state = f"acked: {a['ack_reason']}" if a["acked"] else "OPEN"
+    commits += "; the settings fingerprint changed between these nights" if a["settings_changed"] else ""
     return (f"{state}: {a['host']} {a['variant']} {a['metric']} {sign(a['change_pct'])} vs the reference"
             f" (limit {a['limit_pct']:.2f} %{noise}) for {len(a['nights'])} night(s) since {a['first_bad']}"
             f" ({a['first_bad_date']}); last good {a['last_good']} ({a['last_good_date']}); commits {commits}")
