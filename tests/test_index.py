@@ -287,7 +287,8 @@ def test_a_second_file_of_one_kind_is_skipped(tmp_path, fixtures):
     shutil.copyfile(fixtures / "samples" / "run_sample_variant.log", src / "a.time")  # a log under a time name
     (tmp_path / "res").mkdir()
     out = importer.import_dir(src, tmp_path / "res", "baseline")
-    assert len(out["imported"]) == 1 and out["skipped"] == [(str(src / "run_a.log"), "a second log file for 'a' (first: a.time)")]
+    assert len(out["imported"]) == 1
+    assert out["skipped"] == [(str(src / "run_a.log"), "a second log file for 'a' (first: a.time)")]
 
 
 # ---------------------------------------------------------------- CLI handlers

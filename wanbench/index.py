@@ -331,7 +331,8 @@ def _connection(db):
             finally:
                 conn.close()
     except sqlite3.Error as e:
-        raise ValueError(f"{where}: not a readable wanbench index ({e}); rebuild it with `wanbench index --rebuild`") from None
+        raise ValueError(f"{where}: not a readable wanbench index ({e});"
+                         " rebuild it with `wanbench index --rebuild`") from None
 
 
 def dump(db):
