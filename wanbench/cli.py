@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import report, store
+from . import history, importer, index, report, store
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
 
@@ -63,6 +63,8 @@ def _parser():
     p.add_argument("--format", choices=report.FORMATS, default="md")
     p.add_argument("--out", metavar="DIR", help="write report.md, report.csv and report.json here")
     thresholds(p)
+    for module in (index, importer, history):
+        module.add_cli(sub)  # index, import, history: their handlers come as args.func
     return parser
 
 
@@ -145,7 +147,7 @@ def _error(message):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        inputs, text, verdicts = _COMMANDS[args.command](args)
+        inputs, text, verdicts = (getattr(args, "func", None) or _COMMANDS[args.command])(args)
     except OSError as e:
         _error(f"{e.filename}: {e.strerror}" if e.filename else e)
         return 2
