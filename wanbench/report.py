@@ -50,6 +50,10 @@ def fmt_pct(value):
     return "n/a" if value is None else f"{value:+.2f}"
 
 
+def _pct_text(value):
+    return "n/a" if value is None else f"{value:+.2f} %"
+
+
 def fmt_ci(ci):
     return "n/a" if not ci else f"{ci[0]:+.2f} .. {ci[1]:+.2f}"
 
@@ -162,9 +166,9 @@ def summary(data):
     for g in data["groups"]:
         d = g["diff_pct"]
         ci = g["ci_pct"]["request_total"]
-        line = (f"{g['variant']}: {g['verdict'].upper()} (request_total {fmt_pct(d['request_total'])} %,"
+        line = (f"{g['variant']}: {g['verdict'].upper()} (request_total {_pct_text(d['request_total'])},"
                 f" {'95 %% CI %s %%' % fmt_ci(ci) if ci else 'no interval'}, n={g['n']['baseline']}/{g['n']['candidate']};"
-                f" reserved_peak {fmt_pct(d['reserved_peak'])} %)")
+                f" reserved_peak {_pct_text(d['reserved_peak'])})")
         if g["verdict"] == "inconclusive" and g["runs_needed"] and not g["equivalent"]:
             line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
         if g["equivalent"]:
