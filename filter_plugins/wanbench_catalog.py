@@ -95,17 +95,30 @@ def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="
         raise _fail("wanbench_plan", exc) from None
 
 
-def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1):
-    """The play's runs: warm-ups, then ``repeats`` interleaved blocks of every arm (see wanbench.schedule)."""
+def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10):
+    """The play's runs: warm-ups, then interleaved blocks of every arm (see wanbench.schedule).
+
+    ``repeats=auto`` plans ``max_runs`` blocks as a budget and marks the schedule adaptive.
+    """
     _need()
     if not isinstance(selection, dict) or "controls" not in selection:
         raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
+    adaptive = str(repeats).strip() == "auto"
     try:
-        return _schedule.schedule(selection, baseline=baseline, stored=stored or {}, repeats=_int("repeats", repeats),
+        return _schedule.schedule(selection, baseline=baseline, stored=stored or {},
+                                  repeats=_int("max_runs" if adaptive else "repeats", max_runs if adaptive else repeats),
                                   seed=None if seed in (None, "") else _int("order_seed", seed),
-                                  warmup=_int("warmup", warmup))
+                                  warmup=_int("warmup", warmup), adaptive=adaptive)
     except _schedule.ScheduleError as exc:
         raise _fail("wanbench_schedule", exc) from None
+
+
+def wanbench_decided(results):
+    """Whether a look settles its control key (the JSON of ``wanbench compare``): see wanbench.schedule.decided."""
+    _need()
+    if not isinstance(results, list):
+        raise AnsibleFilterError("wanbench_decided: expected the list that wanbench compare --json prints")
+    return _schedule.decided(results)
 
 
 def _int(name, value):
@@ -172,6 +185,7 @@ class FilterModule:
             "wanbench_plan": wanbench_plan,
             "wanbench_schedule": wanbench_schedule,
             "wanbench_plan_text": wanbench_plan_text,
+            "wanbench_decided": wanbench_decided,
             "wanbench_stored_controls": wanbench_stored_controls,
             "wanbench_run_id": wanbench_run_id,
             "wanbench_master_port": wanbench_master_port,

@@ -14,6 +14,7 @@ import sys
 from . import history, importer, index, report, store
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
+from .stats import CONFIDENCE
 
 
 def _non_negative(text):
@@ -23,6 +24,13 @@ def _non_negative(text):
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _fraction(text):
+    value = _non_negative(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
@@ -43,6 +51,9 @@ def _parser():
                             " settings give the noise when a side has one run")
         p.add_argument("--noise-cv-pct", type=_non_negative, metavar="CV",
                        help="prior request_total noise (CV in %%) when a side has one run and no stored noise")
+        p.add_argument("--confidence", type=_fraction, default=CONFIDENCE, metavar="C",
+                       help=f"level of the request_total interval (default {CONFIDENCE}); the play lowers"
+                            " alpha with repeats=auto, which looks after every block")
         p.add_argument("--check", action="store_true",
                        help="exit 1 when any verdict is fail or invalid")
 
@@ -92,7 +103,7 @@ def _build(args, paths):
     baselines = [parse_run(b) for b in args.baseline or []]
     runs = [parse_run(p) for p in paths]
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
-                        _noise(args, baselines, runs) if baselines else None)
+                        _noise(args, baselines, runs) if baselines else None, args.confidence)
     return baselines + runs, data
 
 

@@ -17,6 +17,7 @@ import tempfile
 
 from . import diagnostics
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
+from .stats import CONFIDENCE
 from .parse import DECIMALS, METRICS
 
 RAW_COLUMNS = ("variant", "log_file", *METRICS, "status", "verdict")
@@ -48,6 +49,10 @@ def fmt_value(metric, value):
 
 def fmt_pct(value):
     return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _level(confidence):
+    return f"{confidence * 100:.4g} %"
 
 
 def _pct_text(value):
@@ -85,11 +90,12 @@ def group(runs):
 
 
 def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-          noise=None):
+          noise=None, confidence=CONFIDENCE):
     """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
 
     ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
-    ({"cv_pct", "source"}) is used where a side has one run.
+    ({"cv_pct", "source"}) is used where a side has one run; ``confidence``
+    is the interval's level (lower it only with a reason, e.g. repeated looks).
     """
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
@@ -99,7 +105,7 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     groups, verdict_of = [], {}
     if baselines:
         for name, members in candidates:
-            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise)
+            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence)
             groups.append({"variant": name, **result})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
     excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
@@ -118,7 +124,7 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
               for key in ("commit", "host", "date")}
     header.update(baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
-                  noise=noise, order=_order(baselines + [r for _, rs in candidates for r in rs]))
+                  noise=noise, confidence=confidence, order=_order(baselines + [r for _, rs in candidates for r in rs]))
     return {"header": header, "groups": groups, "rows": rows}
 
 
@@ -167,7 +173,7 @@ def summary(data):
         d = g["diff_pct"]
         ci = g["ci_pct"]["request_total"]
         line = (f"{g['variant']}: {g['verdict'].upper()} (request_total {_pct_text(d['request_total'])},"
-                f" {'95 %% CI %s %%' % fmt_ci(ci) if ci else 'no interval'}, n={g['n']['baseline']}/{g['n']['candidate']};"
+                f" {'%s CI %s %%' % (_level(g['confidence']), fmt_ci(ci)) if ci else 'no interval'}, n={g['n']['baseline']}/{g['n']['candidate']};"
                 f" reserved_peak {_pct_text(d['reserved_peak'])})")
         if g["verdict"] == "inconclusive" and g["runs_needed"] and not g["equivalent"]:
             line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
@@ -187,7 +193,7 @@ def _markdown(data):
     if h["baseline"] is not None:
         noise = h["noise"]
         lines.append(f"- baseline: {h['baseline']} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
-                     f" {h['reserved_tolerance_pct']:.2f} %; 95 % CI: Welch t on log request_total, with one run a"
+                     f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total, with one run a"
                      f" side the known noise: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
@@ -195,7 +201,7 @@ def _markdown(data):
     if groups:
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),
-                  "95 % CI %": fmt_ci(g["ci_pct"]["request_total"]),
+                  f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"]),
                   "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": g["verdict"],
                   "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
                   else str(g["runs_needed"] or "n/a")} for g in groups]
@@ -290,12 +296,12 @@ def write(data, outdir):
 
 
 def render_report(runs, baselines=None, fmt="md", threshold_pct=THRESHOLD_PCT,
-                  reserved_tolerance_pct=RESERVED_TOLERANCE_PCT, noise=None):
+                  reserved_tolerance_pct=RESERVED_TOLERANCE_PCT, noise=None, confidence=CONFIDENCE):
     """The report for runs (``parse_run`` results) as a string."""
-    return render(build(runs, baselines, threshold_pct, reserved_tolerance_pct, noise), fmt)
+    return render(build(runs, baselines, threshold_pct, reserved_tolerance_pct, noise, confidence), fmt)
 
 
 def write_report(runs, baselines, outdir, threshold_pct=THRESHOLD_PCT,
-                 reserved_tolerance_pct=RESERVED_TOLERANCE_PCT, noise=None):
+                 reserved_tolerance_pct=RESERVED_TOLERANCE_PCT, noise=None, confidence=CONFIDENCE):
     """Write the report for runs into outdir in every format; {name: path}."""
-    return write(build(runs, baselines, threshold_pct, reserved_tolerance_pct, noise), outdir)
+    return write(build(runs, baselines, threshold_pct, reserved_tolerance_pct, noise, confidence), outdir)

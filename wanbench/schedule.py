@@ -23,6 +23,8 @@ import random
 import secrets
 from datetime import datetime, timezone
 
+from .stats import look_confidence
+
 BASELINE_POLICIES = ("rerun", "skip", "stored")
 BASELINE_HELP = ("rerun: fresh control runs in this play (default); skip: no control, raw metrics only; "
                  "stored: judge against the newest stored control of this host, commit and settings")
@@ -58,7 +60,7 @@ def play_id(now=None, token=None):
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{token or secrets.token_hex(3)}"
 
 
-def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, warmup=1, play=None):
+def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, warmup=1, play=None, adaptive=False):
     """Order the runs of a play.
 
     ``selection`` is :func:`wanbench.catalog.plan`'s result; ``stored`` maps a
@@ -68,7 +70,10 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
     run is a resolved variant plus role (control|candidate), control_key,
     repeat (1-based per arm; 0 for a warm-up), warmup and schedule.  A control
     source is "selected" (the baseline was asked for by name), "rerun",
-    "stored" or "none".
+    "stored" or "none".  ``adaptive``: ``repeats`` is a budget; the play looks
+    after every block from the second on and stops a control key's blocks once
+    its verdicts are decided, each look at the level ``confidence`` (alpha
+    split over the planned looks); every run records ``last_in_block``.
     """
     if baseline not in BASELINE_POLICIES:
         raise ScheduleError(f"baseline={baseline!r}: expected one of {', '.join(BASELINE_POLICIES)} ({BASELINE_HELP})")
@@ -78,6 +83,8 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
         raise ScheduleError("repeats=0: expected a whole number >= 1")
     seed = secrets.randbelow(2 ** 31) if seed in (None, "") else _positive_int("order_seed", seed)
     play = play or play_id()
+    looks = max(1, repeats - 1) if adaptive else 1
+    confidence = look_confidence(looks)
     stored = stored or {}
     controls, groups = {}, []
     for key, control in selection["controls"].items():
@@ -101,7 +108,9 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
         role = "control" if arm["variant"] == arm["family_baseline"] and not arm.get("aa") else "candidate"
         runs.append({**arm, "role": role, "control_key": key, "repeat": repeat, "warmup": is_warmup,
                      "schedule": {"play": play, "seed": seed, "block": block, "position": len(runs),
-                                  "order": order, "warmup": is_warmup, "repeats": repeats}})
+                                  "order": order, "warmup": is_warmup, "repeats": repeats, "adaptive": adaptive,
+                                  "confidence": confidence,
+                                  "last_in_block": not is_warmup and arm["variant"] == order[-1]}})
 
     first = groups[0] if groups and groups[0][1] else None
     for _ in range(warmup if first else 0):
@@ -112,7 +121,12 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
             for name in order:
                 add(arms[names.index(name)], key, block, block, order, False)
     return {"runs": runs, "controls": controls, "play": play, "seed": seed, "repeats": repeats,
-            "warmup": warmup}
+            "warmup": warmup, "adaptive": adaptive, "looks": looks, "confidence": confidence}
+
+
+def decided(results):
+    """Whether a look settles a control key: every candidate group pass, fail, invalid or equivalent."""
+    return bool(results) and all(r["verdict"] != "inconclusive" or r["equivalent"] for r in results)
 
 
 def plan_text(sched):
@@ -120,7 +134,9 @@ def plan_text(sched):
     order = ", ".join(f"{r['variant']}{' (warm-up)' if r['warmup'] else ''}" for r in sched["runs"])
     ctl = ", ".join(f"{k} = {c['variant']} ({c['source']}{': ' + c['path'] if c['path'] else ''})"
                     for k, c in sched["controls"].items())
-    return (f"play {sched['play']}: {len(sched['runs'])} runs, {sched['repeats']} repeat(s) an arm,"
+    budget = (f"up to {sched['repeats']} repeats an arm, stopping once decided ({sched['looks']} looks at"
+              f" {sched['confidence'] * 100:.4g} % each)") if sched["adaptive"] else f"{sched['repeats']} repeat(s) an arm"
+    return (f"play {sched['play']}: {len(sched['runs'])} runs, {budget},"
             f" {sched['warmup']} warm-up, order seed {sched['seed']}: {order}; controls: {ctl}")
 
 

@@ -152,3 +152,15 @@ def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER,
             return n
         n += 1
     return cap
+
+
+def look_confidence(looks, confidence=CONFIDENCE):
+    """The interval level for each of ``looks`` planned looks at growing data (adaptive repeats).
+
+    Looking after every block and stopping at the first decided verdict would
+    inflate false verdicts; splitting alpha evenly over the planned looks
+    (Bonferroni) keeps the chance of any false verdict at or below
+    1 - ``confidence`` whatever the stopping point.  Conservative, and simple
+    enough to state in a report.
+    """
+    return 1 - (1 - confidence) / max(1, looks)
