@@ -272,3 +272,14 @@ def test_hostile_prompt_stays_one_argv_element(cat):
     cmd = C.command(r, "/r")
     assert cmd["argv"][-2:] == ["--prompt", prompt]
     assert shlex.split(cmd["command_line"])[-1] == prompt
+
+
+def test_detailed_profile_mode_and_its_steps_are_flags(cat):
+    cat = copy.deepcopy(cat)
+    cat["variants"]["detail"] = {"base": "baseline", "flags": {"profile_mode": "detailed", "profile_mode_steps": 2}}
+    r = C.resolve(cat, "detail", platform="reference")
+    assert r["args"][r["args"].index("--profile_mode"):][:4] == ["--profile_mode", "detailed", "--profile_mode_steps", "2"]
+    assert not [w for w in C.check_catalog(cat) if "'detail'" in w]  # diagnostics, not a main variable
+    cat["variants"]["detail"]["flags"]["profile_mode_steps"] = 0
+    with pytest.raises(C.CatalogError, match="profile_mode_steps"):
+        C.check_catalog(cat)

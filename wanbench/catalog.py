@@ -86,6 +86,7 @@ FLAG_SCHEMA = {
     "profile_attn": {"type": "bool"},
     "profile_block": {"type": "bool"},
     "profile_mode": {"type": "str", "choices": ("normal", "detailed")},
+    "profile_mode_steps": {"type": "int", "min": 1},  # steps of detailed mode's second, traced generation
     "perf_logic": {"type": "str", "choices": ("legacy", "optimized")},
     "sample_solver": {"type": "str", "choices": ("unipc", "dpm++")},
     "sample_shift": {"type": "float"},
@@ -118,7 +119,8 @@ MAIN_VARIABLE_GROUPS = {
     "attentioncache_interval": "attentioncache", "start_step": "attentioncache",
     "end_step": "attentioncache",
     "use_rainfusion": "rainfusion", "sparsity": "rainfusion", "sparse_start_step": "rainfusion",
-    "profile_block": None, "profile_mode": None, "base_seed": None,  # not a main variable
+    "profile_block": None, "profile_mode": None, "profile_mode_steps": None,
+    "base_seed": None,  # not a main variable
 }
 for _k in ENV_SCHEMA:
     if _k.startswith("WAN_SLOW_CARD"):
