@@ -349,7 +349,7 @@ def parse_npu_smi(text):
     """``npu-smi info`` -> part with one device per chip, its processes and the driver version."""
     lines = text.replace("\r", "").split("\n")
     versions, errors, devices = {}, [], []
-    processes, proc_header, closed = None, False, False
+    processes, proc_header, closed, body = None, False, False, False
     pending = None  # first row of a chip's two-row entry
     for n, line in enumerate(lines, 1):
         s = line.strip()
@@ -358,7 +358,7 @@ def parse_npu_smi(text):
             versions["npu_smi"], versions["driver"] = m.group(1), m.group(2)
             continue
         if s.startswith("+"):
-            if proc_header and processes is not None:
+            if proc_header and body:  # a border after a process row (not the one under the header)
                 closed = True
             continue
         cells = _cells(s)
@@ -375,7 +375,7 @@ def parse_npu_smi(text):
         if cells[0].startswith(("NPU ", "Chip")):  # column headers
             continue
         if proc_header:
-            closed = False
+            closed, body = False, True
             m = re.match(r"No running processes found(?: in NPU (\d+))?", cells[0])
             if m:
                 continue
