@@ -88,20 +88,20 @@ _ALIASES = {"clocks.current.sm": "clocks.sm", "clocks.current.memory": "clocks.m
 _MISSING = {"", "n/a", "[n/a]", "-", "na", "[not supported]", "not supported"}
 _BROKEN = ("err!", "[unknown error]", "[gpu is lost]", "[gpu requires reset]", "unknown error")
 
-_VERSIONS_PY = (
-    "import importlib, platform\n"
-    "print('python=' + platform.python_version())\n"
-    "for m in ('torch', 'torch_npu', 'numpy'):\n"
-    "    try:\n"
-    "        v = importlib.import_module(m).__version__\n"
-    "    except Exception:\n"
-    "        v = ''\n"
-    "    print(m + '=' + str(v))\n"
-    "try:\n"
-    "    import torch\n"
-    "    print('torch_cuda=' + (torch.version.cuda or ''))\n"
-    "except Exception:\n"
-    "    print('torch_cuda=')\n")
+_VERSIONS_PY = """import importlib, platform
+print("python=" + platform.python_version())
+for m in ("torch", "torch_npu", "numpy"):
+    try:
+        v = importlib.import_module(m).__version__
+    except Exception:
+        v = ""
+    print(m + "=" + str(v))
+try:
+    import torch
+    print("torch_cuda=" + (torch.version.cuda or ""))
+except Exception:
+    print("torch_cuda=")
+"""
 # Everything but the shell running ps, its ancestors (ssh, docker exec, the Ansible module) and
 # its children: the first line is the shell's own pid.
 _PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,comm="
