@@ -105,6 +105,30 @@ def test_busy_gpu_is_invalid_with_the_reasons():
                    throttling=()) == ["device 3 health before the run: error: temperature.gpu=ERR!"]
 
 
+def test_recorded_h100_with_a_process_holding_gpu0():
+    snap = cuda(query="nvidia-smi-query-h100x4-loaded.csv", table="nvidia-smi-h100x4-loaded.txt",
+                apps="nvidia-smi-query-compute-apps-h100x4-loaded.csv")
+    assert snap["status"] == "ok", snap["errors"]
+    d0 = snap["devices"][0]
+    assert (d0["util_pct"], d0["mem_used_mb"], d0["power_w"], d0["clocks"]["sm_mhz"], d0["throttle"]) == (
+        100.0, 19959.0, 699.36, 1365.0, ["sw_power_cap"])  # a saturated H100 sits at its 700 W cap
+    assert snap["processes"] == [{"device": 0, "pid": 944, "name": "python3", "mem_mb": 19950.0, "type": "C"}]
+    assert D.judge(snap) == [
+        "device 0 busy before the run: utilisation 100 % (idle limit 10 %)",
+        "device 0 busy before the run: 19959 MB in use (idle limit 1024 MB)",
+        "device 0 throttled before the run: sw_power_cap",
+        "device 0 held by another process before the run: pid 944 python3 (19950 MB)",
+    ]
+
+
+def test_utilisation_just_after_a_run_is_not_held_against_it():
+    """Recorded right after the holder exited: memory is free, but the utilisation sample still shows 49 %."""
+    after = cuda(query="nvidia-smi-query-h100x4-just-after.csv")
+    assert after["devices"][0]["util_pct"] == 49.0 and after["devices"][0]["mem_used_mb"] == 0.0
+    assert D.judge(cuda(), after) == []
+    assert D.judge(after) == ["device 0 busy before the run: utilisation 49 % (idle limit 10 %)"]
+
+
 def test_compute_apps_alone_still_name_the_holder():
     snap = D.snapshot("cuda", {"nvidia_query": read("nvidia-smi-query-h100x4-idle.csv"),
                                "nvidia_apps": read("nvidia-smi-query-compute-apps-busy.csv")})
