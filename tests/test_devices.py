@@ -223,7 +223,6 @@ def test_cut_inside_a_process_section_is_not_read_as_no_processes():
 
 @pytest.mark.parametrize("output, message", [
     ("", "nvidia-smi --query-gpu: empty output"),
-    ("index, name\n0, A, B\n", "line 2 has 3 of 2 fields"),
     ("garbage without commas\n", "no index, name column"),
     ({"rc": 9, "stdout": "", "stderr": "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
                                        "driver."}, "nvidia-smi --query-gpu=index"),
@@ -235,6 +234,19 @@ def test_bad_nvidia_query_is_unreadable_with_a_reason(output, message):
     assert any(message in e for e in snap["errors"]), snap["errors"]
     reasons = D.judge(snap)
     assert reasons and reasons[0].startswith("device state before the run unknown: ")
+
+
+def test_a_cut_row_is_left_out_and_said():
+    text = read("nvidia-smi-query-h100x4-idle.csv")
+    snap = D.snapshot("cuda", {"nvidia_query": text[:text.rindex(",")], "nvidia_table": read("nvidia-smi-h100x4-idle.txt")})
+    assert snap["status"] == "incomplete" and [d["index"] for d in snap["devices"]] == [0, 1, 2]
+    assert snap["errors"] == ["nvidia-smi --query-gpu: line 5 has 10 of 11 fields (cut off?)"]
+    assert D.snapshot("cuda", {"nvidia_query": "index, name\nx, A\n"})["errors"][:2] == [
+        "nvidia-smi --query-gpu: line 2: index not an integer: 'x'", "nvidia-smi --query-gpu: no GPU rows"]
+    header_only = D.snapshot("cuda", {"nvidia_query": "index, name\n", "nvidia_table": read("nvidia-smi-h100x4-idle.txt")})
+    assert D.judge(header_only) == ["device state before the run unknown: nvidia-smi --query-gpu: no GPU rows"]
+    assert D.judge({"platform": "cuda", "status": "ok", "devices": []}) == [
+        "device state before the run unknown: no devices read"]
 
 
 def test_failed_command_says_why():
@@ -271,12 +283,12 @@ def test_versions_snippet_and_image_parse():
                               "python": "python=3.11.6\ntorch=2.1.0\ntorch_npu=2.1.0.post10\nnumpy=1.26.4\ntorch_cuda=\n",
                               "image": 'sha256:0123abcd mindie:2.0.RC1\n["repo/mindie@sha256:feedbeef"]\n'},
                       container="mindie-wan2.1-xysheng")
+    assert snap["status"] == "ok", snap["errors"]
     v = snap["versions"]
     assert (v["torch"], v["torch_npu"], v["python"], v["image"], v["image_name"], v["image_digest"]) == (
         "2.1.0", "2.1.0.post10", "3.11.6", "sha256:0123abcd", "mindie:2.0.RC1", "sha256:feedbeef")
     assert "torch_cuda" not in v
-    bad = D.snapshot("npu", {"npu_smi": read("npu-smi-info-910b-idle.txt"), "image": "sha256:0 x\n[\"re"},
-                     container="c")
+    bad = D.snapshot("npu", {"npu_smi": read("npu-smi-info-910b-idle.txt"), "image": "sha256:0 x\n[\"re"})
     assert bad["status"] == "incomplete" and "RepoDigests cut off" in bad["errors"][0]
 
 

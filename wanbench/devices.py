@@ -205,13 +205,14 @@ def _csv_rows(text, what):
         raise _Bad(f"{what}: empty output")
     header = [re.sub(r"\s*\[.*\]$", "", h.strip()) for h in lines[0].split(",")]
     header = [_ALIASES.get(h, h) for h in header]
-    rows = []
+    rows, errors = [], []
     for n, line in enumerate(lines[1:], 2):
         cells = [c.strip() for c in line.split(",")]
         if len(cells) != len(header):
-            raise _Bad(f"{what}: line {n} has {len(cells)} of {len(header)} fields (cut off?)")
-        rows.append(dict(zip(header, cells)))
-    return header, rows
+            errors.append(f"{what}: line {n} has {len(cells)} of {len(header)} fields (cut off?)")
+        else:
+            rows.append((n, dict(zip(header, cells))))
+    return header, rows, errors
 
 
 def _part(devices=None, processes=None, versions=None, host=None, errors=None):
@@ -230,12 +231,12 @@ def _device(index, name, **kw):
 
 def parse_nvidia_query(text):
     """``nvidia-smi --query-gpu=... --format=csv`` -> part with devices and the driver version."""
-    header, rows = _csv_rows(text, "nvidia-smi --query-gpu")
+    header, rows, errors = _csv_rows(text, "nvidia-smi --query-gpu")
     missing = [f for f in ("index", "name") if f not in header]
     if missing:
         raise _Bad(f"nvidia-smi --query-gpu: no {', '.join(missing)} column in the header (cut off?)")
-    devices, errors, drivers = [], [], set()
-    for row in rows:
+    devices, drivers = [], set()
+    for n, row in rows:
         broken = []
 
         def num(field):
@@ -247,7 +248,11 @@ def parse_nvidia_query(text):
                 broken.append(f"{field}={exc}")
                 return None
 
-        index = _int(row["index"])
+        try:
+            index = _int(row["index"])
+        except _Bad as exc:
+            errors.append(f"nvidia-smi --query-gpu: line {n}: index {exc}")
+            continue
         throttle = []
         if "clocks_throttle_reasons.active" in row:
             try:
@@ -318,17 +323,21 @@ def parse_nvidia_table(text):
 
 def parse_nvidia_apps(text):
     """``nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv`` (device unknown: None)."""
-    header, rows = _csv_rows(text, "nvidia-smi --query-compute-apps")
+    header, rows, errors = _csv_rows(text, "nvidia-smi --query-compute-apps")
     if "pid" not in header:
         raise _Bad("nvidia-smi --query-compute-apps: no pid column in the header (cut off?)")
-    processes, errors = [], []
-    for row in rows:
+    processes = []
+    for n, row in rows:
+        try:
+            pid = _int(row["pid"])
+        except _Bad as exc:
+            errors.append(f"nvidia-smi --query-compute-apps: line {n}: pid {exc}")
+            continue
         try:
             mem = _value(row.get("used_gpu_memory", row.get("used_memory", "")))
         except _Bad:
             mem = None
-        processes.append({"device": None, "pid": _int(row["pid"]), "name": row.get("process_name"),
-                          "mem_mb": mem})
+        processes.append({"device": None, "pid": pid, "name": row.get("process_name"), "mem_mb": mem})
     return _part(processes=processes, errors=errors)
 
 
@@ -537,6 +546,8 @@ def _text_of(result):
 def snapshot(platform, outputs, container=None, python="python3"):
     """Parse one snapshot.  ``outputs``: {name: output} with the names of ``capture_plan`` (or a
     list in its order); each output is text, None, or an Ansible-registered result dict."""
+    if not container and isinstance(outputs, dict) and outputs.get("image") is not None:
+        container = "CONTAINER"  # the image command ran: parse its output too
     plan = capture_plan(platform, container, python) if platform in PLATFORMS else []
     snap = {"platform": platform, "status": "ok", "errors": [], "devices": [], "processes": None,
             "host": {"loadavg": None, "ncpu": None, "governor": None}, "versions": {}}
@@ -658,9 +669,10 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     for when, snap in (("before", before), ("after", after)):
         if snap is None:
             continue
-        if not isinstance(snap, dict) or snap.get("status") == "unreadable":
+        if not isinstance(snap, dict) or snap.get("status") == "unreadable" or (
+                not snap.get("devices") and snap.get("platform") in ("npu", "cuda")):
             errs = snap.get("errors") if isinstance(snap, dict) else None
-            reasons.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no snapshot"))
+            reasons.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
             continue
         platform = snap.get("platform")
         mem_limit = IDLE_MEM_MB.get(platform) if idle_mem_mb is None else idle_mem_mb
