@@ -422,12 +422,13 @@ def parse_npu_smi(text):
             second = cells[2]
             usages = _USAGE.findall(second)
             aicore = _value(second.split()[0])
-            if len(usages) < 2:
-                raise _Bad("memory columns cut off")
+            if not usages:
+                raise _Bad("no memory columns")
         except (_Bad, IndexError, ValueError) as exc:
             errors.append(f"npu-smi info: unreadable chip rows ending at line {n}: {exc}")
             continue
-        (mem_used, mem_total), (hbm_used, hbm_total) = usages[0], usages[1]
+        # Memory-Usage then HBM-Usage; a card without HBM may print one usage pair only
+        (mem_used, mem_total), (hbm_used, hbm_total) = usages[0], (usages + [("0", "0")])[1]
         use_hbm = float(hbm_total) > 0
         devices.append(_device(phy if phy is not None else npu, name, npu=npu, chip=chip, bus_id=cells[1],
                                util_pct=aicore, mem_used_mb=float(hbm_used if use_hbm else mem_used),
