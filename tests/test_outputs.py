@@ -47,6 +47,8 @@ def test_psnr_and_max_abs_diff_follow_their_definitions(tmp_path):
     assert not s["identical"]
     assert O.flag(s, 60) == f"output changed: PSNR {s['psnr_db']:.1f} dB"
     assert O.flag(s, 30) is None
+    chunked = O.compare_arrays(a, b, chunk=7)  # memory-mapped files are read in chunks: same figures
+    assert chunked["psnr_db"] == pytest.approx(s["psnr_db"]) and chunked["max_abs_diff"] == s["max_abs_diff"]
     assert O.flag(s) == f"output changed: PSNR {s['psnr_db']:.1f} dB"  # no threshold: any difference
 
 
