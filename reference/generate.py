@@ -146,6 +146,9 @@ def reference_notes(args, switches, device):
     if cpu:
         notes.append("Reference: on CPU, memory figures are host RSS per rank: reserved = peak RSS (VmHWM), "
                      "alloc = current RSS (VmRSS).")
+    if switches.perturb:
+        notes.append(f"Reference: WAN_REF_PERTURB={switches.perturb:g} adds noise of that scale to the final latent; "
+                     "the output differs from an unperturbed run on purpose.")
     if switches.a2a_event_gate:
         notes.append(f"Attention all_to_all event gate: {streams} (WAN_A2A_EVENT_GATE=1)")
     if switches.allgather_wait_a2a:

@@ -16,6 +16,7 @@ except ImportError:  # the GPU hosts may lack it
     tqdm = None
 
 WEIGHT_SEED = 2025  # weights play the checkpoint: fixed, independent of --base_seed
+PERTURB_SEED = 7    # WAN_REF_PERTURB's noise: fixed, so a perturbed run is reproducible too
 
 
 def model_dtype(device):
@@ -115,6 +116,10 @@ class WanT2V:
                         with stage("scheduler_step"):
                             latents = latents + (sigmas[i + 1] - sigmas[i]) * noise_pred
                     rt.step = None
+            if rt.switches.perturb:  # every rank holds the whole latent and adds the same noise
+                generator = torch.Generator(device=rt.device).manual_seed(PERTURB_SEED)
+                latents = latents + rt.switches.perturb * torch.randn(latents.shape, generator=generator,
+                                                                      device=rt.device, dtype=latents.dtype)
             with stage("vae_decode"):
                 video = self._decode(latents)
         return video

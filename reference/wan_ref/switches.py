@@ -36,6 +36,16 @@ def _positive_int(var, raw):
     return int(raw)
 
 
+def _nonneg_float(var, raw):
+    try:
+        value = float(raw or "0")
+    except ValueError:
+        value = -1.0
+    if not value >= 0.0 or value == float("inf"):
+        raise SwitchError(f"{var}={raw!r} is not a valid value; expected a finite number >= 0")
+    return value
+
+
 def _rank(var, raw):
     if raw == "":
         return None
@@ -62,6 +72,9 @@ _SPEC = {
     "ALGO": ("algo", _choice((0, ("", "0")), (1, ("1",)))),
     # reference only: this rank raises before the timed generation (tests the failure path)
     "WAN_REF_FAIL_RANK": ("fail_rank", _rank),
+    # reference only: add perturb x (unit noise of a fixed seed) to the final latent, so the
+    # output changes slightly on purpose (tests the output-equivalence guard); 0 = off
+    "WAN_REF_PERTURB": ("perturb", _nonneg_float),
 }
 
 
@@ -79,6 +92,7 @@ class Switches:
     slow_card_op_diag: bool = False
     algo: int = 0
     fail_rank: int | None = None
+    perturb: float = 0.0
 
     @classmethod
     def from_env(cls, env=None):

@@ -1,0 +1,337 @@
+"""Device snapshots and run invalidation, on recorded tool output (tests/fixtures/devices/README.md)."""
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wanbench import devices as D
+
+REPO = Path(__file__).resolve().parents[1]
+DEV = REPO / "tests" / "fixtures" / "devices"
+
+
+def read(name):
+    return (DEV / name).read_text()
+
+
+def cuda(query="nvidia-smi-query-h100x4-idle.csv", table="nvidia-smi-h100x4-idle.txt",
+         apps="nvidia-smi-query-compute-apps-idle.csv", **more):
+    return D.snapshot("cuda", {"nvidia_query": read(query), "nvidia_table": read(table),
+                               "nvidia_apps": read(apps), **more})
+
+
+def npu(name, **more):
+    return D.snapshot("npu", {"npu_smi": read(name), **more})
+
+
+# ------------------------------------------------------------------ commands
+
+def test_capture_commands_are_the_documented_ones():
+    cmds = D.capture_commands("cuda")
+    assert cmds[0] == ["nvidia-smi", "--query-gpu=index,name,driver_version,utilization.gpu,memory.used,"
+                       "memory.total,temperature.gpu,power.draw,clocks.sm,clocks.mem,"
+                       "clocks_throttle_reasons.active", "--format=csv"]
+    assert ["nvidia-smi"] in cmds
+    assert ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv"] in cmds
+    assert D.capture_commands("npu")[0] == ["npu-smi", "info"]
+    assert ["cat", "/proc/loadavg"] in D.capture_commands("reference")
+    names = [c["name"] for c in D.capture_plan("npu", container="mindie-wan2.1-xysheng")]
+    assert names[-1] == "image" and D.capture_plan("npu", container="c")[-1]["where"] == "host"
+    assert D.capture_commands("npu", container="x y'z")[-1][-1] == "x y'z"  # a positional argument, never spliced
+    with pytest.raises(ValueError, match="unknown platform 'tpu'"):
+        D.capture_plan("tpu")
+
+
+def test_docs_list_every_capture_command():
+    lines = (REPO / "docs" / "health.md").read_text().splitlines()
+    doc = "\n".join(line[4:] if line.startswith("    ") else line for line in lines)  # code blocks, as typed
+    for platform in D.PLATFORMS:
+        for cmd in D.capture_plan(platform, container="NAME"):
+            assert shlex.join(cmd["argv"]) in doc, (platform, cmd["name"])
+
+
+# ------------------------------------------------------------------ nvidia-smi (recorded)
+
+def test_recorded_h100_idle_snapshot():
+    snap = cuda()
+    assert snap["status"] == "ok" and snap["errors"] == []
+    assert [d["index"] for d in snap["devices"]] == [0, 1, 2, 3]
+    d0 = snap["devices"][0]
+    assert d0 == {"index": 0, "name": "NVIDIA H100 80GB HBM3", "util_pct": 0.0, "mem_used_mb": 0.0,
+                  "mem_total_mb": 81559.0, "temp_c": 35.0, "power_w": 70.85,
+                  "clocks": {"sm_mhz": 345.0, "mem_mhz": 2619.0}, "throttle": ["gpu_idle"], "health": "OK"}
+    assert snap["processes"] == []
+    assert snap["versions"]["driver"] == "580.159.04" and snap["versions"]["cuda"] == "13.0"
+    assert D.judge(snap, cuda(query="nvidia-smi-query-h100x4-b.csv"), control_env=snap) == []
+
+
+def test_idle_bit_is_not_throttling_but_thermal_and_power_bits_are():
+    assert D.throttle_reasons("0x0000000000000001") == ["gpu_idle"]
+    assert D.throttle_reasons(0x44) == ["sw_power_cap", "hw_thermal_slowdown"]
+    assert D.throttle_reasons(0x1000) == ["bit_0x1000"]
+    assert D.throttle_reasons("[N/A]") == []
+    snap = cuda(query="nvidia-smi-query-h100x4-busy.csv")
+    reasons = D.judge(snap)
+    assert "device 2 throttled before the run: sw_power_cap, hw_thermal_slowdown" in reasons
+    assert not any(r.startswith(("device 1", "device 3 throttled")) for r in reasons), reasons
+
+
+def test_busy_gpu_is_invalid_with_the_reasons():
+    snap = cuda(query="nvidia-smi-query-h100x4-busy.csv", table="nvidia-smi-h100x4-busy.txt",
+                apps="nvidia-smi-query-compute-apps-busy.csv")
+    assert snap["status"] == "ok", snap["errors"]
+    assert snap["processes"] == [{"device": 0, "pid": 3518784, "name": "python3", "mem_mb": 30502.0, "type": "C"}]
+    d3 = snap["devices"][3]
+    assert d3["util_pct"] is None and d3["temp_c"] is None and d3["power_w"] is None
+    assert d3["health"].startswith("error: temperature.gpu=ERR!")
+    reasons = D.judge(snap)
+    assert reasons == [
+        "device 0 busy before the run: utilisation 97 % (idle limit 10 %)",
+        "device 0 busy before the run: 30512 MB in use (idle limit 1024 MB)",
+        "device 2 throttled before the run: sw_power_cap, hw_thermal_slowdown",
+        "device 3 health before the run: error: temperature.gpu=ERR!",
+        "device 0 held by another process before the run: pid 3518784 python3 (30502 MB)",
+    ]
+    # the run's own processes are not "another process"; after the run, utilisation is not judged
+    after = D.judge(None, snap, own_pids=[3518784])
+    assert after == ["device 2 throttled after the run: sw_power_cap, hw_thermal_slowdown",
+                     "device 3 health after the run: error: temperature.gpu=ERR!"]
+    assert D.judge(snap, idle_util_pct=100, idle_mem_mb=40000, own_pids=[3518784],
+                   throttling=()) == ["device 3 health before the run: error: temperature.gpu=ERR!"]
+
+
+def test_recorded_h100_with_a_process_holding_gpu0():
+    snap = cuda(query="nvidia-smi-query-h100x4-loaded.csv", table="nvidia-smi-h100x4-loaded.txt",
+                apps="nvidia-smi-query-compute-apps-h100x4-loaded.csv")
+    assert snap["status"] == "ok", snap["errors"]
+    d0 = snap["devices"][0]
+    assert (d0["util_pct"], d0["mem_used_mb"], d0["power_w"], d0["clocks"]["sm_mhz"], d0["throttle"]) == (
+        100.0, 19959.0, 699.36, 1365.0, ["sw_power_cap"])  # a saturated H100 sits at its 700 W cap
+    assert snap["processes"] == [{"device": 0, "pid": 944, "name": "python3", "mem_mb": 19950.0, "type": "C"}]
+    assert D.judge(snap) == [
+        "device 0 busy before the run: utilisation 100 % (idle limit 10 %)",
+        "device 0 busy before the run: 19959 MB in use (idle limit 1024 MB)",
+        "device 0 throttled before the run: sw_power_cap",
+        "device 0 held by another process before the run: pid 944 python3 (19950 MB)",
+    ]
+
+
+def test_utilisation_just_after_a_run_is_not_held_against_it():
+    """Recorded right after the holder exited: memory is free, but the utilisation sample still shows 49 %."""
+    after = cuda(query="nvidia-smi-query-h100x4-just-after.csv")
+    assert after["devices"][0]["util_pct"] == 49.0 and after["devices"][0]["mem_used_mb"] == 0.0
+    assert D.judge(cuda(), after) == []
+    assert D.judge(after) == ["device 0 busy before the run: utilisation 49 % (idle limit 10 %)"]
+
+
+def test_compute_apps_alone_still_name_the_holder():
+    snap = D.snapshot("cuda", {"nvidia_query": read("nvidia-smi-query-h100x4-idle.csv"),
+                               "nvidia_apps": read("nvidia-smi-query-compute-apps-busy.csv")})
+    assert snap["status"] == "incomplete" and snap["errors"] == ["nvidia-smi: not captured"]
+    assert snap["processes"] == [{"device": None, "pid": 3518784, "name": "python3", "mem_mb": 30502.0}]
+    assert D.judge(snap) == ["a device held by another process before the run: pid 3518784 python3 (30502 MB)"]
+
+
+def test_older_header_names_parse_too():
+    text = read("nvidia-smi-query-h100x4-idle.csv").replace("clocks.current.sm", "clocks.sm").replace(
+        "clocks.current.memory", "clocks.mem").replace("clocks_event_reasons", "clocks_throttle_reasons")
+    snap = D.snapshot("cuda", {"nvidia_query": text, "nvidia_table": read("nvidia-smi-h100x4-idle.txt")})
+    assert snap["devices"][0]["clocks"] == {"sm_mhz": 345.0, "mem_mhz": 2619.0}
+    assert snap["devices"][0]["throttle"] == ["gpu_idle"]
+
+
+# ------------------------------------------------------------------ npu-smi (public format)
+
+def test_npu_910b_idle():
+    snap = npu("npu-smi-info-910b-idle.txt", cann="package_name=Ascend-cann-toolkit\nversion=8.0.0\narch=aarch64\n")
+    assert snap["status"] == "ok", snap["errors"]
+    assert [(d["index"], d["name"], d["health"], d["power_w"], d["temp_c"], d["util_pct"], d["mem_used_mb"],
+             d["mem_total_mb"]) for d in snap["devices"]][:2] == [
+        (0, "910B3", "OK", 92.1, 39.0, 0.0, 3302.0, 65536.0), (1, "910B3", "OK", 95.4, 41.0, 0.0, 3297.0, 65536.0)]
+    assert snap["devices"][0]["bus_id"] == "0000:C1:00.0"
+    assert snap["processes"] == []
+    assert snap["versions"]["driver"] == "24.1.rc2" and snap["versions"]["cann"] == "8.0.0"
+    assert D.judge(snap) == []  # ~3.3 GB of HBM in use is an idle 910
+
+
+def test_npu_910b_busy_warning_and_processes():
+    snap = npu("npu-smi-info-910b-busy.txt")
+    assert snap["status"] == "ok", snap["errors"]
+    assert snap["devices"][0]["mem_used_mb"] == 41233.0  # "41233/ 65536": the space is gone when wide
+    assert snap["processes"] == [{"device": 0, "pid": 2718281, "name": "python3.10", "mem_mb": 37888.0},
+                                 {"device": 0, "pid": 2718290, "name": None, "mem_mb": 112.0}]
+    reasons = D.judge(snap)
+    assert "device 1 health before the run: Warning" in reasons
+    assert "device 0 busy before the run: utilisation 87 % (idle limit 10 %)" in reasons
+    assert "device 0 held by another process before the run: pid 2718290 ? (112 MB)" in reasons
+    assert len(reasons) == 5
+
+
+def test_npu_a3_two_chips_per_npu():
+    snap = npu("npu-smi-info-a3-busy.txt")
+    assert snap["status"] == "ok", snap["errors"]
+    assert [(d["index"], d["npu"], d["chip"], d["power_w"]) for d in snap["devices"]] == [
+        (0, 0, 0, 171.4), (1, 0, 1, None), (2, 1, 0, 169.0), (3, 1, 1, None)]
+    # the process on NPU 1 chip 0 is on the chip with Phy-ID 2
+    assert snap["processes"] == [{"device": 2, "pid": 804213, "name": "python3.11", "mem_mb": 48902.0}]
+    assert snap["versions"]["driver"] == "25.2.1"
+
+
+# ------------------------------------------------------------------ cut-off and bad input
+
+CUT_CASES = [
+    ("cuda", "nvidia_query", "nvidia-smi-query-h100x4-busy.csv"),
+    ("cuda", "nvidia_table", "nvidia-smi-h100x4-busy.txt"),
+    ("cuda", "nvidia_apps", "nvidia-smi-query-compute-apps-busy.csv"),
+    ("npu", "npu_smi", "npu-smi-info-910b-busy.txt"),
+    ("npu", "npu_smi", "npu-smi-info-a3-busy.txt"),
+]
+
+
+@pytest.mark.parametrize("platform, name, fixture", CUT_CASES)
+def test_every_cut_point_gives_a_status_never_an_exception(platform, name, fixture):
+    text = read(fixture)
+    others = {"nvidia_query": read("nvidia-smi-query-h100x4-idle.csv"),
+              "nvidia_table": read("nvidia-smi-h100x4-idle.txt")} if platform == "cuda" else {}
+    others.pop(name, None)
+    full = D.snapshot(platform, {**others, name: text})
+    assert full["status"] == "ok", full["errors"]
+    seen = set()
+    for cut in range(len(text)):
+        snap = D.snapshot(platform, {**others, name: text[:cut]})
+        assert snap["status"] in D.STATUSES
+        json.dumps(snap)  # plain data only
+        seen.add(snap["status"])
+        assert len(snap["devices"]) <= len(full["devices"])
+        assert not any("could not parse" in e for e in snap["errors"]), (cut, snap["errors"])
+        if snap["status"] != "ok":
+            assert snap["errors"], cut  # never a silent failure
+    # the main command's cuts make the snapshot unreadable, the others' incomplete
+    assert ("unreadable" if name in ("nvidia_query", "npu_smi") else "incomplete") in seen, seen
+
+
+def test_cut_inside_a_process_section_is_not_read_as_no_processes():
+    text = read("nvidia-smi-h100x4-busy.txt")
+    cut = text.index("3518784")
+    snap = D.snapshot("cuda", {"nvidia_query": read("nvidia-smi-query-h100x4-idle.csv"), "nvidia_table": text[:cut]})
+    assert snap["processes"] is None and snap["status"] == "incomplete"
+    assert "nvidia-smi: `Processes:` section cut off" in snap["errors"]
+    text = read("npu-smi-info-910b-busy.txt")
+    snap = D.snapshot("npu", {"npu_smi": text[:text.index("| 0       0")]})
+    assert snap["processes"] is None and "npu-smi info: process table cut off" in snap["errors"]
+
+
+@pytest.mark.parametrize("output, message", [
+    ("", "nvidia-smi --query-gpu: empty output"),
+    ("garbage without commas\n", "no index, name column"),
+    ({"rc": 9, "stdout": "", "stderr": "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+                                       "driver."}, "nvidia-smi --query-gpu=index"),
+    (None, "not captured"),
+])
+def test_bad_nvidia_query_is_unreadable_with_a_reason(output, message):
+    snap = D.snapshot("cuda", {"nvidia_query": output})
+    assert snap["status"] == "unreadable"
+    assert any(message in e for e in snap["errors"]), snap["errors"]
+    reasons = D.judge(snap)
+    assert reasons and reasons[0].startswith("device state before the run unknown: ")
+
+
+def test_a_cut_row_is_left_out_and_said():
+    text = read("nvidia-smi-query-h100x4-idle.csv")
+    snap = D.snapshot("cuda", {"nvidia_query": text[:text.rindex(",")], "nvidia_table": read("nvidia-smi-h100x4-idle.txt")})
+    assert snap["status"] == "incomplete" and [d["index"] for d in snap["devices"]] == [0, 1, 2]
+    assert snap["errors"] == ["nvidia-smi --query-gpu: line 5 has 10 of 11 fields (cut off?)"]
+    assert D.snapshot("cuda", {"nvidia_query": "index, name\nx, A\n"})["errors"][:2] == [
+        "nvidia-smi --query-gpu: line 2: index not an integer: 'x'", "nvidia-smi --query-gpu: no GPU rows"]
+    header_only = D.snapshot("cuda", {"nvidia_query": "index, name\n", "nvidia_table": read("nvidia-smi-h100x4-idle.txt")})
+    assert D.judge(header_only) == ["device state before the run unknown: nvidia-smi --query-gpu: no GPU rows"]
+    assert D.judge({"platform": "cuda", "status": "ok", "devices": []}) == [
+        "device state before the run unknown: no devices read"]
+
+
+def test_failed_command_says_why():
+    snap = D.snapshot("cuda", {"nvidia_query": {"rc": 9, "stdout": "", "stderr": "no driver"}})
+    assert "exit status 9: no driver" in snap["errors"][0]
+    assert D.snapshot("tpu", {})["status"] == "unreadable"
+    assert D.snapshot("cuda", "text")["errors"] == ["outputs must be a dict or a list, not str"]
+
+
+def test_outputs_as_a_list_in_plan_order_and_ansible_results():
+    plan = D.capture_plan("cuda")
+    outs = [{"rc": 0, "stdout": read("nvidia-smi-query-h100x4-idle.csv")}, read("nvidia-smi-h100x4-idle.txt"),
+            None, {"rc": 0, "stdout": "6.1.0-28-cloud-amd64"}]
+    snap = D.snapshot("cuda", outs)
+    assert len(plan) > len(outs) and snap["status"] == "ok", snap["errors"]
+    assert snap["versions"]["kernel"] == "6.1.0-28-cloud-amd64"
+
+
+# ------------------------------------------------------------------ environment
+
+def test_env_diff_lists_what_differs_and_skips_what_is_missing():
+    a = {"versions": {"driver": "580.159.04", "torch": "2.11.0", "image": "sha256:aa", "cann": None}}
+    b = {"driver": "580.95.05", "torch": "2.11.0", "image": "sha256:bb", "cann": "8.0.0"}
+    assert D.env_diff(a, b) == ["driver: 580.159.04 (control) vs 580.95.05 (run)",
+                                "image: sha256:aa (control) vs sha256:bb (run)"]
+    assert D.judge(None, None, control_env=a) == []  # nothing captured for the run: nothing to compare
+    snap = cuda()
+    assert D.judge(snap, control_env={"driver": "570.86.15", "cuda": "13.0"}) == [
+        "environment differs from the control: driver: 570.86.15 (control) vs 580.159.04 (run)"]
+
+
+def test_versions_snippet_and_image_parse():
+    snap = D.snapshot("npu", {"npu_smi": read("npu-smi-info-910b-idle.txt"),
+                              "python": "python=3.11.6\ntorch=2.1.0\ntorch_npu=2.1.0.post10\nnumpy=1.26.4\ntorch_cuda=\n",
+                              "image": 'sha256:0123abcd mindie:2.0.RC1\n["repo/mindie@sha256:feedbeef"]\n'},
+                      container="mindie-wan2.1-xysheng")
+    assert snap["status"] == "ok", snap["errors"]
+    v = snap["versions"]
+    assert (v["torch"], v["torch_npu"], v["python"], v["image"], v["image_name"], v["image_digest"]) == (
+        "2.1.0", "2.1.0.post10", "3.11.6", "sha256:0123abcd", "mindie:2.0.RC1", "sha256:feedbeef")
+    assert "torch_cuda" not in v
+    bad = D.snapshot("npu", {"npu_smi": read("npu-smi-info-910b-idle.txt"), "image": "sha256:0 x\n[\"re"})
+    assert bad["status"] == "incomplete" and "RepoDigests cut off" in bad["errors"][0]
+
+
+# ------------------------------------------------------------------ the reference platform, for real
+
+def _capture(platform):
+    outs = {}
+    for cmd in D.capture_plan(platform, python=sys.executable):
+        proc = subprocess.run(cmd["argv"], capture_output=True, text=True, timeout=60)
+        outs[cmd["name"]] = {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+    return D.snapshot(platform, outs, python=sys.executable)
+
+
+def test_reference_host_snapshot_and_a_busy_stand_in():
+    """On CPU a busy device is simulated by a process that spins on a core (docs/health.md)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        snap = _capture("reference")
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert snap["status"] in ("ok", "incomplete") and not [e for e in snap["errors"] if "ps" in e], snap["errors"]
+    assert len(snap["host"]["loadavg"]) == 3 and snap["host"]["ncpu"] >= 1
+    assert snap["versions"]["torch"] and snap["versions"]["kernel"]
+    assert snap["devices"][0]["name"].startswith("cpu")
+    mine = [p for p in snap["processes"] if p["pid"] == spinner.pid]
+    # ps's %CPU is CPU time over lifetime: on this 2-core machine shared with other jobs the spinner
+    # gets less than a core, so the test asks for a low threshold
+    assert mine and mine[0]["cpu_pct"] >= 5, snap["processes"]
+    assert any(r.startswith(f"host busy before the run: pid {spinner.pid} ")
+               for r in D.judge(snap, busy_cpu_pct=5)), D.judge(snap, busy_cpu_pct=5)
+    assert not any(str(spinner.pid) in r for r in D.judge(snap, busy_cpu_pct=5, own_pids=[spinner.pid]))
+    assert not any(p["pid"] == spinner.pid for p in _capture("reference")["processes"])  # gone once killed
+
+
+def test_ps_leaves_out_the_capturing_shell_and_its_ancestors():
+    text = "300\n  1     0  0.1  9000 systemd\n 200     1 95.0  50000 ansible-module\n 300   200 90.0 1000 sh\n" \
+           " 301   300 80.0 900 ps\n 400     1 99.0 204800 python3\n"
+    part = D.parse_ps(text)
+    assert part["processes"] == [{"device": 0, "pid": 400, "name": "python3", "mem_mb": 200.0, "cpu_pct": 99.0}]

@@ -1,0 +1,712 @@
+"""Device health and environment: what the machine looked like around a run.
+
+Pure functions, no I/O of their own (the Ansible roles run the commands and
+hand the text over), so they are tested on recorded output:
+
+* ``capture_plan(platform)`` / ``capture_commands(platform)``: the exact
+  commands to run before and after a run (docs/health.md lists them);
+* ``snapshot(platform, outputs)``: their output parsed into one shape for
+  every platform (``npu``, ``cuda``, ``reference``)::
+
+      {"platform": "cuda", "status": "ok" | "incomplete" | "unreadable",
+       "errors": ["nvidia-smi: ..."],
+       "devices": [{"index", "name", "util_pct", "mem_used_mb", "mem_total_mb",
+                    "temp_c", "power_w", "clocks": {"sm_mhz", "mem_mhz"} | None,
+                    "throttle": [reason, ...], "health": "OK" | ... | None}],
+       "processes": [{"device", "pid", "name", "mem_mb"}] | None,   # None: not captured
+       "host": {"loadavg": [1, 5, 15 min], "ncpu", "governor"},
+       "versions": {"driver", "cuda" | "cann", "torch", "torch_npu", "torch_cuda",
+                    "kernel", "image", "image_name", "image_digest", "python", ...}}
+
+* ``judge(before, after, control_env)``: the reasons a run is ``invalid``
+  (empty list = healthy); ``env_diff(a, b)``: environment differences as
+  human lines.
+
+Units: MB (npu-smi's MB, nvidia-smi's MiB, both as printed), %, degrees C,
+W, MHz.  A value a tool prints as ``N/A``, ``-`` or ``[Not Supported]`` is
+None; ``ERR!`` / ``[Unknown Error]`` / ``[GPU is lost]`` are None too and set
+the device's health to an error.  Bad or cut-off input gives a status and an
+error line, never an exception.
+
+Formats:
+* ``nvidia-smi --query-gpu=... --format=csv``: recorded on 4x H100
+  (driver 580.159.04, tests/fixtures/devices/).  Headers are matched by
+  name, so the renamed columns of newer drivers (``clocks.current.sm``,
+  ``clocks_event_reasons.active``) and the older ones both parse.
+* ``nvidia-smi`` (plain table): recorded on the same host; the process rows
+  follow NVIDIA's documented layout ``GPU GI CI PID Type Process-name
+  GPU-Memory-Usage``.
+* ``nvidia-smi --query-compute-apps=pid,process_name,used_memory
+  --format=csv``: NVIDIA's documented CSV (header ``pid, process_name,
+  used_gpu_memory [MiB]``).
+* ``npu-smi info``: the layout shown in public reports of Atlas 800T A2
+  (910B) and A3 (Ascend910, two chips per NPU) hosts, e.g. the issues
+  vllm-project/vllm-ascend#1130 and #2534 and 1Panel-dev/1Panel#9472
+  (two rows per chip: ``NPU Name | Health | Power(W) Temp(C)
+  Hugepages-Usage(page)`` and ``Chip [Phy-ID] | Bus-Id | AICore(%)
+  Memory-Usage(MB) HBM-Usage(MB)``; ``used/ total`` may lose its space;
+  power is ``-`` on an A3's second chip), then a process table
+  (``NPU Chip | Process id | Process name | Process memory(MB)
+  [| Process id in container]``) or ``No running processes found in NPU N``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+PLATFORMS = ("npu", "cuda", "reference")
+STATUSES = ("ok", "incomplete", "unreadable")  # best to worst
+
+#: NVML's clocks event (throttle) reason bits (nvml.h, nvmlClocksEventReason*).
+CLOCK_EVENT_BITS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+#: Reasons that mean the clocks were held down (not idle, not a setting).
+THROTTLING = ("sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+              "hw_power_brake_slowdown")
+#: Environment keys compared between a run and its control (a key not recorded on one side is skipped).
+ENV_KEYS = ("driver", "cuda", "cann", "torch", "torch_npu", "torch_cuda", "image", "image_digest", "kernel",
+            "governor")
+#: Memory a device may hold with nothing running (MB), per platform: an idle Ascend 910 reports
+#: about 3 GB of HBM in use (firmware), an idle H100 0 MiB.
+IDLE_MEM_MB = {"npu": 4096.0, "cuda": 1024.0, "reference": None}
+
+_QUERY_FIELDS = ("index", "name", "driver_version", "utilization.gpu", "memory.used", "memory.total",
+                 "temperature.gpu", "power.draw", "clocks.sm", "clocks.mem", "clocks_throttle_reasons.active")
+_ALIASES = {"clocks.current.sm": "clocks.sm", "clocks.current.memory": "clocks.mem",
+            "clocks.memory": "clocks.mem", "clocks_event_reasons.active": "clocks_throttle_reasons.active",
+            "clocks_throttle_reasons.active": "clocks_throttle_reasons.active"}
+_MISSING = {"", "n/a", "[n/a]", "-", "na", "[not supported]", "not supported"}
+_BROKEN = ("err!", "[unknown error]", "[gpu is lost]", "[gpu requires reset]", "unknown error")
+
+_VERSIONS_PY = """import importlib, platform
+print("python=" + platform.python_version())
+for m in ("torch", "torch_npu", "numpy"):
+    try:
+        v = importlib.import_module(m).__version__
+    except Exception:
+        v = ""
+    print(m + "=" + str(v))
+try:
+    import torch
+    print("torch_cuda=" + (torch.version.cuda or ""))
+except Exception:
+    print("torch_cuda=")
+"""
+# Everything but the shell running ps, its ancestors (ssh, docker exec, the Ansible module) and
+# its children: the first line is the shell's own pid.
+_PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,comm="
+
+
+class _Bad(ValueError):
+    """A line or field that does not parse; becomes an error line, never an exception for the caller."""
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def capture_plan(platform, container=None, python="python3"):
+    """The commands of one snapshot, in order: [{"name", "argv", "where", "optional"}].
+
+    ``where``: ``workload`` = where the workload runs (inside its container when there is one),
+    ``host`` = on the host itself (docker).  ``optional``: a failure (e.g. no cpufreq on a VM) is
+    recorded as None, not as an error.  ``container`` adds the container's image id and digest.
+    """
+    if platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+    plan = []
+    if platform == "cuda":
+        plan += [
+            {"name": "nvidia_query", "argv": ["nvidia-smi", "--query-gpu=" + ",".join(_QUERY_FIELDS),
+                                              "--format=csv"], "where": "workload", "optional": False},
+            {"name": "nvidia_table", "argv": ["nvidia-smi"], "where": "workload", "optional": False},
+            {"name": "nvidia_apps", "argv": ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory",
+                                             "--format=csv"], "where": "workload", "optional": True},
+        ]
+    elif platform == "npu":
+        plan += [
+            {"name": "npu_smi", "argv": ["npu-smi", "info"], "where": "workload", "optional": False},
+            {"name": "cann", "argv": ["sh", "-c", "cat /usr/local/Ascend/ascend-toolkit/latest/*/"
+                                                  "ascend_toolkit_install.info"],
+             "where": "workload", "optional": True},
+        ]
+    else:
+        plan.append({"name": "ps", "argv": ["sh", "-c", _PS], "where": "workload", "optional": False})
+    plan += [
+        {"name": "kernel", "argv": ["uname", "-r"], "where": "workload", "optional": True},
+        {"name": "loadavg", "argv": ["cat", "/proc/loadavg"], "where": "workload", "optional": True},
+        {"name": "nproc", "argv": ["nproc"], "where": "workload", "optional": True},
+        {"name": "governor", "argv": ["cat", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"],
+         "where": "workload", "optional": True},
+        {"name": "python", "argv": [python, "-c", _VERSIONS_PY], "where": "workload", "optional": True},
+    ]
+    if container:
+        plan.append({"name": "image", "where": "host", "optional": True, "argv": [
+            "sh", "-c", 'docker inspect --format "{{.Image}} {{.Config.Image}}" "$1" && '
+                        'docker image inspect --format "{{json .RepoDigests}}" '
+                        '"$(docker inspect --format "{{.Image}}" "$1")"', "sh", container]})
+    return plan
+
+
+def capture_commands(platform, container=None, python="python3"):
+    """The argv lists of ``capture_plan`` (same order)."""
+    return [c["argv"] for c in capture_plan(platform, container, python)]
+
+
+# ---------------------------------------------------------------------------------------------- values
+
+def _value(raw):
+    """'71.01 W' -> 71.01; N/A and friends -> None; ERR! -> _Bad."""
+    s = raw.strip()
+    low = s.lower()
+    if low in _MISSING:
+        return None
+    if low in _BROKEN:
+        raise _Bad(s)
+    m = re.fullmatch(r"([-+]?\d+(?:\.\d+)?)\s*(?:%|MiB|MB|W|MHz|C)?", s)
+    if not m:
+        raise _Bad(f"not a number: {s!r}")
+    return float(m.group(1))
+
+
+def _int(raw):
+    s = raw.strip()
+    if not s.isdigit():
+        raise _Bad(f"not an integer: {s!r}")
+    return int(s)
+
+
+def throttle_reasons(mask):
+    """NVML clocks event bitmask (int or '0x...' text) -> reason names; unknown bits as 'bit_0x...'."""
+    if isinstance(mask, str):
+        s = mask.strip()
+        if s.lower() in _MISSING:
+            return []
+        if not re.fullmatch(r"0[xX][0-9a-fA-F]+", s):
+            raise _Bad(f"not a bitmask: {s!r}")
+        mask = int(s, 16)
+    names = [name for bit, name in CLOCK_EVENT_BITS.items() if mask & bit]
+    rest = mask & ~sum(CLOCK_EVENT_BITS)
+    return names + ([f"bit_{rest:#x}"] if rest else [])
+
+
+def _csv_rows(text, what):
+    """Header names (units dropped) and rows of nvidia-smi's --format=csv."""
+    lines = [ln for ln in text.replace("\r", "").split("\n") if ln.strip()]
+    if not lines:
+        raise _Bad(f"{what}: empty output")
+    header = [re.sub(r"\s*\[.*\]$", "", h.strip()) for h in lines[0].split(",")]
+    header = [_ALIASES.get(h, h) for h in header]
+    rows, errors = [], []
+    for n, line in enumerate(lines[1:], 2):
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != len(header):
+            errors.append(f"{what}: line {n} has {len(cells)} of {len(header)} fields (cut off?)")
+        else:
+            rows.append((n, dict(zip(header, cells))))
+    return header, rows, errors
+
+
+def _part(devices=None, processes=None, versions=None, host=None, errors=None):
+    return {"devices": devices, "processes": processes, "versions": versions or {}, "host": host or {},
+            "errors": errors or []}
+
+
+def _device(index, name, **kw):
+    d = {"index": index, "name": name, "util_pct": None, "mem_used_mb": None, "mem_total_mb": None,
+         "temp_c": None, "power_w": None, "clocks": None, "throttle": [], "health": None}
+    d.update(kw)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------- nvidia
+
+def parse_nvidia_query(text):
+    """``nvidia-smi --query-gpu=... --format=csv`` -> part with devices and the driver version."""
+    header, rows, errors = _csv_rows(text, "nvidia-smi --query-gpu")
+    missing = [f for f in ("index", "name") if f not in header]
+    if missing:
+        raise _Bad(f"nvidia-smi --query-gpu: no {', '.join(missing)} column in the header (cut off?)")
+    devices, drivers = [], set()
+    for n, row in rows:
+        broken = []
+
+        def num(field):
+            if field not in row:
+                return None
+            try:
+                return _value(row[field])
+            except _Bad as exc:
+                broken.append(f"{field}={exc}")
+                return None
+
+        try:
+            index = _int(row["index"])
+        except _Bad as exc:
+            errors.append(f"nvidia-smi --query-gpu: line {n}: index {exc}")
+            continue
+        throttle = []
+        if "clocks_throttle_reasons.active" in row:
+            try:
+                throttle = throttle_reasons(row["clocks_throttle_reasons.active"])
+            except _Bad as exc:
+                broken.append(f"clocks_event_reasons.active={exc}")
+        sm, mem = num("clocks.sm"), num("clocks.mem")
+        dev = _device(index, row["name"], util_pct=num("utilization.gpu"), mem_used_mb=num("memory.used"),
+                      mem_total_mb=num("memory.total"), temp_c=num("temperature.gpu"), power_w=num("power.draw"),
+                      clocks={"sm_mhz": sm, "mem_mhz": mem}, throttle=throttle,
+                      health=("error: " + "; ".join(broken)) if broken else "OK")
+        if row.get("driver_version", "").lower() not in _MISSING:
+            drivers.add(row["driver_version"])
+        devices.append(dev)
+    if not devices:
+        errors.append("nvidia-smi --query-gpu: no GPU rows")
+    versions = {"driver": drivers.pop()} if len(drivers) == 1 else {}
+    if len(drivers) > 1:
+        errors.append(f"nvidia-smi --query-gpu: several driver versions: {sorted(drivers)}")
+    return _part(devices=devices, versions=versions, errors=errors)
+
+
+_NV_HEAD = re.compile(r"NVIDIA-SMI\s+(\S+)\s+Driver Version:\s+(\S+)(?:\s+CUDA Version:\s+(\S+))?")
+_NV_PROC = re.compile(r"^\|\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\S+)\s+(.*?)\s+(\d+|N/A)(?:MiB)?\s*\|$")
+
+
+def parse_nvidia_table(text):
+    """Plain ``nvidia-smi``: driver and CUDA versions, and the process rows (other holders of a GPU)."""
+    versions, errors, processes = {}, [], None
+    lines = text.replace("\r", "").split("\n")
+    for line in lines:
+        m = _NV_HEAD.search(line)
+        if m:
+            versions["driver"] = m.group(2)
+            if m.group(3):
+                versions["cuda"] = m.group(3)
+            break
+    else:
+        errors.append("nvidia-smi: no `NVIDIA-SMI ... Driver Version` header")
+    in_procs, closed = False, False
+    for line in lines:
+        s = line.strip()
+        if not in_procs:
+            if s.startswith("| Processes:"):
+                in_procs, processes = True, []
+            continue
+        if s.startswith("|==="):
+            continue
+        if s.startswith("+---"):  # the section's closing border
+            closed = True
+            break
+        if "No running processes found" in s or s.startswith(("|  GPU ", "|        ID")):
+            continue
+        m = _NV_PROC.match(s)
+        if m:
+            mem = m.group(7)
+            processes.append({"device": int(m.group(1)), "pid": int(m.group(4)), "name": m.group(6),
+                              "mem_mb": None if mem == "N/A" else float(mem), "type": m.group(5)})
+        elif s:
+            errors.append(f"nvidia-smi: unreadable process row: {s[:120]!r}")
+    if processes is None:
+        errors.append("nvidia-smi: no `Processes:` section (output cut off?)")
+    elif not closed:
+        errors.append("nvidia-smi: `Processes:` section cut off")
+        processes = None
+    return _part(processes=processes, versions=versions, errors=errors)
+
+
+def parse_nvidia_apps(text):
+    """``nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv`` (device unknown: None)."""
+    header, rows, errors = _csv_rows(text, "nvidia-smi --query-compute-apps")
+    if "pid" not in header:
+        raise _Bad("nvidia-smi --query-compute-apps: no pid column in the header (cut off?)")
+    processes = []
+    for n, row in rows:
+        try:
+            pid = _int(row["pid"])
+        except _Bad as exc:
+            errors.append(f"nvidia-smi --query-compute-apps: line {n}: pid {exc}")
+            continue
+        try:
+            mem = _value(row.get("used_gpu_memory", row.get("used_memory", "")))
+        except _Bad:
+            mem = None
+        processes.append({"device": None, "pid": pid, "name": row.get("process_name"), "mem_mb": mem})
+    return _part(processes=processes, errors=errors)
+
+
+# ---------------------------------------------------------------------------------------------- npu
+
+_NPU_HEAD = re.compile(r"npu-smi\s+(\S+)\s+Version:\s+(\S+)")
+_USAGE = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+
+
+def _cells(line):
+    s = line.strip()
+    if not (s.startswith("|") and s.endswith("|")):
+        return None
+    return [c.strip() for c in s[1:-1].split("|")]
+
+
+def parse_npu_smi(text):
+    """``npu-smi info`` -> part with one device per chip, its processes and the driver version."""
+    lines = text.replace("\r", "").split("\n")
+    versions, errors, devices = {}, [], []
+    processes, proc_header, closed, body = None, False, False, False
+    pending = None  # first row of a chip's two-row entry
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        m = _NPU_HEAD.search(s)
+        if m:
+            versions["npu_smi"], versions["driver"] = m.group(1), m.group(2)
+            continue
+        if s.startswith("+"):
+            if proc_header and body:  # a border after a process row (not the one under the header)
+                closed = True
+            continue
+        cells = _cells(s)
+        if cells is None:
+            if s:
+                errors.append(f"npu-smi info: line {n} is not a table row: {s[:80]!r}")
+            continue
+        if "Process id" in s:
+            proc_header, processes = True, []
+            if pending is not None:
+                errors.append("npu-smi info: a chip's second row is missing")
+                pending = None
+            continue
+        if cells[0].startswith(("NPU ", "Chip")):  # column headers
+            continue
+        if proc_header:
+            closed, body = False, True
+            m = re.match(r"No running processes found(?: in NPU (\d+))?", cells[0])
+            if m:
+                continue
+            if len(cells) < 4:
+                errors.append(f"npu-smi info: process row {n} cut off")
+                continue
+            ids = cells[0].split()
+            try:
+                npu, chip = int(ids[0]), int(ids[1]) if len(ids) > 1 else 0
+                pid, mem = _int(cells[1]), _value(cells[3])
+            except (_Bad, IndexError, ValueError):
+                errors.append(f"npu-smi info: unreadable process row {n}: {s[:80]!r}")
+                continue
+            processes.append({"npu": npu, "chip": chip, "pid": pid, "name": cells[2] or None, "mem_mb": mem})
+            continue
+        if len(cells) < 3:
+            errors.append(f"npu-smi info: row {n} cut off")
+            pending = None
+            continue
+        if pending is None:
+            m = re.fullmatch(r"(\d+)\s+(.+)", cells[0])
+            if not m:
+                errors.append(f"npu-smi info: unreadable device row {n}: {s[:80]!r}")
+                continue
+            pending = (int(m.group(1)), m.group(2), cells[1], cells[2])
+            continue
+        npu, name, health, first = pending
+        pending = None
+        ids = cells[0].split()
+        try:
+            chip = int(ids[0])
+            phy = int(ids[1]) if len(ids) > 1 else None
+            power_temp = first.split()
+            power, temp = _value(power_temp[0]), _value(power_temp[1])
+            second = cells[2]
+            usages = _USAGE.findall(second)
+            aicore = _value(second.split()[0])
+            if not usages:
+                raise _Bad("no memory columns")
+        except (_Bad, IndexError, ValueError) as exc:
+            errors.append(f"npu-smi info: unreadable chip rows ending at line {n}: {exc}")
+            continue
+        # Memory-Usage then HBM-Usage; a card without HBM may print one usage pair only
+        (mem_used, mem_total), (hbm_used, hbm_total) = usages[0], (usages + [("0", "0")])[1]
+        use_hbm = float(hbm_total) > 0
+        devices.append(_device(phy if phy is not None else npu, name, npu=npu, chip=chip, bus_id=cells[1],
+                               util_pct=aicore, mem_used_mb=float(hbm_used if use_hbm else mem_used),
+                               mem_total_mb=float(hbm_total if use_hbm else mem_total), temp_c=temp,
+                               power_w=power, health=health))
+    if pending is not None:
+        errors.append("npu-smi info: output cut off inside a chip's rows")
+    if not devices and "driver" not in versions:
+        raise _Bad("npu-smi info: no device table")
+    if not devices:
+        errors.append("npu-smi info: no device rows")
+    if processes is None:
+        errors.append("npu-smi info: no process table (output cut off?)")
+    elif not closed:
+        errors.append("npu-smi info: process table cut off")
+        processes = None
+    if processes is not None:
+        by_chip = {(d["npu"], d["chip"]): d["index"] for d in devices}
+        processes = [{"device": by_chip.get((p["npu"], p["chip"]), p["npu"]), "pid": p["pid"], "name": p["name"],
+                      "mem_mb": p["mem_mb"]} for p in processes]
+    return _part(devices=devices, processes=processes, versions=versions, errors=errors)
+
+
+def parse_key_values(text, sep="="):
+    """``key=value`` lines (ascend_toolkit_install.info, the versions snippet) -> dict of non-empty values."""
+    out = {}
+    for line in text.replace("\r", "").split("\n"):
+        if sep in line:
+            key, _, value = line.partition(sep)
+            if key.strip() and value.strip():
+                out.setdefault(key.strip(), value.strip())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- host
+
+def parse_ps(text, busy_floor_pct=1.0):
+    """The reference platform's stand-in for "processes on the device": processes using CPU.
+
+    Input: the shell's pid, then ``ps -eo pid=,ppid=,pcpu=,rss=,comm=``.  The shell, its ancestors
+    (the session that runs the capture) and its children (ps) are left out; so are processes
+    below ``busy_floor_pct`` CPU (ps's %CPU: CPU time over lifetime).  mem_mb is the RSS.
+    """
+    lines = [ln for ln in text.replace("\r", "").split("\n") if ln.strip()]
+    if not lines or not lines[0].strip().isdigit():
+        raise _Bad("ps: the first line is not the capturing shell's pid")
+    me = int(lines[0])
+    rows, errors = {}, []
+    for line in lines[1:]:
+        parts = line.split(None, 4)
+        try:
+            pid, ppid, pcpu, rss = int(parts[0]), int(parts[1]), float(parts[2]), int(parts[3])
+            rows[pid] = (ppid, pcpu, rss, parts[4].strip() if len(parts) > 4 else "")
+        except (IndexError, ValueError):
+            errors.append(f"ps: unreadable line: {line[:80]!r}")
+    own, pid = set(), me
+    while pid in rows and pid not in own:  # the shell and its ancestors
+        own.add(pid)
+        pid = rows[pid][0]
+    own |= {p for p, r in rows.items() if r[0] == me}
+    processes = [{"device": 0, "pid": p, "name": r[3], "mem_mb": round(r[2] / 1024, 1), "cpu_pct": r[1]}
+                 for p, r in sorted(rows.items()) if p not in own and r[1] >= busy_floor_pct]
+    return _part(processes=processes, errors=errors)
+
+
+def parse_loadavg(text):
+    fields = text.split()
+    if len(fields) < 3:
+        raise _Bad(f"/proc/loadavg: {text.strip()[:40]!r}")
+    try:
+        return [float(v) for v in fields[:3]]
+    except ValueError:
+        raise _Bad(f"/proc/loadavg: {text.strip()[:40]!r}") from None
+
+
+def parse_image(text):
+    """The ``image`` command: '<image id> <image name>' then the RepoDigests JSON list."""
+    lines = [ln.strip() for ln in text.replace("\r", "").split("\n") if ln.strip()]
+    if not lines or not lines[0].startswith("sha256:"):
+        raise _Bad("docker inspect: no image id")
+    image, _, name = lines[0].partition(" ")
+    out = {"image": image, "image_name": name or None, "image_digest": None}
+    if len(lines) > 1:
+        try:
+            digests = json.loads(lines[1])
+        except ValueError:
+            raise _Bad("docker image inspect: RepoDigests cut off") from None
+        if isinstance(digests, list) and digests and isinstance(digests[0], str):
+            out["image_digest"] = digests[0].rpartition("@")[2] or None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- snapshot
+
+def _text_of(result):
+    """A command's output as handed over: text, None (not run / failed), or a dict like Ansible's
+    registered result ({"rc", "stdout", "stderr", "failed", "msg"}). Returns (text or None, why)."""
+    if result is None:
+        return None, "not captured"
+    if isinstance(result, bytes):
+        result = result.decode("utf-8", "replace")
+    if isinstance(result, str):
+        return result, ""
+    if isinstance(result, dict):
+        rc = result.get("rc")
+        if result.get("skipped"):
+            return None, "skipped"
+        if rc not in (0, None) or result.get("failed") and rc is None:
+            why = (result.get("stderr") or result.get("msg") or "").strip().splitlines()
+            return None, f"exit status {rc}" + (f": {why[-1][:160]}" if why else "")
+        out = result.get("stdout", "")
+        return (out if isinstance(out, str) else str(out)), ""
+    return None, f"unexpected output type {type(result).__name__}"
+
+
+def snapshot(platform, outputs, container=None, python="python3"):
+    """Parse one snapshot.  ``outputs``: {name: output} with the names of ``capture_plan`` (or a
+    list in its order); each output is text, None, or an Ansible-registered result dict."""
+    if not container and isinstance(outputs, dict) and outputs.get("image") is not None:
+        container = "CONTAINER"  # the image command ran: parse its output too
+    plan = capture_plan(platform, container, python) if platform in PLATFORMS else []
+    snap = {"platform": platform, "status": "ok", "errors": [], "devices": [], "processes": None,
+            "host": {"loadavg": None, "ncpu": None, "governor": None}, "versions": {}}
+    if not plan:
+        snap.update(status="unreadable", errors=[f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})"])
+        return snap
+    if isinstance(outputs, (list, tuple)):
+        outputs = {c["name"]: out for c, out in zip(plan, outputs)}
+    elif not isinstance(outputs, dict):
+        snap.update(status="unreadable", errors=[f"outputs must be a dict or a list, not {type(outputs).__name__}"])
+        return snap
+    parsers = {"nvidia_query": parse_nvidia_query, "nvidia_table": parse_nvidia_table,
+               "nvidia_apps": parse_nvidia_apps, "npu_smi": parse_npu_smi, "ps": parse_ps}
+    parts, errors = {}, snap["errors"]
+    versions, host = snap["versions"], snap["host"]
+    for cmd in plan:
+        name = cmd["name"]
+        text, why = _text_of(outputs.get(name))
+        if text is None:
+            if not cmd["optional"]:
+                errors.append(f"{' '.join(cmd['argv'][:2])}: {why}")
+            continue
+        try:
+            if name in parsers:
+                parts[name] = parsers[name](text)
+                errors.extend(parts[name]["errors"])
+            elif name == "cann":
+                kv = parse_key_values(text)
+                if kv.get("version"):
+                    versions["cann"] = kv["version"]
+            elif name == "python":
+                kv = parse_key_values(text)
+                versions.update({k: kv[k] for k in ("python", "torch", "torch_npu", "torch_cuda", "numpy") if k in kv})
+            elif name == "kernel":
+                versions["kernel"] = text.strip() or None
+            elif name == "governor":
+                host["governor"] = versions["governor"] = text.strip() or None
+            elif name == "loadavg":
+                host["loadavg"] = parse_loadavg(text)
+            elif name == "nproc":
+                host["ncpu"] = int(text.strip()) if text.strip().isdigit() else None
+            elif name == "image":
+                versions.update(parse_image(text))
+        except _Bad as exc:
+            errors.append(str(exc))
+        except Exception as exc:  # a parser bug must not take the run down: say what failed
+            errors.append(f"{name}: could not parse ({type(exc).__name__}: {exc})")
+
+    main = {"cuda": "nvidia_query", "npu": "npu_smi", "reference": "ps"}[platform]
+    if platform == "cuda":
+        for key in ("nvidia_table", "nvidia_query"):  # the query's driver wins; the table adds CUDA
+            versions.update((parts.get(key) or {}).get("versions", {}))
+        table = (parts.get("nvidia_table") or {}).get("processes")
+        apps = (parts.get("nvidia_apps") or {}).get("processes")
+        if table is not None or apps is not None:
+            merged = {p["pid"]: dict(p) for p in table or []}
+            for p in apps or []:  # the CSV lacks the device; the table has it for the same pid
+                merged.setdefault(p["pid"], p)
+            snap["processes"] = list(merged.values())
+        snap["devices"] = (parts.get("nvidia_query") or {}).get("devices") or []
+    elif platform == "npu":
+        part = parts.get("npu_smi") or {}
+        versions.update(part.get("versions", {}))
+        snap["devices"], snap["processes"] = part.get("devices") or [], part.get("processes")
+    else:
+        snap["processes"] = (parts.get("ps") or {}).get("processes")
+        la, ncpu = host["loadavg"], host["ncpu"]
+        snap["devices"] = [_device(0, f"cpu ({ncpu} cores)" if ncpu else "cpu",
+                                   util_pct=None if not (la and ncpu) else round(100.0 * la[0] / ncpu, 1))]
+        if "ps" not in parts:
+            snap["devices"] = []
+    if main not in parts:
+        snap["status"] = "unreadable"
+    elif errors:
+        snap["status"] = "incomplete"
+    return snap
+
+
+# ---------------------------------------------------------------------------------------------- judge
+
+def _versions(x):
+    if not isinstance(x, dict):
+        return {}
+    return x.get("versions", x) if isinstance(x.get("versions"), dict) else x
+
+
+def env_diff(a, b, keys=ENV_KEYS, names=("control", "run")):
+    """Differences between two environments (snapshots or their ``versions``) as human lines, e.g.
+    ``driver: 580.159.04 (control) vs 580.95.05 (run)``.  A key recorded on one side only is skipped."""
+    va, vb = _versions(a), _versions(b)
+    lines = []
+    for key in keys:
+        x, y = va.get(key), vb.get(key)
+        if x is not None and y is not None and str(x) != str(y):
+            lines.append(f"{key}: {x} ({names[0]}) vs {y} ({names[1]})")
+    return lines
+
+
+def _fmt(v, unit):
+    return "?" if v is None else f"{v:g} {unit}"
+
+
+def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
+          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=()):
+    """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
+
+    * before the run: a device busy (utilisation above ``idle_util_pct`` %, memory in use above
+      ``idle_mem_mb`` MB: default per platform, ``IDLE_MEM_MB``) or held by another process
+      (reference platform: a process using ``busy_cpu_pct`` % CPU or more); a device snapshot
+      that could not be read;
+    * before or after: clocks throttled (``throttling`` reasons; gpu_idle is not one), health not OK;
+    * after: another process on a device (it ran during the run);
+    * the environment differs from ``control_env`` (the control run's snapshot or versions).
+    ``own_pids``: processes of the run itself, never counted as others.
+    Snapshots that are None (not captured) give no reason.
+    """
+    reasons = []
+    own = set(own_pids or ())
+    for when, snap in (("before", before), ("after", after)):
+        if snap is None:
+            continue
+        if not isinstance(snap, dict) or snap.get("status") == "unreadable" or (
+                not snap.get("devices") and snap.get("platform") in ("npu", "cuda")):
+            errs = snap.get("errors") if isinstance(snap, dict) else None
+            reasons.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
+            continue
+        platform = snap.get("platform")
+        mem_limit = IDLE_MEM_MB.get(platform) if idle_mem_mb is None else idle_mem_mb
+        for d in snap.get("devices") or []:
+            dev = f"device {d.get('index')}"
+            if when == "before" and platform != "reference":
+                util, mem = d.get("util_pct"), d.get("mem_used_mb")
+                if util is not None and util > idle_util_pct:
+                    reasons.append(f"{dev} busy before the run: utilisation {_fmt(util, '%')} "
+                                   f"(idle limit {_fmt(idle_util_pct, '%')})")
+                if mem is not None and mem_limit is not None and mem > mem_limit:
+                    reasons.append(f"{dev} busy before the run: {_fmt(mem, 'MB')} in use "
+                                   f"(idle limit {_fmt(mem_limit, 'MB')})")
+            held = [r for r in d.get("throttle") or [] if r in throttling]
+            if held:
+                reasons.append(f"{dev} throttled {when} the run: {', '.join(held)}")
+            health = d.get("health")
+            if health is not None and str(health).upper() != "OK":
+                reasons.append(f"{dev} health {when} the run: {health}")
+        for p in snap.get("processes") or []:
+            if p.get("pid") in own:
+                continue
+            if platform == "reference":
+                cpu = p.get("cpu_pct")
+                if when == "before" and cpu is not None and cpu >= busy_cpu_pct:
+                    reasons.append(f"host busy before the run: pid {p['pid']} {p.get('name') or '?'} "
+                                   f"at {_fmt(cpu, '%')} CPU")
+                continue
+            where = "a device" if p.get("device") is None else f"device {p['device']}"
+            reasons.append(f"{where} held by another process {when} the run: pid {p.get('pid')} "
+                           f"{p.get('name') or '?'} ({_fmt(p.get('mem_mb'), 'MB')})")
+    if control_env is not None:
+        mine = before if before is not None else after
+        reasons += [f"environment differs from the control: {line}"
+                    for line in env_diff(control_env, mine, env_keys, ("control", "run"))]
+    return reasons
