@@ -125,3 +125,26 @@ def test_documentation_loads(tmp_path):
         assert docs[name]["examples"] and docs[name]["return"]["_value"]["description"]
     assert sorted(docs["wanbench_verdict"]["doc"]["options"]) == [
         "_input", "candidate", "noise_pct", "reserved_tolerance_pct"]
+
+
+@pytest.mark.parametrize("plugin_file", sorted(PLUGINS.glob("*.py")), ids=lambda p: p.name)
+def test_loading_a_filter_plugin_imports_no_heavy_library(plugin_file):
+    """Ansible loads every filter plugin file in each worker that templates: a heavy import at
+    load time (pandas: ~1 s) would be paid by every set_fact of every play."""
+    code = textwrap.dedent(f"""\
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("plugin", {str(plugin_file)!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.FilterModule().filters()
+        print(sorted(m for m in ("pandas", "numpy", "torch") if m in sys.modules))
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_table_filter_still_builds_tables(sample_runs):
+    """wanbench_table imports the report module (pandas) when it is called."""
+    table = FILTERS["wanbench_table"](sample_runs[1:], baseline=sample_runs[0], fmt="csv")
+    assert len(table.splitlines()) == 3
