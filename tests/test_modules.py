@@ -147,3 +147,195 @@ def test_status_script_reads_a_real_run_directory(tmp_path):
     st = look(tmp_path)
     assert st["alive"] == "1" and st["exit_code"] == "0"
     assert look(tmp_path / "nope")["state"] == "nodir"
+
+
+def test_timeout_stops_the_runs_process_group(monkeypatch, capsys):
+    head = status(now=1000, start=958).replace("alive=1", "alive=1\npid=4242")
+    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "timeout": 30, "container": "c"},
+                                [(0, head, ""), (0, "", "")])
+    assert rc == 1 and out["status"] == "timeout" and "its process group was stopped" in out["msg"]
+    assert calls[1] == ["docker", "exec", "c", "sh", "-c", wanbench_wait.KILL_SCRIPT, "wanbench-kill", "4242"]
+
+
+def test_failed_and_nonzero_runs_name_status_cause_and_log_tail(monkeypatch, capsys):
+    log = "line one\nRuntimeError: rank 2 failed\n"
+    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", exit_code="1", log=log), "")])
+    assert (out["status"], out["cause"], out["log_tail"]) == ("failed", "exit code 1", ["line one", "RuntimeError: rank 2 failed"])
+    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", log=log), "")])
+    assert out["failed"] and out["status"] == "died" and out["run_dir"] == RUN
+
+
+# ------------------------------------------------------------------ the action plugin: one task, any length
+aspec = importlib.util.spec_from_file_location("wanbench_wait_action", REPO / "action_plugins" / "wanbench_wait.py")
+wait_action = importlib.util.module_from_spec(aspec)
+aspec.loader.exec_module(wait_action)
+
+
+class FakeTask:
+    def __init__(self, args, check_mode=False):
+        self.args, self.check_mode = args, check_mode
+
+
+class FakeConnection:
+    def __init__(self):
+        self.resets = 0
+        self._shell = type("Shell", (), {"tmpdir": None})()
+
+    def reset(self):
+        self.resets += 1
+
+
+def make_action(monkeypatch, answers, args=None, check_mode=False, keep=None):
+    """An ActionModule whose module calls answer from the iterator answers (a result or an exception);
+    the module calls and the printed lines are recorded (the last `keep` of them when given)."""
+    import collections
+
+    action = wait_action.ActionModule.__new__(wait_action.ActionModule)
+    action._task = FakeTask({"run_dir": RUN, "label": "ffn_only (candidate)", "reconnect_sleep": 0, **(args or {})},
+                            check_mode)
+    action._connection = FakeConnection()
+    calls, lines = collections.deque(maxlen=keep), collections.deque(maxlen=keep)
+    counted = {"calls": 0, "lines": 0}
+
+    def execute_module(module_name, module_args, task_vars):
+        calls.append((module_name, module_args))
+        counted["calls"] += 1
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    action._execute_module = execute_module
+    action._remove_tmp_path = lambda path: None
+    monkeypatch.setattr(wait_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    def show(msg, *args, **kwargs):
+        lines.append(msg)
+        counted["lines"] += 1
+
+    monkeypatch.setattr(wait_action.display, "display", show)
+    action.counted = counted
+    return action, calls, lines
+
+
+def test_a_run_over_two_hours_is_waited_out_with_constant_stack_and_memory(monkeypatch):
+    """1,000 rounds of 20 s (5.5 h of a sleeping run, simulated): one task, no recursion.
+    A recursive include failed at 200-250 rounds; here the stack depth and the traced memory
+    of the loop are the same at round 1,000 as at round 10."""
+    import inspect
+    import tracemalloc
+
+    depths, memory = [], {}
+    rounds = 1000
+
+    def answers():
+        for n in range(1, rounds + 1):
+            depths.append(len(inspect.stack(0)))
+            if n in (10, rounds):  # memory held by the action plugin's own code
+                snapshot = tracemalloc.take_snapshot().filter_traces(
+                    [tracemalloc.Filter(True, wait_action.__file__)])
+                memory[n] = sum(stat.size for stat in snapshot.statistics("filename"))
+            done = n == rounds
+            yield {"done": done, "exit_code": 0 if done else None, "elapsed": 20 * n, "run_dir": RUN,
+                   "progress": f"finished with exit code 0 after {20 * n} s" if done
+                   else f"generating, step {n % 20}/20, elapsed {20 * n} s"}
+
+    action, calls, lines = make_action(monkeypatch, answers(), keep=2)
+    tracemalloc.start()
+    try:
+        res = action.run(task_vars={})
+    finally:
+        tracemalloc.stop()
+    assert res["done"] and res["exit_code"] == 0 and res["rounds"] == rounds and res["elapsed"] > 2 * 3600
+    assert action.counted["calls"] == rounds and {name for name, _ in calls} == {"wanbench_wait"}
+    assert "label" not in calls[-1][1] and calls[-1][1]["run_dir"] == RUN
+    assert len(set(depths)) == 1, "the stack grew from round to round"
+    assert memory[rounds] - memory[10] < 4096, memory
+    assert action.counted["lines"] == rounds
+    assert list(lines) == ["ffn_only (candidate): generating, step 19/20, elapsed 19980 s",
+                           "ffn_only (candidate): finished with exit code 0 after 20000 s"]
+
+
+def test_a_lost_ssh_connection_is_waited_out(monkeypatch):
+    lost = wait_action.AnsibleConnectionFailure("ssh: connect to host 127.0.0.1 port 2222: Connection refused")
+    answers = iter([{"done": False, "progress": "generating, elapsed 5 s"}, lost, {"unreachable": True, "msg": "x"},
+                    {"done": True, "exit_code": 0, "progress": "finished with exit code 0 after 30 s"}])
+    action, calls, lines = make_action(monkeypatch, answers)
+    res = action.run(task_vars={})
+    assert res["done"] and res["reconnects"] == 1 and res["rounds"] == 2 and action._connection.resets == 2
+    assert lines[1].startswith("ffn_only (candidate): SSH connection lost (ssh: connect to host")
+    assert lines[2].startswith("ffn_only (candidate): SSH connection back after")
+
+
+def test_a_host_that_stays_away_fails_the_wait(monkeypatch):
+    lost = wait_action.AnsibleConnectionFailure("gone")
+    action, _, _ = make_action(monkeypatch, iter([lost] * 10), args={"reconnect_timeout": 0})
+    clock = iter(range(0, 100, 5))
+    monkeypatch.setattr(wait_action.time, "monotonic", lambda: next(clock))
+    res = action.run(task_vars={})
+    assert res["failed"] and res["unreachable"] and "unreachable for more than 0 s" in res["msg"]
+
+
+def test_a_failed_run_ends_the_wait_with_its_cause(monkeypatch):
+    action, _, lines = make_action(monkeypatch, iter([{"failed": True, "status": "died", "msg": "ended without"}]))
+    res = action.run(task_vars={})
+    assert res["failed"] and res["status"] == "died" and not lines
+
+
+def test_check_mode_waits_for_nothing(monkeypatch):
+    action, calls, _ = make_action(monkeypatch, iter([]), check_mode=True)
+    assert action.run(task_vars={})["skipped"] and not calls
+
+
+WAIT_PLAY = """\
+- name: Wait for a sleeping fake workload
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Wait for the run
+      wanbench_wait:
+        run_dir: "{{ run_dir }}"
+        window: 2
+        min_window: 1
+        timeout: 86400
+        label: fake
+      register: waited
+
+    - name: Keep the result
+      ansible.builtin.copy:
+        content: "{{ waited | to_json }}"
+        dest: "{{ run_dir }}/../result.json"
+        mode: "0644"
+"""
+
+
+def test_the_end_of_a_run_is_noticed_within_two_seconds(tmp_path):
+    """A real play against a sleeping fake workload whose run started 2 h 10 min ago (.pid
+    back-dated): the wait task prints its progress and notices the exit_code within 2 s."""
+    import sys
+    import time
+
+    run_dir = tmp_path / "runs" / "20261127T000000Z-fake-abc123"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.sh").write_text("#!/bin/bash\n")
+    (tmp_path / "play.yml").write_text(WAIT_PLAY)
+    workload = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/.pid"; touch -d "-130 minutes" "$1/.pid"; sleep 6; '
+                                 'echo 0 > "$1/exit_code.tmp"; mv "$1/exit_code.tmp" "$1/exit_code"', "fake",
+                                 str(run_dir)])
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_LIBRARY": str(REPO / "library"), "ANSIBLE_ACTION_PLUGINS": str(REPO / "action_plugins"),
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+           "ANSIBLE_HOME": str(tmp_path / ".ansible"), "ANSIBLE_FORCE_COLOR": "0"}
+    try:
+        done = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", "localhost,", "play.yml", "-e",
+                               f"ansible_python_interpreter={sys.executable}", "-e", f"run_dir={run_dir}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        finished = time.time()
+    finally:
+        workload.wait(timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    res = json.loads((tmp_path / "runs" / "result.json").read_text())
+    assert res["done"] and res["exit_code"] == 0 and res["rounds"] >= 2 and res["elapsed"] >= 130 * 60
+    assert 0 <= res["noticed_after"] <= 2.0, res["noticed_after"]
+    assert "fake: loading, elapsed 78" in done.stdout and "fake: finished with exit code 0 after 78" in done.stdout
+    assert finished - (run_dir / "exit_code").stat().st_mtime < 2.0 + 3.0  # + the play's own teardown
