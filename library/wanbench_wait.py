@@ -142,6 +142,7 @@ from ansible.module_utils.basic import AnsibleModule
 # Liveness is checked before exit_code: the run writes exit_code before it exits.
 STATUS_SCRIPT = r"""
 cd "$1" 2>/dev/null || { echo state=nodir; exit 0; }
+touch -c ../.holder 2>/dev/null  # the play holding the host lock is alive (see wanbench_preflight)
 echo "now=$(date +%s.%N)"
 [ -f run.sh ] && echo "written=$(stat -c %Y run.sh)"
 if [ -f .pid ]; then
