@@ -339,3 +339,174 @@ def test_the_end_of_a_run_is_noticed_within_two_seconds(tmp_path):
     assert 0 <= res["noticed_after"] <= 2.0, res["noticed_after"]
     assert "fake: loading, elapsed 78" in done.stdout and "fake: finished with exit code 0 after 78" in done.stdout
     assert finished - (run_dir / "exit_code").stat().st_mtime < 2.0 + 3.0  # + the play's own teardown
+
+
+# ------------------------------------------------------------------ wanbench_preflight: one call, the lock
+def load(name, folder="library"):
+    s = importlib.util.spec_from_file_location(f"{name}_{folder}", REPO / folder / f"{name}.py")
+    m = importlib.util.module_from_spec(s)
+    s.loader.exec_module(m)
+    return m
+
+
+wanbench_preflight = load("wanbench_preflight")
+
+
+def preflight(monkeypatch, capsys, args, fakes=None):
+    """Run the module; the workspace script runs for real (on this host), docker/npu-smi are faked."""
+    calls = []
+    real = basic.AnsibleModule.run_command
+
+    def run_command(self, argv, **kwargs):
+        calls.append(argv)
+        for prefix, answer in (fakes or {}).items():
+            if argv[0] == prefix:
+                return answer
+        return real(self, argv, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    with patch_module_args({"tools": ["sh"], "min_free_gb": 0, **args}):
+        with pytest.raises(SystemExit) as exc:
+            wanbench_preflight.main()
+    return exc.value.code, json.loads(capsys.readouterr().out), calls
+
+
+HOLDER = {"play_id": "20261127T000000Z-aaaaaa", "variant": "ffn_only", "controller": "me@here", "pid": 1,
+          "started_at": "2026-11-27T00:00:00Z"}
+
+
+def test_preflight_takes_checks_and_releases_the_lock(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": HOLDER})
+    assert rc == 0 and out["changed"] and out["lock_state"] == "acquired" and out["holder"] == HOLDER
+    assert json.loads((root / ".holder").read_text()) == HOLDER and out["problems"] == []
+    other = {**HOLDER, "play_id": "20261127T000001Z-bbbbbb", "variant": "gate1"}
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": other})
+    assert rc == 1 and out["lock_state"] == "held" and out["holder"] == HOLDER
+    assert ("the host is locked by play 20261127T000000Z-aaaaaa (variant ffn_only, me@here, pid 1, "
+            "since 2026-11-27T00:00:00Z)") in out["msg"] and "still running" not in out["msg"]
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "release", "holder": other})
+    assert rc == 0 and out["lock_state"] == "none" and (root / ".holder").exists(), "released another play's lock"
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "release", "holder": HOLDER})
+    assert rc == 0 and out["lock_state"] == "released" and not (root / ".holder").exists()
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "check"})
+    assert rc == 0 and out["lock_state"] == "free" and not out["changed"]
+
+
+def test_preflight_takeover_only_when_no_run_holds_the_run_lock(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / ".holder").write_text(json.dumps(HOLDER, sort_keys=True) + "\n")
+    new = {**HOLDER, "play_id": "20261127T000001Z-bbbbbb"}
+    holding = subprocess.Popen(["flock", str(root / ".lock"), "sleep", "30"], start_new_session=True)
+    try:
+        import time
+        time.sleep(0.3)
+        rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": new,
+                                                     "takeover": HOLDER["play_id"]})
+        assert rc == 1 and out["run_busy"] and "a run of it is still running" in out["msg"]
+    finally:
+        import signal
+        os.killpg(holding.pid, signal.SIGKILL)  # flock and its sleep, which holds the lock too
+        holding.wait()
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": new,
+                                                 "takeover": HOLDER["play_id"]})
+    assert rc == 0 and out["lock_state"] == "taken-over" and json.loads((root / ".holder").read_text()) == new
+
+
+def test_preflight_lists_every_problem_and_leaves_the_host_unlocked(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    rc, out, _ = preflight(monkeypatch, capsys, {
+        "run_root": str(root), "lock": "acquire", "holder": HOLDER, "tools": ["sh", "no-such-tool-x"],
+        "repo_dir": str(tmp_path / "nope"), "min_free_gb": 1e9})
+    assert rc == 1 and out["lock_state"] == "released" and not (root / ".holder").exists()
+    assert out["problems"][0] == "missing on the login PATH: no-such-tool-x"
+    assert out["problems"][1] == f"no directory {tmp_path / 'nope'}"
+    assert out["problems"][2].startswith("only ") and "GiB free on" in out["problems"][2]
+
+
+def test_preflight_container_and_devices(monkeypatch, capsys, tmp_path):
+    stopped = json.dumps([{"State": {"Running": False, "Status": "exited"}}])
+    rc, out, calls = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "container": "c", "lock": "acquire",
+                                                     "holder": HOLDER}, {"docker": (0, stopped, "")})
+    assert rc == 1 and out["msg"] == "container c is not running (state exited); start it with `docker start c`"
+    assert calls == [["docker", "container", "inspect", "c"]] and not (tmp_path / ".holder").exists()
+    npu = "No running processes found in NPU 0\nNo running processes found in NPU 1\n"
+    rc, out, calls = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "platform": "npu",
+                                                     "visible_devices": "0,1,2", "device_exec": ["ssh", "x"]},
+                               {"ssh": (0, npu, "")})
+    assert rc == 1 and out["problems"] == ["NPU 2 busy or missing (npu-smi info lists processes on it)"]
+    assert calls[0] == ["ssh", "x", "npu-smi", "info"]
+
+
+def test_preflight_check_mode_never_takes_the_lock(monkeypatch, capsys, tmp_path):
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "lock": "acquire", "holder": HOLDER,
+                                                 "_ansible_check_mode": True})
+    assert rc == 0 and out["lock_state"] == "free" and not out["changed"] and not (tmp_path / ".holder").exists()
+
+
+preflight_action = load("wanbench_preflight", "action_plugins")
+
+
+@pytest.mark.parametrize("holder,age,expected", [
+    ({**HOLDER, "controller": "me@here", "pid": 999999999}, 0, "its ansible-playbook (pid 999999999 on me@here) is gone"),
+    ({**HOLDER, "controller": "me@here", "pid": os.getpid()}, 0, ""),
+    ({**HOLDER, "controller": "you@there", "pid": 1}, 901, "it was last seen 901 s ago (more than 900 s)"),
+    ({**HOLDER, "controller": "you@there", "pid": 1}, 899, ""),
+    ({"unreadable": "x"}, 5000, ""),
+])
+def test_stale_holders(holder, age, expected):
+    assert preflight_action.stale_reason(holder, age, 900, "me@here") == expected
+
+
+# ------------------------------------------------------------------ wanbench_rundir and wanbench_collect
+wanbench_rundir = load("wanbench_rundir")
+wanbench_collect = load("wanbench_collect")
+
+
+def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(capsys, tmp_path):
+    args = {"path": str(tmp_path / "runs" / "r1"), "files": {"run.sh": "#!/bin/bash\n", "manifest.json": "{}\n"},
+            "executable": ["run.sh"]}
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        wanbench_rundir.main()
+    assert exc.value.code == 0 and json.loads(capsys.readouterr().out)["files"] == ["manifest.json", "run.sh"]
+    assert oct((tmp_path / "runs" / "r1" / "run.sh").stat().st_mode & 0o777) == "0o755"
+    assert (tmp_path / "runs" / "r1" / "manifest.json").read_text() == "{}\n"
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        wanbench_rundir.main()
+    assert exc.value.code == 1 and "File exists" in json.loads(capsys.readouterr().out)["msg"]
+
+
+def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch, capsys):
+    seen = {}
+
+    def fake_run(argv, input=None, **kwargs):
+        seen["argv"], seen["input"] = argv, input
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(wanbench_rundir.subprocess, "run", fake_run)
+    with patch_module_args({"path": RUN, "container": "c", "files": {"run.sh": "echo hi\n"}, "executable": ["run.sh"]}):
+        with pytest.raises(SystemExit) as exc:
+            wanbench_rundir.main()
+    assert exc.value.code == 0
+    assert seen["argv"] == ["docker", "exec", "-i", "c", "sh", "-c", wanbench_rundir.UNPACK, "wanbench-rundir", RUN]
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(seen["input"])) as tar:
+        (member,) = tar.getmembers()
+        assert (member.name, member.mode, tar.extractfile(member).read()) == ("run.sh", 0o755, b"echo hi\n")
+
+
+def test_collect_packs_a_run_directory_on_the_host(capsys, tmp_path):
+    run_dir = tmp_path / "runs" / "20261127T000000Z-ffn_only-abc123"
+    run_dir.mkdir(parents=True)
+    for name in ("run.log", "exit_code", ".pid"):
+        (run_dir / name).write_text(name)
+    archive = tmp_path / "stage" / "a.tar.gz"
+    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive)}), pytest.raises(SystemExit) as exc:
+        wanbench_collect.main()
+    out = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 0 and out["files"] == 3 and out["changed"]
+    import tarfile
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == sorted([run_dir.name] + [f"{run_dir.name}/{n}" for n in ("run.log", "exit_code", ".pid")])
