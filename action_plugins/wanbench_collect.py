@@ -2,6 +2,9 @@
 # wanbench: fetch one run directory to the controller in one task (module: library/wanbench_collect.py).
 """Pack on the host (module), one fetch, unpack and count on the controller, clean up (one command).
 
+A small archive (up to the module's inline_max, 8 MiB) comes back inside the module's result:
+then there is no separate fetch and nothing to clean up on the host.
+
 Replaces seven tasks a run (list, tar, docker cp, rm, fetch, unarchive, find) with three
 round trips in one task. The archive is unpacked with tarfile's "data" filter (no absolute
 paths, links out of the tree or devices), into <dest>/<run_id>/.
@@ -9,6 +12,7 @@ paths, links out of the tree or devices), into <dest>/<run_id>/.
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import tarfile
@@ -35,14 +39,19 @@ class ActionModule(ActionBase):
         run_id = os.path.basename(run_dir)
         try:
             packed = self._execute_module(module_name="wanbench_collect",
-                                          module_args={**args, "state": "packed"}, task_vars=task_vars)
+                                          module_args=args, task_vars=task_vars)
             if packed.get("failed") or self._task.check_mode:
                 result.update(packed)
                 return result
             os.makedirs(dest, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=dest, prefix=f".{run_id}.") as work:
                 local = os.path.join(work, "run.tar.gz")
-                self._connection.fetch_file(packed["archive"], local)
+                inlined = "content" in packed
+                if inlined:  # small archive: it came back in the module's result
+                    with open(local, "wb") as f:
+                        f.write(base64.b64decode(packed.pop("content")))
+                else:
+                    self._connection.fetch_file(packed["archive"], local)
                 with tarfile.open(local) as archive:
                     names = {m.name.split("/", 1)[0] for m in archive.getmembers()}
                     if names != {run_id}:
@@ -60,11 +69,11 @@ class ActionModule(ActionBase):
                     return result
                 os.rename(os.path.join(work, run_id), final)
             # The archive (and, unless kept, the run directory) go with one shell command.
-            cleanup = ["rm", "-f", "--", packed["archive"]]
+            cleanup = [] if inlined else [["rm", "-f", "--", packed["archive"]]]
             if not boolean(args.get("keep_run_dir", True)):
-                cleanup = [*cleanup, "&&", *map(str, args.get("exec") or []), "rm", "-rf", "--", run_dir]
+                cleanup.append([*map(str, args.get("exec") or []), "rm", "-rf", "--", run_dir])
             cleaned = self._low_level_execute_command(
-                " ".join(c if c == "&&" else shlex.quote(c) for c in cleanup))
+                " && ".join(" ".join(map(shlex.quote, c)) for c in cleanup)) if cleanup else {}
             if cleaned.get("rc"):
                 result.update(failed=True, msg=f"fetched, but cannot clean up: {cleaned.get('stderr', '').strip()}")
                 return result

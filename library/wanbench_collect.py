@@ -5,13 +5,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: wanbench_collect
-short_description: Pack a wanbench run directory for the controller, or remove what was packed
+short_description: Pack a wanbench run directory for the controller
 description:
-  - O(state=packed) counts the run directory's files and streams C(tar -cz) of it (run where
-    the run lives, through O(exec), e.g. C(docker exec NAME)) into O(archive) on the host: one
+  - Counts the run directory's files and streams C(tar -cz) of it (one C(sh) where the run
+    lives, through O(exec), e.g. C(docker exec NAME)) into O(archive) on the host: one
     archive, no C(docker cp), no copy left in the container.
-  - O(state=absent) removes O(archive) from the host and, unless O(keep_run_dir), the run
-    directory where the run lives.
   - The action plugin (action_plugins/wanbench_collect.py) calls it, fetches the archive once,
     unpacks it on the controller, compares the file counts and removes the archive (and, unless
     O(keep_run_dir), the run directory) with one shell command.
@@ -29,15 +27,15 @@ options:
     description: Path of the archive on the host.
     type: str
     required: true
-  state:
-    description: C(packed) or C(absent).
-    type: str
-    choices: [packed, absent]
-    default: packed
   keep_run_dir:
-    description: With O(state=absent), keep the run directory where the run lives.
+    description: Keep the run directory where the run lives once fetched (action plugin).
     type: bool
     default: true
+  inline_max:
+    description: An archive up to this many bytes comes back base64 in the result (no separate
+      fetch, nothing left on the host); a larger one is left at O(archive) for the action to fetch.
+    type: int
+    default: 8388608
   dest:
     description: Controller directory the action plugin unpacks into (action plugin only).
     type: str
@@ -59,17 +57,26 @@ RETURN = r"""
 files:
   description: Regular files in the run directory when it was packed.
   type: int
-  returned: state=packed
+  returned: success
 archive:
-  description: The archive on the host.
+  description: The archive on the host (absent from it when inlined).
   type: str
   returned: always
+content:
+  description: The archive, base64, when it is at most O(inline_max) bytes (then removed from the host).
+  type: str
+  returned: when inlined
 """
 
+import base64
 import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
+
+# $1 the run root, $2 the run id: prints the number of files to stderr, then tar.gz to stdout.
+PACK = ('{ cd "$1" && [ -d "$2" ]; } 2>/dev/null || { echo "no run directory $1/$2" >&2; exit 1; }; '
+        'find "$2" -type f | wc -l >&2 && exec tar -cz "$2"')
 
 
 def main():
@@ -78,38 +85,33 @@ def main():
             run_dir=dict(type="str", required=True),
             exec=dict(type="list", elements="str", default=[]),
             archive=dict(type="str", required=True),
-            state=dict(type="str", choices=["packed", "absent"], default="packed"),
             keep_run_dir=dict(type="bool", default=True),
+            inline_max=dict(type="int", default=8 << 20),
             dest=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
     p = module.params
     run_dir = p["run_dir"].rstrip("/")
-    if p["state"] == "absent":
-        if module.check_mode:
-            module.exit_json(changed=True, archive=p["archive"])
-        if os.path.exists(p["archive"]):
-            os.unlink(p["archive"])
-        if not p["keep_run_dir"]:
-            rc, out, err = module.run_command(p["exec"] + ["rm", "-rf", "--", run_dir])
-            if rc != 0:
-                module.fail_json(msg=f"cannot remove {run_dir}: {err.strip()}", archive=p["archive"])
-        module.exit_json(changed=True, archive=p["archive"])
-    rc, out, err = module.run_command(p["exec"] + ["find", run_dir, "-type", "f"])
-    if rc != 0:
-        module.fail_json(msg=f"cannot list {run_dir}: {err.strip() or out.strip()}", archive=p["archive"])
-    files = len(out.splitlines())
     if module.check_mode:
-        module.exit_json(changed=False, files=files, archive=p["archive"])
+        rc, out, err = module.run_command(p["exec"] + ["find", run_dir, "-type", "f"])
+        module.exit_json(changed=False, files=len(out.splitlines()), archive=p["archive"])
     os.makedirs(os.path.dirname(p["archive"]) or ".", mode=0o700, exist_ok=True)
-    argv = p["exec"] + ["tar", "-C", os.path.dirname(run_dir), "-cz", os.path.basename(run_dir)]
+    # One exec where the run lives: the file count on stderr's first line, the archive on stdout.
+    argv = p["exec"] + ["sh", "-c", PACK, "wanbench-collect", os.path.dirname(run_dir), os.path.basename(run_dir)]
     with open(p["archive"], "wb") as archive:
         done = subprocess.run(argv, stdout=archive, stderr=subprocess.PIPE, check=False)
-    if done.returncode != 0:
+    err = done.stderr.decode(errors="replace")
+    first, _, rest = err.partition("\n")
+    if done.returncode != 0 or not first.strip().isdigit():
         os.unlink(p["archive"])
-        module.fail_json(msg=f"cannot pack {run_dir}: {done.stderr.decode(errors='replace').strip()}",
-                         archive=p["archive"], cmd=argv)
+        module.fail_json(msg=f"cannot pack {run_dir}: {(rest or first).strip()}", archive=p["archive"], cmd=argv)
+    files = int(first)
+    if os.path.getsize(p["archive"]) <= p["inline_max"]:
+        with open(p["archive"], "rb") as archive:
+            content = base64.b64encode(archive.read()).decode("ascii")
+        os.unlink(p["archive"])
+        module.exit_json(changed=True, files=files, archive=p["archive"], content=content)
     module.exit_json(changed=True, files=files, archive=p["archive"])
 
 

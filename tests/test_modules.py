@@ -75,9 +75,10 @@ def test_polls_until_done_within_the_window(monkeypatch, capsys):
     assert len(calls) == 3 and out["done"] is True and out["exit_code"] == 3 and rc == 0
 
 
-@pytest.mark.parametrize("elapsed,looks", [(0, 3), (4, 3), (8, 5), (42, 11), (500, 11)])
+@pytest.mark.parametrize("elapsed,looks", [(0, 21), (4, 21), (8, 5), (42, 11), (500, 11)])
 def test_window_adapts_to_the_runs_age(monkeypatch, capsys, elapsed, looks):
-    """The window is the run's age, between min_window (5 s) and window (20 s); a look every 2 s."""
+    """The window is the run's age, between min_window (5 s) and window (20 s); a look every 2 s,
+    every 0.25 s in the run's first 5 s (short runs are noticed at once)."""
     now = [0.0]
     monkeypatch.setattr(wanbench_wait.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(wanbench_wait.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
@@ -507,6 +508,30 @@ def test_collect_packs_a_run_directory_on_the_host(capsys, tmp_path):
         wanbench_collect.main()
     out = json.loads(capsys.readouterr().out)
     assert exc.value.code == 0 and out["files"] == 3 and out["changed"]
+    assert not archive.exists(), "a small archive comes back in the result, none is left on the host"
+    import base64
+    import io
     import tarfile
-    with tarfile.open(archive) as tar:
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(out["content"]))) as tar:
         assert sorted(tar.getnames()) == sorted([run_dir.name] + [f"{run_dir.name}/{n}" for n in ("run.log", "exit_code", ".pid")])
+
+
+def test_collect_leaves_a_large_archive_for_the_fetch(capsys, tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "perf.csv").write_bytes(os.urandom(4096))
+    archive = tmp_path / "stage" / "a.tar.gz"
+    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive), "inline_max": 1024}):
+        with pytest.raises(SystemExit):
+            wanbench_collect.main()
+    out = json.loads(capsys.readouterr().out)
+    assert "content" not in out and archive.stat().st_size > 1024 and out["files"] == 1
+
+
+def test_collect_names_a_missing_run_directory(capsys, tmp_path):
+    with patch_module_args({"run_dir": str(tmp_path / "gone"), "archive": str(tmp_path / "a.tar.gz")}):
+        with pytest.raises(SystemExit) as exc:
+            wanbench_collect.main()
+    out = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 1 and out["msg"] == f"cannot pack {tmp_path / 'gone'}: no run directory {tmp_path}/gone"
+    assert not (tmp_path / "a.tar.gz").exists()

@@ -227,6 +227,7 @@ def reports(paths):
     (["--tags", "collect"], True, True, False),
     (["--tags", "report"], True, True, True),
     (["--skip-tags", "preflight,repo_sync"], True, True, True),
+    (["-e", "collect_inline_max=0"], True, True, True),  # the archive is fetched, not inlined
     (["--check"], False, False, False),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_each_advertised_tag_and_check_mode(bench, args, rendered, ran, reported):
