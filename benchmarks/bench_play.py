@@ -17,8 +17,9 @@ Figures:
   shell loop            the same steps by hand, per run: one ssh running docker exec (mkdir,
                         the fake workload under /usr/bin/time, tar), the archive back over the
                         same ssh, unpacked; and the per-run overhead's ratio to it
-  noticing latency      how late the wait noticed each run's exit_code (the module's
-                        noticed_after), max over the matrix
+  noticing latency      how late the wait noticed a run's exit_code (the module's
+                        noticed_after) while it was already polling: runs whose fake workload
+                        sleeps --notice-sleep s (zero-work runs end before the wait starts)
 Targets (issue 8): per-run overhead <= 5 s and <= 5x the shell loop, fixed cost <= 10 s,
 noticing <= 2 s.
 """
@@ -118,6 +119,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--matrix", type=int, default=6, help="runs in the matrix play (default 6)")
     ap.add_argument("--loops", type=int, default=3, help="hand-loop repetitions (default 3)")
+    ap.add_argument("--notice-runs", type=int, default=3, help="runs of the noticing play (default 3)")
+    ap.add_argument("--notice-sleep", type=float, default=7, help="their workload's sleep in s (default 7)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--no-up", action="store_true", help="do not run tests/testhost/up.sh first")
     args = ap.parse_args()
@@ -136,9 +139,15 @@ def main():
         no_runs, _ = play({"variant": "ffn_only", "baseline": "skip", "wanbench_torchrun": fake,
                            "wanbench_results_dir": str(tmp / "none")}, tags="preflight,repo_sync")
         say("one-run play (ffn_only)")
-        wall1, work1, noticed1 = bench_once(["ffn_only"], str(tmp / "one"), fake)
+        wall1, work1, _ = bench_once(["ffn_only"], str(tmp / "one"), fake)
         say(f"{args.matrix}-run matrix")
-        wall_m, work_m, noticed_m = bench_once(MATRIX[:args.matrix], str(tmp / "matrix"), fake)
+        wall_m, work_m, _ = bench_once(MATRIX[:args.matrix], str(tmp / "matrix"), fake)
+        say(f"noticing: {args.notice_runs} runs of {args.notice_sleep:g} s")
+        sh("docker", "exec", CONTAINER, "sh", "-c", f'echo {args.notice_sleep:g} > {FAKE_DIR}/sleep-seconds')
+        try:
+            _, _, noticed = bench_once(MATRIX[:args.notice_runs], str(tmp / "notice"), fake)
+        finally:
+            sh("docker", "exec", CONTAINER, "rm", "-f", f"{FAKE_DIR}/sleep-seconds")
         say(f"hand loop x{args.loops}")
         (tmp / "hand").mkdir()
         loops = [shell_loop(fake, tmp / "hand") for _ in range(args.loops)]
@@ -148,7 +157,7 @@ def main():
     fixed = overhead1 - per_run
     matrix_per_run = (wall_m - sum(work_m) - fixed) / args.matrix
     hand = statistics.median(w - k for w, k in loops)
-    noticed = [n for n in noticed1 + noticed_m if n is not None]
+    noticed = [n for n in noticed if n is not None]
     figures = {
         "machine": f"{os.uname().nodename}, {os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}",
         "one_run_play_wall_s": round(wall1, 2), "one_run_workload_s": round(sum(work1), 2),
