@@ -6,6 +6,10 @@ importable by the Python that runs Ansible (``pip install -e .`` in the
 repository).  Each filter is documented beside this file in
 ``<filter name>.yml`` (DOCUMENTATION / EXAMPLES / RETURN), the way
 community.general documents a file holding several filters.
+
+Ansible loads every filter plugin file in each worker that templates, so this
+file imports only light modules at load time; ``wanbench.report`` (pandas) is
+imported by ``wanbench_table`` when it is called.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Mapping
 from ansible.errors import AnsibleFilterError
 
 try:
-    from wanbench import compare, parse, report
+    from wanbench import compare, parse
     WANBENCH_IMPORT_ERROR = None
 except ImportError as e:
     WANBENCH_IMPORT_ERROR = e
@@ -94,6 +98,7 @@ def wanbench_table(runs, baseline=None, fmt="md", noise_pct=None, reserved_toler
                                  f" got {type(runs).__name__}")
     if baseline is not None:
         _runs(name, "baseline", baseline, single=True)
+    from wanbench import report  # pandas: only where tables are built (see the module docstring)
     if fmt not in report.FORMATS:
         raise AnsibleFilterError(f"{name}: fmt must be one of {', '.join(report.FORMATS)}, got {fmt!r}")
     return report.render_report(runs, baseline, fmt, **_thresholds(name, noise_pct, reserved_tolerance_pct))

@@ -125,3 +125,77 @@ def test_documentation_loads(tmp_path):
         assert docs[name]["examples"] and docs[name]["return"]["_value"]["description"]
     assert sorted(docs["wanbench_verdict"]["doc"]["options"]) == [
         "_input", "candidate", "noise_pct", "reserved_tolerance_pct"]
+
+
+@pytest.mark.parametrize("plugin_file", sorted(PLUGINS.glob("*.py")), ids=lambda p: p.name)
+def test_loading_a_filter_plugin_imports_no_heavy_library(plugin_file):
+    """Ansible loads every filter plugin file in each worker that templates: a heavy import at
+    load time (pandas: ~1 s) would be paid by every set_fact of every play."""
+    code = textwrap.dedent(f"""\
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("plugin", {str(plugin_file)!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.FilterModule().filters()
+        print(sorted(m for m in ("pandas", "numpy", "torch") if m in sys.modules))
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_table_filter_still_builds_tables(sample_runs):
+    """wanbench_table imports the report module (pandas) when it is called."""
+    table = FILTERS["wanbench_table"](sample_runs[1:], baseline=sample_runs[0], fmt="csv")
+    assert len(table.splitlines()) == 3
+
+
+# ------------------------------------------------------------------ filter_plugins/wanbench_play.py
+pspec = importlib.util.spec_from_file_location("wanbench_play_filters", PLUGINS / "wanbench_play.py")
+play_plugin = importlib.util.module_from_spec(pspec)
+pspec.loader.exec_module(play_plugin)
+PLAY = play_plugin.FilterModule().filters()
+RUN = {"variant": "ffn_only", "role": "candidate", "control_key": "fsdp:profiled"}
+RID = "20261127T000000Z-ffn_only-abc123"
+
+
+@pytest.mark.parametrize("wait,collected,failure,expected", [
+    ({"run_dir": f"/r/{RID}", "done": True, "exit_code": 0, "status": "ok"}, {"run_id": RID, "path": f"/res/{RID}"}, {},
+     {"status": "ok", "exit_code": 0, "path": f"/res/{RID}", "cause": ""}),
+    ({"run_dir": f"/r/{RID}", "done": True, "exit_code": 1, "status": "failed", "cause": "exit code 1",
+      "log_tail": ["boom"]}, {"run_id": RID, "path": f"/res/{RID}"}, {},
+     {"status": "failed", "exit_code": 1, "cause": "exit code 1", "log_tail": ["boom"]}),
+    ({"run_dir": f"/r/{RID}", "failed": True}, {"run_id": RID, "path": f"/res/{RID}"},
+     {"status": "timeout", "cause": "still running after 4000 s", "log_tail": ["step 3/20"]},
+     {"status": "timeout", "exit_code": None, "path": f"/res/{RID}", "log_tail": ["step 3/20"]}),
+    # results left from the previous run of the loop are not this run's
+    ({"run_dir": "/r/other", "done": True, "exit_code": 0}, {"run_id": "other", "path": "/res/other"},
+     {"status": "error", "cause": "render failed"},
+     {"status": "error", "exit_code": None, "path": None, "cause": "render failed"}),
+    ({}, {}, {}, {"status": "not-run", "exit_code": None, "path": None}),
+    ({"run_dir": f"/r/{RID}", "done": True, "exit_code": 0, "status": "ok"}, {}, {"collect_error": "tar failed"},
+     {"status": "ok", "path": None, "cause": "not collected: tar failed"}),
+])
+def test_run_outcome(wait, collected, failure, expected):
+    got = PLAY["wanbench_run_outcome"](RUN, RID, wait=wait, collected=collected, failure=failure)
+    assert {k: got[k] for k in expected} == expected
+    assert got["variant"] == "ffn_only" and got["role"] == "candidate" and got["control_key"] == "fsdp:profiled"
+    assert got["run_id"] == RID and isinstance(got["log_tail"], list)
+
+
+def test_run_outcome_refuses_what_is_not_a_run():
+    with pytest.raises(AnsibleFilterError, match="expected a scheduled run"):
+        PLAY["wanbench_run_outcome"]("ffn_only", RID)
+    with pytest.raises(AnsibleFilterError, match="wait must be a mapping, got str"):
+        PLAY["wanbench_run_outcome"](RUN, RID, wait="done")
+
+
+def test_git_state():
+    text = (" M generate.py\n--wanbench-log--\n"
+            f"{'a' * 40} aaaaaaa Fix the gate\n{'b' * 40} bbbbbbb {'x' * 100}\n")
+    got = PLAY["wanbench_git_state"](text, log_lines=8)
+    assert got["sha"] == "a" * 40 and got["subject"] == "Fix the gate" and got["dirty"] is True
+    assert got["log"][0] == "aaaaaaa Fix the gate" and len(got["log"][1]) == 80 and got["log"][1].endswith("...")
+    assert PLAY["wanbench_git_state"]("--wanbench-log--\n") == {"sha": "", "subject": "", "dirty": False, "log": []}
+    with pytest.raises(AnsibleFilterError, match="expected the command's output text"):
+        PLAY["wanbench_git_state"](None)

@@ -75,9 +75,10 @@ def test_polls_until_done_within_the_window(monkeypatch, capsys):
     assert len(calls) == 3 and out["done"] is True and out["exit_code"] == 3 and rc == 0
 
 
-@pytest.mark.parametrize("elapsed,looks", [(0, 3), (4, 3), (8, 5), (42, 11), (500, 11)])
+@pytest.mark.parametrize("elapsed,looks", [(0, 21), (4, 21), (8, 5), (42, 11), (500, 11)])
 def test_window_adapts_to_the_runs_age(monkeypatch, capsys, elapsed, looks):
-    """The window is the run's age, between min_window (5 s) and window (20 s); a look every 2 s."""
+    """The window is the run's age, between min_window (5 s) and window (20 s); a look every 2 s,
+    every 0.25 s in the run's first 5 s (short runs are noticed at once)."""
     now = [0.0]
     monkeypatch.setattr(wanbench_wait.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(wanbench_wait.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
@@ -147,3 +148,390 @@ def test_status_script_reads_a_real_run_directory(tmp_path):
     st = look(tmp_path)
     assert st["alive"] == "1" and st["exit_code"] == "0"
     assert look(tmp_path / "nope")["state"] == "nodir"
+
+
+def test_timeout_stops_the_runs_process_group(monkeypatch, capsys):
+    head = status(now=1000, start=958).replace("alive=1", "alive=1\npid=4242")
+    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "timeout": 30, "container": "c"},
+                                [(0, head, ""), (0, "", "")])
+    assert rc == 1 and out["status"] == "timeout" and "its process group was stopped" in out["msg"]
+    assert calls[1] == ["docker", "exec", "c", "sh", "-c", wanbench_wait.KILL_SCRIPT, "wanbench-kill", "4242"]
+
+
+def test_failed_and_nonzero_runs_name_status_cause_and_log_tail(monkeypatch, capsys):
+    log = "line one\nRuntimeError: rank 2 failed\n"
+    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", exit_code="1", log=log), "")])
+    assert (out["status"], out["cause"], out["log_tail"]) == ("failed", "exit code 1", ["line one", "RuntimeError: rank 2 failed"])
+    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", log=log), "")])
+    assert out["failed"] and out["status"] == "died" and out["run_dir"] == RUN
+
+
+# ------------------------------------------------------------------ the action plugin: one task, any length
+aspec = importlib.util.spec_from_file_location("wanbench_wait_action", REPO / "action_plugins" / "wanbench_wait.py")
+wait_action = importlib.util.module_from_spec(aspec)
+aspec.loader.exec_module(wait_action)
+
+
+class FakeTask:
+    def __init__(self, args, check_mode=False):
+        self.args, self.check_mode = args, check_mode
+
+
+class FakeConnection:
+    def __init__(self):
+        self.resets = 0
+        self._shell = type("Shell", (), {"tmpdir": None})()
+
+    def reset(self):
+        self.resets += 1
+
+
+def make_action(monkeypatch, answers, args=None, check_mode=False, keep=None):
+    """An ActionModule whose module calls answer from the iterator answers (a result or an exception);
+    the module calls and the printed lines are recorded (the last `keep` of them when given)."""
+    import collections
+
+    action = wait_action.ActionModule.__new__(wait_action.ActionModule)
+    action._task = FakeTask({"run_dir": RUN, "label": "ffn_only (candidate)", "reconnect_sleep": 0, **(args or {})},
+                            check_mode)
+    action._connection = FakeConnection()
+    calls, lines = collections.deque(maxlen=keep), collections.deque(maxlen=keep)
+    counted = {"calls": 0, "lines": 0}
+
+    def execute_module(module_name, module_args, task_vars):
+        calls.append((module_name, module_args))
+        counted["calls"] += 1
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    action._execute_module = execute_module
+    action._remove_tmp_path = lambda path: None
+    monkeypatch.setattr(wait_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    def show(msg, *args, **kwargs):
+        lines.append(msg)
+        counted["lines"] += 1
+
+    monkeypatch.setattr(wait_action.display, "display", show)
+    action.counted = counted
+    return action, calls, lines
+
+
+def test_a_run_over_two_hours_is_waited_out_with_constant_stack_and_memory(monkeypatch):
+    """1,000 rounds of 20 s (5.5 h of a sleeping run, simulated): one task, no recursion.
+    A recursive include failed at 200-250 rounds; here the stack depth and the traced memory
+    of the loop are the same at round 1,000 as at round 10."""
+    import inspect
+    import tracemalloc
+
+    depths, memory = [], {}
+    rounds = 1000
+
+    def answers():
+        for n in range(1, rounds + 1):
+            depths.append(len(inspect.stack(0)))
+            if n in (10, rounds):  # memory held by the action plugin's own code
+                snapshot = tracemalloc.take_snapshot().filter_traces(
+                    [tracemalloc.Filter(True, wait_action.__file__)])
+                memory[n] = sum(stat.size for stat in snapshot.statistics("filename"))
+            done = n == rounds
+            yield {"done": done, "exit_code": 0 if done else None, "elapsed": 20 * n, "run_dir": RUN,
+                   "progress": f"finished with exit code 0 after {20 * n} s" if done
+                   else f"generating, step {n % 20}/20, elapsed {20 * n} s"}
+
+    action, calls, lines = make_action(monkeypatch, answers(), keep=2)
+    tracemalloc.start()
+    try:
+        res = action.run(task_vars={})
+    finally:
+        tracemalloc.stop()
+    assert res["done"] and res["exit_code"] == 0 and res["rounds"] == rounds and res["elapsed"] > 2 * 3600
+    assert action.counted["calls"] == rounds and {name for name, _ in calls} == {"wanbench_wait"}
+    assert "label" not in calls[-1][1] and calls[-1][1]["run_dir"] == RUN
+    assert len(set(depths)) == 1, "the stack grew from round to round"
+    assert memory[rounds] - memory[10] < 4096, memory
+    assert action.counted["lines"] == rounds
+    assert list(lines) == ["ffn_only (candidate): generating, step 19/20, elapsed 19980 s",
+                           "ffn_only (candidate): finished with exit code 0 after 20000 s"]
+
+
+def test_a_lost_ssh_connection_is_waited_out(monkeypatch):
+    lost = wait_action.AnsibleConnectionFailure("ssh: connect to host 127.0.0.1 port 2222: Connection refused")
+    answers = iter([{"done": False, "progress": "generating, elapsed 5 s"}, lost, {"unreachable": True, "msg": "x"},
+                    {"done": True, "exit_code": 0, "progress": "finished with exit code 0 after 30 s"}])
+    action, calls, lines = make_action(monkeypatch, answers)
+    res = action.run(task_vars={})
+    assert res["done"] and res["reconnects"] == 1 and res["rounds"] == 2 and action._connection.resets == 2
+    assert lines[1].startswith("ffn_only (candidate): SSH connection lost (ssh: connect to host")
+    assert lines[2].startswith("ffn_only (candidate): SSH connection back after")
+
+
+def test_a_host_that_stays_away_fails_the_wait(monkeypatch):
+    lost = wait_action.AnsibleConnectionFailure("gone")
+    action, _, _ = make_action(monkeypatch, iter([lost] * 10), args={"reconnect_timeout": 0})
+    clock = iter(range(0, 100, 5))
+    monkeypatch.setattr(wait_action.time, "monotonic", lambda: next(clock))
+    res = action.run(task_vars={})
+    assert res["failed"] and res["unreachable"] and "unreachable for more than 0 s" in res["msg"]
+
+
+def test_a_failed_run_ends_the_wait_with_its_cause(monkeypatch):
+    action, _, lines = make_action(monkeypatch, iter([{"failed": True, "status": "died", "msg": "ended without"}]))
+    res = action.run(task_vars={})
+    assert res["failed"] and res["status"] == "died" and not lines
+
+
+def test_check_mode_waits_for_nothing(monkeypatch):
+    action, calls, _ = make_action(monkeypatch, iter([]), check_mode=True)
+    assert action.run(task_vars={})["skipped"] and not calls
+
+
+WAIT_PLAY = """\
+- name: Wait for a sleeping fake workload
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Wait for the run
+      wanbench_wait:
+        run_dir: "{{ run_dir }}"
+        window: 2
+        min_window: 1
+        timeout: 86400
+        label: fake
+      register: waited
+
+    - name: Keep the result
+      ansible.builtin.copy:
+        content: "{{ waited | to_json }}"
+        dest: "{{ run_dir }}/../result.json"
+        mode: "0644"
+"""
+
+
+def test_the_end_of_a_run_is_noticed_within_two_seconds(tmp_path):
+    """A real play against a sleeping fake workload whose run started 2 h 10 min ago (.pid
+    back-dated): the wait task prints its progress and notices the exit_code within 2 s."""
+    import sys
+    import time
+
+    run_dir = tmp_path / "runs" / "20261127T000000Z-fake-abc123"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.sh").write_text("#!/bin/bash\n")
+    (tmp_path / "play.yml").write_text(WAIT_PLAY)
+    workload = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/.pid"; touch -d "-130 minutes" "$1/.pid"; sleep 6; '
+                                 'echo 0 > "$1/exit_code.tmp"; mv "$1/exit_code.tmp" "$1/exit_code"', "fake",
+                                 str(run_dir)])
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_LIBRARY": str(REPO / "library"), "ANSIBLE_ACTION_PLUGINS": str(REPO / "action_plugins"),
+           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+           "ANSIBLE_HOME": str(tmp_path / ".ansible"), "ANSIBLE_FORCE_COLOR": "0"}
+    try:
+        done = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", "localhost,", "play.yml", "-e",
+                               f"ansible_python_interpreter={sys.executable}", "-e", f"run_dir={run_dir}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        finished = time.time()
+    finally:
+        workload.wait(timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    res = json.loads((tmp_path / "runs" / "result.json").read_text())
+    assert res["done"] and res["exit_code"] == 0 and res["rounds"] >= 2 and res["elapsed"] >= 130 * 60
+    assert 0 <= res["noticed_after"] <= 2.0, res["noticed_after"]
+    assert "fake: loading, elapsed 78" in done.stdout and "fake: finished with exit code 0 after 78" in done.stdout
+    assert finished - (run_dir / "exit_code").stat().st_mtime < 2.0 + 3.0  # + the play's own teardown
+
+
+# ------------------------------------------------------------------ wanbench_preflight: one call, the lock
+def load(name, folder="library"):
+    s = importlib.util.spec_from_file_location(f"{name}_{folder}", REPO / folder / f"{name}.py")
+    m = importlib.util.module_from_spec(s)
+    s.loader.exec_module(m)
+    return m
+
+
+wanbench_preflight = load("wanbench_preflight")
+
+
+def preflight(monkeypatch, capsys, args, fakes=None):
+    """Run the module; the workspace script runs for real (on this host), docker/npu-smi are faked."""
+    calls = []
+    real = basic.AnsibleModule.run_command
+
+    def run_command(self, argv, **kwargs):
+        calls.append(argv)
+        for prefix, answer in (fakes or {}).items():
+            if argv[0] == prefix:
+                return answer
+        return real(self, argv, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    with patch_module_args({"tools": ["sh"], "min_free_gb": 0, **args}):
+        with pytest.raises(SystemExit) as exc:
+            wanbench_preflight.main()
+    return exc.value.code, json.loads(capsys.readouterr().out), calls
+
+
+HOLDER = {"play_id": "20261127T000000Z-aaaaaa", "variant": "ffn_only", "controller": "me@here", "pid": 1,
+          "started_at": "2026-11-27T00:00:00Z"}
+
+
+def test_preflight_takes_checks_and_releases_the_lock(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": HOLDER})
+    assert rc == 0 and out["changed"] and out["lock_state"] == "acquired" and out["holder"] == HOLDER
+    assert json.loads((root / ".holder").read_text()) == HOLDER and out["problems"] == []
+    other = {**HOLDER, "play_id": "20261127T000001Z-bbbbbb", "variant": "gate1"}
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": other})
+    assert rc == 1 and out["lock_state"] == "held" and out["holder"] == HOLDER
+    assert ("the host is locked by play 20261127T000000Z-aaaaaa (variant ffn_only, me@here, pid 1, "
+            "since 2026-11-27T00:00:00Z)") in out["msg"] and "still running" not in out["msg"]
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "release", "holder": other})
+    assert rc == 0 and out["lock_state"] == "none" and (root / ".holder").exists(), "released another play's lock"
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "release", "holder": HOLDER})
+    assert rc == 0 and out["lock_state"] == "released" and not (root / ".holder").exists()
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "check"})
+    assert rc == 0 and out["lock_state"] == "free" and not out["changed"]
+
+
+def test_preflight_takeover_only_when_no_run_holds_the_run_lock(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / ".holder").write_text(json.dumps(HOLDER, sort_keys=True) + "\n")
+    new = {**HOLDER, "play_id": "20261127T000001Z-bbbbbb"}
+    holding = subprocess.Popen(["flock", str(root / ".lock"), "sleep", "30"], start_new_session=True)
+    try:
+        import time
+        time.sleep(0.3)
+        rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": new,
+                                                     "takeover": HOLDER["play_id"]})
+        assert rc == 1 and out["run_busy"] and "a run of it is still running" in out["msg"]
+    finally:
+        import signal
+        os.killpg(holding.pid, signal.SIGKILL)  # flock and its sleep, which holds the lock too
+        holding.wait()
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": new,
+                                                 "takeover": HOLDER["play_id"]})
+    assert rc == 0 and out["lock_state"] == "taken-over" and json.loads((root / ".holder").read_text()) == new
+
+
+def test_preflight_lists_every_problem_and_leaves_the_host_unlocked(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    rc, out, _ = preflight(monkeypatch, capsys, {
+        "run_root": str(root), "lock": "acquire", "holder": HOLDER, "tools": ["sh", "no-such-tool-x"],
+        "repo_dir": str(tmp_path / "nope"), "min_free_gb": 1e9})
+    assert rc == 1 and out["lock_state"] == "released" and not (root / ".holder").exists()
+    assert out["problems"][0] == "missing on the login PATH: no-such-tool-x"
+    assert out["problems"][1] == f"no directory {tmp_path / 'nope'}"
+    assert out["problems"][2].startswith("only ") and "GiB free on" in out["problems"][2]
+
+
+def test_preflight_container_and_devices(monkeypatch, capsys, tmp_path):
+    stopped = json.dumps([{"State": {"Running": False, "Status": "exited"}}])
+    rc, out, calls = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "container": "c", "lock": "acquire",
+                                                     "holder": HOLDER}, {"docker": (0, stopped, "")})
+    assert rc == 1 and out["msg"] == "container c is not running (state exited); start it with `docker start c`"
+    assert calls == [["docker", "container", "inspect", "c"]] and not (tmp_path / ".holder").exists()
+    npu = "No running processes found in NPU 0\nNo running processes found in NPU 1\n"
+    rc, out, calls = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "platform": "npu",
+                                                     "visible_devices": "0,1,2", "device_exec": ["ssh", "x"]},
+                               {"ssh": (0, npu, "")})
+    assert rc == 1 and out["problems"] == ["NPU 2 busy or missing (npu-smi info lists processes on it)"]
+    assert calls[0] == ["ssh", "x", "npu-smi", "info"]
+
+
+def test_preflight_check_mode_never_takes_the_lock(monkeypatch, capsys, tmp_path):
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "lock": "acquire", "holder": HOLDER,
+                                                 "_ansible_check_mode": True})
+    assert rc == 0 and out["lock_state"] == "free" and not out["changed"] and not (tmp_path / ".holder").exists()
+
+
+preflight_action = load("wanbench_preflight", "action_plugins")
+
+
+@pytest.mark.parametrize("holder,age,expected", [
+    ({**HOLDER, "controller": "me@here", "pid": 999999999}, 0, "its ansible-playbook (pid 999999999 on me@here) is gone"),
+    ({**HOLDER, "controller": "me@here", "pid": os.getpid()}, 0, ""),
+    ({**HOLDER, "controller": "you@there", "pid": 1}, 901, "it was last seen 901 s ago (more than 900 s)"),
+    ({**HOLDER, "controller": "you@there", "pid": 1}, 899, ""),
+    ({"unreadable": "x"}, 5000, ""),
+])
+def test_stale_holders(holder, age, expected):
+    assert preflight_action.stale_reason(holder, age, 900, "me@here") == expected
+
+
+# ------------------------------------------------------------------ wanbench_rundir and wanbench_collect
+wanbench_rundir = load("wanbench_rundir")
+wanbench_collect = load("wanbench_collect")
+
+
+def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(capsys, tmp_path):
+    args = {"path": str(tmp_path / "runs" / "r1"), "files": {"run.sh": "#!/bin/bash\n", "manifest.json": "{}\n"},
+            "executable": ["run.sh"]}
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        wanbench_rundir.main()
+    assert exc.value.code == 0 and json.loads(capsys.readouterr().out)["files"] == ["manifest.json", "run.sh"]
+    assert oct((tmp_path / "runs" / "r1" / "run.sh").stat().st_mode & 0o777) == "0o755"
+    assert (tmp_path / "runs" / "r1" / "manifest.json").read_text() == "{}\n"
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        wanbench_rundir.main()
+    assert exc.value.code == 1 and "File exists" in json.loads(capsys.readouterr().out)["msg"]
+
+
+def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch, capsys):
+    seen = {}
+
+    def fake_run(argv, input=None, **kwargs):
+        seen["argv"], seen["input"] = argv, input
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(wanbench_rundir.subprocess, "run", fake_run)
+    with patch_module_args({"path": RUN, "container": "c", "files": {"run.sh": "echo hi\n"}, "executable": ["run.sh"]}):
+        with pytest.raises(SystemExit) as exc:
+            wanbench_rundir.main()
+    assert exc.value.code == 0
+    assert seen["argv"] == ["docker", "exec", "-i", "c", "sh", "-c", wanbench_rundir.UNPACK, "wanbench-rundir", RUN]
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(seen["input"])) as tar:
+        (member,) = tar.getmembers()
+        assert (member.name, member.mode, tar.extractfile(member).read()) == ("run.sh", 0o755, b"echo hi\n")
+
+
+def test_collect_packs_a_run_directory_on_the_host(capsys, tmp_path):
+    run_dir = tmp_path / "runs" / "20261127T000000Z-ffn_only-abc123"
+    run_dir.mkdir(parents=True)
+    for name in ("run.log", "exit_code", ".pid"):
+        (run_dir / name).write_text(name)
+    archive = tmp_path / "stage" / "a.tar.gz"
+    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive)}), pytest.raises(SystemExit) as exc:
+        wanbench_collect.main()
+    out = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 0 and out["files"] == 3 and out["changed"]
+    assert not archive.exists(), "a small archive comes back in the result, none is left on the host"
+    import base64
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(out["content"]))) as tar:
+        assert sorted(tar.getnames()) == sorted([run_dir.name] + [f"{run_dir.name}/{n}" for n in ("run.log", "exit_code", ".pid")])
+
+
+def test_collect_leaves_a_large_archive_for_the_fetch(capsys, tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "perf.csv").write_bytes(os.urandom(4096))
+    archive = tmp_path / "stage" / "a.tar.gz"
+    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive), "inline_max": 1024}):
+        with pytest.raises(SystemExit):
+            wanbench_collect.main()
+    out = json.loads(capsys.readouterr().out)
+    assert "content" not in out and archive.stat().st_size > 1024 and out["files"] == 1
+
+
+def test_collect_names_a_missing_run_directory(capsys, tmp_path):
+    with patch_module_args({"run_dir": str(tmp_path / "gone"), "archive": str(tmp_path / "a.tar.gz")}):
+        with pytest.raises(SystemExit) as exc:
+            wanbench_collect.main()
+    out = json.loads(capsys.readouterr().out)
+    assert exc.value.code == 1 and out["msg"] == f"cannot pack {tmp_path / 'gone'}: no run directory {tmp_path}/gone"
+    assert not (tmp_path / "a.tar.gz").exists()

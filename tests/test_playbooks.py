@@ -155,9 +155,9 @@ echo "$*" >> "$(dirname "$0")/nvidia-smi.args"
 
 @pytest.mark.parametrize("platform,busy,needle", [
     ("npu", False, None),
-    ("npu", True, "NPU 2 on localhost is busy or missing"),
+    ("npu", True, "NPU 2 busy or missing (npu-smi info lists processes on it)"),
     ("cuda", False, None),
-    ("cuda", True, "GPUs 0,1,2,3 on localhost are busy: ['4242, python3, 30512 MiB']"),
+    ("cuda", True, "GPUs 0,1,2,3 are busy: ['4242, python3, 30512 MiB']"),
 ])
 def test_preflight_device_idle_checks(tmp_path, platform, busy, needle):
     for name, text in (("npu-smi", NPU_SMI), ("nvidia-smi", NVIDIA_SMI)):
@@ -175,3 +175,175 @@ def test_preflight_device_idle_checks(tmp_path, platform, busy, needle):
     if platform == "cuda":
         assert (tmp_path / "nvidia-smi.args").read_text().split() == [
             "--id=0,1,2,3", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader"]
+
+
+# ------------------------------------------------------------------ bench.yml on the embedded default
+# A zero-work fake torchrun (tests/testhost/fake_torchrun, copied beside its control files) and
+# temporary run and result folders: these plays write nothing into the checkout.
+FAKE = REPO / "tests" / "testhost" / "fake_torchrun"
+
+
+@pytest.fixture
+def bench(tmp_path):
+    """bench(*args, wait=True) runs bench.yml on the embedded default with a fake workload."""
+    import shutil
+
+    fake = tmp_path / "bin" / "torchrun"
+    fake.parent.mkdir()
+    shutil.copy(FAKE, fake)
+    paths = {"runs": tmp_path / "runs", "results": tmp_path / "results", "bin": fake.parent}
+
+    def bench(*args, wait=True):
+        argv = [str(BIN / "ansible-playbook"), "bench.yml", "-e", "baseline=skip", "-e", f"wanbench_torchrun={fake}",
+                "-e", f"wanbench_run_root={paths['runs']}", "-e", f"wanbench_results_dir={paths['results']}", *args]
+        if not wait:
+            return subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+        return subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+
+    bench.paths = paths
+    return bench
+
+
+def run_dirs(paths):
+    return sorted(p for p in paths["runs"].iterdir() if p.is_dir()) if paths["runs"].is_dir() else []
+
+
+def collected(paths):
+    base = paths["results"] / "localhost"
+    return sorted(p for p in base.iterdir() if p.is_dir() and p.name != "reports") if base.is_dir() else []
+
+
+def reports(paths):
+    return sorted((paths["results"] / "localhost" / "reports").glob("*/*/report.json"))
+
+
+@pytest.mark.parametrize("args,rendered,ran,reported", [
+    (["--tags", "preflight"], False, False, False),
+    (["--tags", "repo_sync"], False, False, False),
+    (["--tags", "render"], True, False, False),
+    (["--tags", "run"], True, True, False),
+    (["--tags", "wait"], True, True, False),
+    (["--tags", "collect"], True, True, False),
+    (["--tags", "report"], True, True, True),
+    (["--skip-tags", "preflight,repo_sync"], True, True, True),
+    (["-e", "collect_inline_max=0"], True, True, True),  # the archive is fetched, not inlined
+    (["--check"], False, False, False),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_each_advertised_tag_and_check_mode(bench, args, rendered, ran, reported):
+    """docs/ansible.md, "Tags": what each tag and --check runs, and the lock freed after each."""
+    res = bench("-e", "variant=ffn_only", *args)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    runs = run_dirs(bench.paths)
+    assert len(runs) == (1 if rendered else 0), runs
+    if rendered:
+        files = {p.name for p in runs[0].iterdir()}
+        assert {"run.sh", "manifest.json"} <= files
+        assert ("exit_code" in files) == ran, files
+    got = collected(bench.paths)
+    assert len(got) == (1 if ran else 0), got
+    if ran:
+        assert (got[0] / "exit_code").read_text() == "0\n"
+        assert "ffn_only (candidate): finished with exit code 0" in out
+    assert bool(reports(bench.paths)) == reported
+    assert not (bench.paths["runs"] / ".holder").exists(), "the host lock was not released"
+    assert "Validating arguments against arg spec 'main' - Resolve" in out or "Resolve the selected" in out
+
+
+def test_a_failed_run_does_not_stop_the_play(bench):
+    """The first run fails: it is collected with its cause, the second still runs, the report is
+    written, and the play fails only at its very end."""
+    (bench.paths["bin"] / "fail-variants").write_text("ffn_only\n")
+    res = bench("-e", "variant=ffn_only,nofsdp")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-4000:]
+    got = collected(bench.paths)
+    assert [p.name.split("-")[1] for p in got] == ["ffn_only", "nofsdp"]
+    assert [(p / "exit_code").read_text() for p in got] == ["1\n", "0\n"]
+    assert "RuntimeError: fake failure of ffn_only" in (got[0] / "run.log").read_text()
+    assert len(reports(bench.paths)) == 1, "the report did not run"
+    assert "ffn_only (candidate): finished with exit code 1" in out and "nofsdp (candidate): finished" in out
+    assert out.index("Write report.md") < out.index("Fail when a run did not finish cleanly")
+    assert not (bench.paths["runs"] / ".holder").exists()
+
+
+def holder_of(paths):
+    return json.loads((paths["runs"] / ".holder").read_text())
+
+
+def test_two_benches_at_once(bench):
+    """The second bench fails at preflight within seconds naming the first (play id, variant,
+    controller, PID, start); the first is untouched; a lock clash is never a run result."""
+    import getpass
+    import socket
+    import time
+
+    (bench.paths["bin"] / "sleep-seconds").write_text("15\n")
+    first = bench("-e", "variant=ffn_only", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((d / ".pid").exists() for d in run_dirs(bench.paths)):
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()[-3000:] if first.stdout else ""
+            time.sleep(0.2)
+        holder = holder_of(bench.paths)
+        started = time.monotonic()
+        second = bench("-e", "variant=nofsdp")
+        took = time.monotonic() - started
+        out = re.sub(r"\s+", " ", second.stdout + second.stderr)
+        first_out = first.communicate(timeout=300)[0]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode != 0
+    assert holder["pid"] == first.pid and holder["variant"] == "ffn_only"
+    assert holder["controller"] == f"{getpass.getuser()}@{socket.gethostname()}"
+    assert (f"the host is locked by play {holder['play_id']} (variant ffn_only, {holder['controller']}, "
+            f"pid {first.pid}, since {holder['started_at']}); a run of it is still running") in out, out[-3000:]
+    assert took < 30, f"the second bench took {took:.0f} s to fail"
+    assert first.returncode == 0, first_out[-3000:]
+    assert [p.name.split("-")[1] for p in run_dirs(bench.paths)] == ["ffn_only"], "the second bench started a run"
+    assert [p.name.split("-")[1] for p in collected(bench.paths)] == ["ffn_only"]
+
+
+def write_holder(paths, age_s=0, **fields):
+    paths["runs"].mkdir(parents=True, exist_ok=True)
+    holder = {"play_id": "20261127T000000Z-dead00", "variant": "gate1", "controller": "someone@elsewhere",
+              "pid": 999999, "started_at": "2026-11-27T00:00:00Z", **fields}
+    (paths["runs"] / ".holder").write_text(json.dumps(holder, sort_keys=True) + "\n")
+    if age_s:
+        stamp = __import__("time").time() - age_s
+        os.utime(paths["runs"] / ".holder", (stamp, stamp))
+    return holder
+
+
+@pytest.mark.parametrize("case,fields,age_s,taken", [
+    ("dead pid on this controller", {"controller": "HERE", "pid": 999999}, 0, True),
+    ("another controller, not seen for 20 min", {}, 1200, True),
+    ("another controller, seen just now", {}, 0, False),
+])
+def test_a_stale_lock_is_taken_over_with_a_warning(bench, case, fields, age_s, taken):
+    import getpass
+    import socket
+
+    if fields.get("controller") == "HERE":
+        fields["controller"] = f"{getpass.getuser()}@{socket.gethostname()}"
+    holder = write_holder(bench.paths, age_s=age_s, **fields)
+    res = bench("-e", "variant=ffn_only", "--tags", "preflight")
+    out = re.sub(r"\s+", " ", res.stdout + res.stderr)
+    if taken:
+        assert res.returncode == 0, out[-3000:]
+        assert f"took over the stale lock of play {holder['play_id']} (variant gate1, {holder['controller']})" in out
+        assert not (bench.paths["runs"] / ".holder").exists()
+    else:
+        assert res.returncode != 0 and f"the host is locked by play {holder['play_id']} (variant gate1" in out
+        assert holder_of(bench.paths) == holder
+
+
+def test_the_run_script_refuses_to_start_without_the_lock(bench):
+    res = bench("-e", "variant=ffn_only", "--tags", "render")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    (run_dir,) = run_dirs(bench.paths)
+    done = subprocess.run(["bash", str(run_dir / "run.sh")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 75 and (run_dir / "exit_code").read_text() == "75\n"
+    assert "is not held by play" in (run_dir / "run.log").read_text()

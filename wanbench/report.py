@@ -134,8 +134,10 @@ def _order(runs):
     if not scheduled:
         return None
     s = scheduled[0]["manifest"]["schedule"]
+    blocks = max((r["manifest"]["schedule"].get("block") or 0) for r in scheduled)
     return {"play": s.get("play"), "seed": s.get("seed"),
-            "runs": [variant_name(r) + (" (warm-up)" if is_warmup(r) else "") for r in scheduled]}
+            "runs": [variant_name(r) + (" (warm-up)" if is_warmup(r) else "") for r in scheduled],
+            "adaptive": {"blocks": blocks, "budget": s.get("repeats")} if s.get("adaptive") else None}
 
 
 def _md_table(rows, left=("variant", "log_file", "status", "verdict", "role", "excluded", "metric")):
@@ -198,6 +200,12 @@ def _markdown(data):
     if h["order"]:
         o = h["order"]
         lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
+        if o.get("adaptive"):
+            a = o["adaptive"]
+            settled = all(g["verdict"] != "inconclusive" or g["equivalent"] for g in groups)
+            lines.append(f"- repeats=auto: {a['blocks']} of {a['budget']} blocks run, "
+                         + ("stopped: decided" if settled else "budget spent, not decided")
+                         + f"; each look at {_level(h['confidence'])} (alpha split over the looks)")
     if groups:
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),

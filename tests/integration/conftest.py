@@ -1,25 +1,46 @@
 """Fixtures: the test host (tests/testhost/up.sh) and a playbook runner (ansible-runner).
 
 The session fixture brings the host up (sshd on 127.0.0.1, docker engine, container like
-production) and publishes this checkout's reference/ as a new commit on the container's
-remote. Outside CI a host that cannot be brought up skips these tests; with CI=true it fails.
+production), printing up.sh's progress lines as they come, and publishes this checkout's
+reference/ as a new commit on the container's remote. At the end of the session it tears the
+host down (tests/testhost/down.sh) and removes the session's results folder, unless
+WANBENCH_KEEP_TESTHOST=1. Outside CI a host that cannot be brought up skips these tests;
+with CI=true it fails.
 """
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 
 import ansible_runner
 import pytest
 
-from .testhost_lib import REPO, existing_runs, finish, sh
+from .testhost_lib import REPO, RESULTS_ROOT, existing_runs, finish, sh
+
+
+def _up_with_progress(timeout=1800):
+    """Run up.sh, echoing its [testhost] lines to the terminal (past pytest's capture)."""
+    proc = subprocess.Popen(["bash", "tests/testhost/up.sh"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    started = time.monotonic()
+    for line in proc.stdout:
+        lines.append(line)
+        sys.__stderr__.write(f"\n{line.rstrip()} ({time.monotonic() - started:.0f} s)")
+        sys.__stderr__.flush()
+    rc = proc.wait(timeout=timeout)
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, "tests/testhost/up.sh", output="".join(lines), stderr="")
 
 
 @pytest.fixture(scope="session")
 def testhost():
     """Bring the test host up (idempotent) and publish reference/ on branch perf; returns the new SHA."""
+    keep = os.environ.get("WANBENCH_KEEP_TESTHOST") == "1"
     try:
-        sh("bash", "tests/testhost/up.sh", timeout=1800)
+        _up_with_progress()
         sha = sh("bash", "tests/testhost/push_perf.sh", "wanbench integration tests").stdout.strip().splitlines()[-1]
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = (getattr(exc, "stdout", "") or "") + (getattr(exc, "stderr", "") or "")
@@ -27,7 +48,10 @@ def testhost():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    return sha
+    yield sha
+    if not keep:
+        sh("bash", "tests/testhost/down.sh", check=False)
+        shutil.rmtree(RESULTS_ROOT, ignore_errors=True)
 
 
 def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost", event_handler=None, wait=True):
@@ -36,7 +60,8 @@ def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost"
     started = time.monotonic()
     kwargs = dict(
         private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(REPO / playbook),
-        inventory=str(REPO / "inventory" / inventory), extravars=extravars or {},
+        inventory=str(REPO / "inventory" / inventory),
+        extravars={"wanbench_results_dir": str(RESULTS_ROOT), **(extravars or {})},
         envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": os.environ["PATH"], "ANSIBLE_FORCE_COLOR": "0"},
         quiet=True, event_handler=event_handler, timeout=1800)
     if not wait:

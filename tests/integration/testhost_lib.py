@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,10 @@ STATE = REPO / "build" / "testhost"
 BIN = Path(sys.executable).parent
 CONTAINER = "mindie-wan2.1-xysheng"
 CONTAINER_REPO = "/root/xysheng/Wan2.1"
-RESULTS = REPO / "results" / "testhost"
+# The session's results live in a temporary folder (never the checkout's results/); the
+# session fixture removes it at the end unless WANBENCH_KEEP_TESTHOST=1.
+RESULTS_ROOT = Path(tempfile.mkdtemp(prefix="wanbench-it-results-"))
+RESULTS = RESULTS_ROOT / "testhost"
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # ansible-playbook of this venv
 
 

@@ -1,0 +1,78 @@
+# Filters of the bench play over wanbench.play (thin skins: the logic lives in the package).
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: wanbench_run_outcome
+short_description: One entry of bench_collected for a scheduled run, whatever happened to it
+description:
+  - Companion filter in this file, C(wanbench_git_state), parses repo_sync's record command
+    (C(git status --porcelain), a separator, C(git log --format='%H %h %s')) into
+    C({sha, subject, dirty, log}).
+  - Combines the scheduled run, the wait role's result, the collect role's result and the failure
+    the play's rescue noted into C({variant, role, control_key, run_id, path, exit_code, status,
+    cause, log_tail}). Results left from another run are ignored.
+options:
+  _input:
+    description: The scheduled run (an item of C(bench_schedule.runs)).
+    type: dict
+    required: true
+  run_id:
+    description: The run's id.
+    type: str
+    required: true
+  wait:
+    description: The wait role's result (C(wait_poll)).
+    type: dict
+    default: {}
+  collected:
+    description: The collect role's result (C(collect_result)).
+    type: dict
+    default: {}
+  failure:
+    description: What the rescue noted (status, cause, log_tail, collect_error).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Remember the run
+  ansible.builtin.set_fact:
+    bench_collected: "{{ bench_collected + [bench_run | wanbench_run_outcome(run_id=bench_run_id, wait=wait_poll)] }}"
+"""
+
+RETURN = r"""
+_value:
+  description: C({variant, role, control_key, run_id, path, exit_code, status, cause, log_tail}); status is
+    ok, failed, died, timeout, not-started, unreadable, error or not-run; path is null when not collected.
+  type: dict
+"""
+
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from wanbench import play as _play
+
+
+def wanbench_run_outcome(run, run_id, wait=None, collected=None, failure=None):
+    """One bench_collected entry for a scheduled run (see wanbench.play.run_outcome)."""
+    if not isinstance(run, Mapping) or not {"variant", "role", "control_key"} <= run.keys():
+        raise AnsibleFilterError("wanbench_run_outcome: expected a scheduled run (variant, role, control_key)")
+    for name, value in (("wait", wait), ("collected", collected), ("failure", failure)):
+        if value is not None and not isinstance(value, Mapping):
+            raise AnsibleFilterError(f"wanbench_run_outcome: {name} must be a mapping, got {type(value).__name__}")
+    return _play.run_outcome(dict(run), str(run_id), dict(wait or {}), dict(collected or {}), dict(failure or {}))
+
+
+def wanbench_git_state(text, log_lines=8):
+    """{sha, subject, dirty, log} from repo_sync's record command (see wanbench.play.git_state)."""
+    if not isinstance(text, str):
+        raise AnsibleFilterError(f"wanbench_git_state: expected the command's output text, got {type(text).__name__}")
+    return _play.git_state(text, log_lines=int(log_lines))
+
+
+class FilterModule:
+    """wanbench play filters."""
+
+    def filters(self):
+        return {"wanbench_run_outcome": wanbench_run_outcome, "wanbench_git_state": wanbench_git_state}
