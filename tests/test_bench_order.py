@@ -45,3 +45,25 @@ def test_warmup_then_abba_blocks_recorded_in_manifests(tmp_path, samples):
     assert "warm-up (discarded)" in report and "baseline: 2 of 2 runs used" in report
     assert f"play {manifests[0]['schedule']['play']}: 5 runs, 2 repeat(s) an arm, 1 warm-up, order seed 4" in \
         " ".join(out.replace("'", " ").split())
+
+
+def test_adaptive_repeats_stop_once_decided(tmp_path, samples):
+    """repeats=auto with a budget of 4 blocks: identical runs are equivalent after the second block's look,
+    so blocks 3 and 4 are skipped and the report says why it stopped."""
+    stub = tmp_path / "torchrun"
+    stub.write_text(STUB.format(log=samples / "run_sample_baseline.log"))
+    stub.chmod(0o755)
+    res = subprocess.run(
+        [str(BIN / "ansible-playbook"), "bench.yml", "-e", "variant=gate1", "-e", "repeats=auto", "-e", "max_runs=4",
+         "-e", f"wanbench_torchrun={stub}", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
+         "-e", f"wanbench_results_dir={tmp_path / 'results'}"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    out = " ".join((res.stdout + res.stderr).replace("'", " ").split())
+    assert res.returncode == 0, out[-5000:]
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "results" / "localhost").glob("*/manifest.json")]
+    assert sorted(m["schedule"]["block"] for m in manifests) == [0, 1, 1, 2, 2]
+    assert {m["schedule"]["confidence"] for m in manifests} == {1 - 0.05 / 3}  # 3 planned looks
+    assert "fsdp:profiled after block 2 of 4: decided, remaining blocks skipped" in out
+    (report,) = (tmp_path / "results" / "localhost" / "reports").glob("*/*/report.md")
+    assert "- repeats=auto: 2 of 4 blocks run, stopped: decided; each look at 98.33 % (alpha split over the looks)" \
+        in report.read_text()
