@@ -239,7 +239,7 @@ def test_the_injection_probe_is_live_without_the_input_check(tmp_path):
     # Proves the test above can fail: with the input check skipped, the role's own tasks template
     # the variable and the lookup runs on the controller (what the check prevents).
     marker = tmp_path / "pwned"
-    res, out = playbook("--skip-tags", "always", "-e", "variant={{ " + INJECT.format(marker) + " }}")
+    res, out = playbook("--skip-tags", "input_check", "-e", "variant={{ " + INJECT.format(marker) + " }}")
     assert marker.exists(), out[-3000:]
 
 

@@ -92,7 +92,8 @@ def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
     assert {k: data["header"][k] for k in ("commit", "host", "date", "baseline")} == {
         "commit": "abc123, def456", "host": "npu", "date": "unknown, 2026-02-11T14:03:10Z", "baseline": "baseline"}
     assert data["header"]["order"] == {"play": "P", "seed": 9,
-                                       "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"]}
+                                       "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"],
+                                       "adaptive": None}
     assert "- order: play P, seed 9: baseline (warm-up), agwait1, baseline, agwait1" in render(data)
     with pytest.raises(ValueError, match="manifest.json: variant must be a string, got 7"):
         build([make_run_dir(tmp_path, samples, "bad", "variant", {"variant": 7})], [baseline])
