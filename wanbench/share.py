@@ -292,9 +292,9 @@ def _history_axis(ax, s, alarms, history):
         if first is not None:
             ax.axvspan(first - 0.5, len(nights) - 0.5, color=ALARM_COLOR if not a["acked"] else "#e6e6e6",
                        zorder=0)
-            ax.text(first - 0.4, 0.95, ("acked " if a["acked"] else "ALARM ") + f"{a['change_pct']:+.2f} %,"
+            ax.text(first - 0.4, 0.04, ("acked " if a["acked"] else "ALARM ") + f"{a['change_pct']:+.2f} %,"
                     f" commits {(a['commits'][0] or 'unknown')[:7]}..{(a['commits'][1] or 'unknown')[:7]}",
-                    transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="#8b0000")
+                    transform=ax.get_xaxis_transform(), va="bottom", fontsize=8, color="#8b0000")
     for x, n in zip(xs, nights):
         ax.plot([x] * len(n["values"]), n["values"], ".", color="#9bb7d4", markersize=4, zorder=2)
     ax.plot(xs, [n["median"] for n in nights], "-o", color="#1f5f99", markersize=4, linewidth=1.2, zorder=3)
@@ -331,6 +331,19 @@ class _Raw(str):
     """A cell that is already HTML (built from escaped parts)."""
 
 
+def _history_html(series, alarms):
+    parts = ["<h2>History</h2>"]
+    plots = history_plots(series, alarms)
+    if not plots:
+        parts.append('<p class="meta">no judged runs in the history</p>')
+    for host, variant, png in plots:
+        parts.append(_img(png, f"{host} / {variant}: request_total and reserved_peak over nights"))
+    found = alarms or []
+    parts.append("<ul>" + "".join(f"<li>{_e(alarm_text(a))}</li>" for a in found) + "</ul>" if found
+                 else '<p class="meta">no open alarms</p>')
+    return parts
+
+
 def html(data, series=None, alarms=None, title="wanbench report"):
     """The self-contained HTML report (a string): share table, change plot, notes, runs, history plots.
 
@@ -363,6 +376,8 @@ def html(data, series=None, alarms=None, title="wanbench report"):
         parts += ["<ul>", *[f"<li>{_e(x)}</li>" for x in noise_lines(data)], "</ul>"]
         parts += ["<h2>Change vs baseline</h2>", _img(change_plot(data), "request_total change vs baseline per"
                                                       " variant with its interval and the threshold band")]
+        if series is not None:
+            parts += _history_html(series, alarms)
         parts.append("<h2>Why each verdict</h2><ul>")
         for g in groups:
             notes = g["reasons"] + [f"excluded {x['role']} run {x['path']}: {x['why']}" for x in g["excluded"]]
@@ -371,20 +386,12 @@ def html(data, series=None, alarms=None, title="wanbench report"):
         parts.append("</ul>")
     else:
         parts.append('<p class="meta">no baseline runs: raw metrics only, no change plot</p>')
+        if series is not None:
+            parts += _history_html(series, alarms)
     metrics = ("request_total", "denoise_step_avg", "reserved_peak", "gen_time", "real_time")
     rows = [[r["variant"], r["role"], *[report.fmt_value(m, r[m]) for m in metrics], r["status"],
              r["excluded"] or (r["reason"] if r["status"] != "ok" else "")] for r in data["rows"]]
     parts += ["<h2>Runs</h2>", _table(["variant", "role", *metrics, "status", "note"], rows, left=(0, 1, 7, 8))]
-    if series is not None:
-        parts.append("<h2>History</h2>")
-        plots = history_plots(series, alarms)
-        if not plots:
-            parts.append('<p class="meta">no judged runs in the history</p>')
-        for host, variant, png in plots:
-            parts.append(_img(png, f"{host} / {variant}: request_total and reserved_peak over nights"))
-        found = alarms or []
-        parts.append("<ul>" + "".join(f"<li>{_e(alarm_text(a))}</li>" for a in found) + "</ul>" if found
-                     else '<p class="meta">no open alarms</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
