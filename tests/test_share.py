@@ -72,7 +72,8 @@ def test_share_markdown_on_the_real_gpu_runs():
                         " threshold ±0.50 %; reserved_peak tolerance +1.00 %; 1 warm-up run(s) discarded")
     rows = [line for line in lines if line.startswith("| ")]
     assert rows == [
-        "| variant | n base/cand | request_total ms (mean) | change | 95 % CI | reserved_peak MB (max) | change | verdict |",
+        "| variant | n base/cand | request_total ms (mean) | change | 95 % CI | reserved_peak MB (max) | change"
+        " | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         "| nofsdp | 3/3 | 11775.118 → 10108.306 | -14.17 % | -18.89 .. -9.17 % | 10854.0 → 19394.0 | +78.68 %"
         " | FAIL: reserved_peak +78.68 % > 1.00 % tolerance |",
@@ -117,7 +118,7 @@ def test_html_is_self_contained_and_holds_the_change_plot():
     (alt, png), = images(text)
     assert alt.startswith("request_total change vs baseline")
     img = read_png(png)
-    assert img.shape[:2] == (100 * (1.6 + 0.55 * 2), 900)  # figsize x dpi: one row per variant
+    assert img.shape[:2] == (270, 900)  # (1.6 + 0.55 x 2 variants) inches at 100 dpi
     assert colour_pixels(img, share.BAND_COLOR) > 1000  # the +-threshold band
     assert colour_pixels(img, share.VERDICT_COLORS["fail"]) > 100  # nofsdp's interval, in its verdict's colour
     assert '<td class="l fail">FAIL: reserved_peak +78.68 % &gt; 1.00 % tolerance</td>' in text
@@ -220,6 +221,29 @@ def test_history_without_a_regression_has_no_alarm_marked():
     assert '<p class="meta">no open alarms</p>' in share.html(report.build([]), series)
 
 
+def test_an_acked_alarm_is_listed_greyed_and_not_open():
+    data = synthetic(seed=7, regression_from=7)
+    series = [{"host": "npu1", "variant": "baseline", "metric": m, "nights": data[m]} for m in data]
+    acks = [{"host": "npu1", "variant": "*", "metric": "*", "until": "2026-12-01", "reason": "known <slow> kernel"}]
+    alarm, = history.alarms(series, acks=acks)
+    md = share.markdown(report.build([]), [alarm])
+    assert md.splitlines()[-1] == "history: no open alarms"
+    (_, _, png), = share.history_plots(series, [alarm])
+    img = read_png(png)
+    assert colour_pixels(img, share.ALARM_COLOR) == 0 and colour_pixels(img, "#e6e6e6") > 5000
+    text = share.html(report.build([]), series, [alarm])
+    assert "acked (known &lt;slow&gt; kernel (until 2026-12-01)): npu1 baseline request_total" in text
+
+
+def test_one_run_a_side_without_noise_is_plotted_without_an_interval():
+    data = report.build([parse_run(GPU / "02-aa")], [parse_run(GPU / "03-baseline")])
+    g, = data["groups"]
+    assert g["ci_pct"]["request_total"] is None and share.verdict_text(g) == "inconclusive: no interval"
+    img = read_png(share.change_plot(data))
+    assert img.shape[:2] == (215, 900) and colour_pixels(img, share.BAND_COLOR) > 1000
+    assert "| aa | 1/1 | 11591.939 → 11765.991 | +1.50 % | n/a |" in share.markdown(data)
+
+
 # ---------------------------------------------------------------- Chromium renders it
 
 def chromium():
@@ -268,3 +292,9 @@ def test_chromium_renders_the_plots(tmp_path):
     broken.write_text(PNG_RE.sub('<img alt="x" src="data:image/png;base64,AAAA">', page.read_text()))
     img = screenshot(broken, tmp_path / "broken.png", tmp_path / "profile")
     assert plot_area(img) == (0, 0) and colour_pixels(img, share.ALARM_COLOR) < 1000  # anti-aliased red text
+
+
+def test_a_missing_chromium_fails_naming_the_install_step(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium"):
+        chromium()

@@ -157,7 +157,8 @@ def markdown(data, alarms=None):
     """The share report: short, paste-ready markdown (commit, host, date, verdict rows, noise)."""
     h, groups = data["header"], data["groups"]
     level = _level(h["confidence"])
-    lines = [f"**wanbench** · host {_md_cell(h['host'])} · commit {_md_cell(h['commit'])} · date {_md_cell(h['date'])}"]
+    lines = [f"**wanbench** · host {_md_cell(h['host'])} · commit {_md_cell(h['commit'])}"
+             f" · date {_md_cell(h['date'])}"]
     if not groups:
         lines += ["", "no baseline runs: no change to report"]
     else:
