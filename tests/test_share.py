@@ -162,6 +162,13 @@ def test_write_is_atomic_and_writes_nothing_when_a_part_fails(tmp_path, monkeypa
     assert not (tmp_path / "new").exists()
 
 
+def test_matplotlib_is_imported_only_to_plot():
+    code = ("import sys, wanbench.share, wanbench.report, wanbench.cli; assert 'matplotlib' not in sys.modules;"
+            " wanbench.share.markdown(wanbench.report.build([]));"
+            " assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 # ---------------------------------------------------------------- the CLI handler
 
 def test_share_handler_writes_both_files_and_returns_the_verdicts(tmp_path):

@@ -18,7 +18,8 @@ Both are made from :func:`wanbench.report.build`'s result (``data``):
 
 :func:`write` writes ``share.md`` and ``report.html`` atomically;
 :func:`add_cli` adds the ``wanbench share`` subcommand.  matplotlib is
-imported only inside the plotting functions (``Agg`` backend).
+imported only inside the plotting functions, which draw on ``Agg``
+canvases of their own (no pyplot: nothing global is switched or kept).
 """
 
 from __future__ import annotations
@@ -186,21 +187,26 @@ def markdown(data, alarms=None):
 
 # ---------------------------------------------------------------- plots
 
-def _pyplot():
+def _matplotlib():
+    """matplotlib and a maker of Agg figures (no pyplot: no global backend switch, no figure registry)."""
     try:
         import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise MissingDependency("the HTML report needs matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
-    return matplotlib, plt
+    def figure(**kw):
+        fig = Figure(**kw)
+        FigureCanvasAgg(fig)
+        return fig
+
+    return matplotlib, figure
 
 
-def _png(fig, plt):
+def _png(fig):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -212,11 +218,12 @@ def change_plot(data):
     groups = data["groups"]
     if not groups:
         return None
-    matplotlib, plt = _pyplot()
+    matplotlib, figure = _matplotlib()
     h = data["header"]
     thr = h["threshold_pct"]
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 10}):  # a '$' in a name stays a '$'
-        fig, ax = plt.subplots(figsize=(9, 1.6 + 0.55 * len(groups)))
+        fig = figure(figsize=(9, 1.6 + 0.55 * len(groups)))
+        ax = fig.subplots()
         ax.axvspan(-thr, thr, color=BAND_COLOR, zorder=0, label=f"±{thr:.2f} % threshold")
         ax.axvline(0, color="#555555", linewidth=0.8, zorder=1)
         labels, extent = [], [thr * 1.5]
@@ -244,7 +251,7 @@ def change_plot(data):
         ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
         ax.legend(loc="lower right", fontsize=8, frameon=False)
         fig.tight_layout()
-        return _png(fig, plt)
+        return _png(fig)
 
 
 def _tick_labels(nights):
@@ -270,18 +277,19 @@ def history_plots(series, alarms=None):
             by_key.setdefault((s["host"], s["variant"]), {})[s["metric"]] = s
     if not by_key:
         return []
-    matplotlib, plt = _pyplot()
+    matplotlib, figure = _matplotlib()
     out = []
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 9}):
         for (host, variant), metrics in by_key.items():
             shown = [m for m in HISTORY_METRICS if m in metrics]
-            fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.7 * len(shown)), squeeze=False)
+            fig = figure(figsize=(9, 2.7 * len(shown)))
+            axes = fig.subplots(len(shown), 1, squeeze=False)
             for ax, m in zip(axes[:, 0], shown):
                 _history_axis(ax, metrics[m], [a for a in alarms if (a["host"], a["variant"], a["metric"])
                                                == (host, variant, m)], history)
             axes[0, 0].set_title(f"{host} / {variant}: median per night (dots: runs)", fontsize=10, loc="left")
             fig.tight_layout()
-            out.append((host, variant, _png(fig, plt)))
+            out.append((host, variant, _png(fig)))
     return out
 
 
