@@ -59,16 +59,12 @@ class MissingDependency(ValueError):
 
 # ---------------------------------------------------------------- shared pieces
 
-def _pct(value):
-    return "n/a" if value is None else f"{value:+.2f} %"
+_pct = report._pct_text      # "+1.43 %", "n/a"
+_level = report._level       # "95 %"
 
 
 def _ci(ci):
-    return "n/a" if not ci else f"{ci[0]:+.2f} .. {ci[1]:+.2f} %"
-
-
-def _level(confidence):
-    return f"{confidence * 100:.4g} %"
+    return "n/a" if not ci else f"{report.fmt_ci(ci)} %"
 
 
 def _raw(metric, g, key):
