@@ -251,6 +251,17 @@ def test_one_run_a_side_without_noise_is_plotted_without_an_interval():
     assert "| aa | 1/1 | 11591.939 → 11765.991 | +1.50 % | n/a |" in share.markdown(data)
 
 
+def test_a_known_noise_for_one_run_sides_is_named_with_its_source():
+    noise = {"cv_pct": 0.59, "source": "prior (--noise-cv-pct)"}
+    data = report.build([parse_run(GPU / "06-nofsdp")], [parse_run(GPU / "03-baseline")], noise=noise)
+    md = share.markdown(data).splitlines()
+    assert "- noise, request_total CV: baseline n/a (n=1); nofsdp n/a (n=1)" in md
+    assert "- known noise for one-run sides: CV 0.59 % (prior (--noise-cv-pct))" in md
+    row, = [line for line in md if line.startswith("| nofsdp")]
+    assert row.split(" | ")[3:5] == ["-10.51 %", "-11.96 .. -9.04 %"]  # exp(log(c/b) +- 1.96 log1p(CV) sqrt 2) - 1
+    assert "known noise" not in share.markdown(gpu_data())  # both sides have their own spread there
+
+
 # ---------------------------------------------------------------- Chromium renders it
 
 def chromium():
