@@ -282,14 +282,17 @@ def history_plots(series, alarms=None):
             axes = fig.subplots(len(shown), 1, squeeze=False)
             for ax, m in zip(axes[:, 0], shown):
                 _history_axis(ax, metrics[m], [a for a in alarms if (a["host"], a["variant"], a["metric"])
-                                               == (host, variant, m)], history)
+                                               == (host, variant, m)])
             axes[0, 0].set_title(f"{host} / {variant}: median per night (dots: runs)", fontsize=10, loc="left")
             fig.tight_layout()
             out.append((host, variant, _png(fig)))
     return out
 
 
-def _history_axis(ax, s, alarms, history):
+def _history_axis(ax, s, alarms):
+    """One metric over nights: runs as dots, medians as a line, bad nights crossed, alarms shaded."""
+    from . import history
+
     nights, metric = s["nights"], s["metric"]
     xs = list(range(len(nights)))
     for a in alarms:
