@@ -14,5 +14,9 @@ python=${PYTHON:-python3}
 if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
 fi
+# Headless Chromium renders report.html in the tests (Debian's package; screenshots only).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+fi
 [ -x /usr/bin/time ] || echo "setup: warning: /usr/bin/time (GNU time) is missing; install it for real_time" >&2
 echo "setup: done. Activate with: . .venv/bin/activate"

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import history, importer, index, report, store
+from . import history, importer, index, report, share, store
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
 from .stats import CONFIDENCE
@@ -74,8 +74,8 @@ def _parser():
     p.add_argument("--format", choices=report.FORMATS, default="md")
     p.add_argument("--out", metavar="DIR", help="write report.md, report.csv and report.json here")
     thresholds(p)
-    for module in (index, importer, history):
-        module.add_cli(sub)  # index, import, history: their handlers come as args.func
+    for module in (index, importer, history, share):
+        module.add_cli(sub)  # index, import, history, share: their handlers come as args.func
     return parser
 
 
