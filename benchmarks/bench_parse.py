@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "target" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "samples"
 MB = 1 << 20
 
 CHILD = """
