@@ -182,7 +182,7 @@ def _request_total(base, cand, threshold_pct, noise, confidence):
                          " one run a side; repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
     else:
         verdict = out["verdict"] = stats.decide(pct, ci, threshold_pct)
-        how = "Welch t on log times" if change["method"] == "welch" else f"noise CV {noise['cv_pct']:g} % ({out['source']})"
+        how = "Welch t on log times" if change["method"] == "welch" else f"noise CV {noise['cv_pct']:.3g} % ({out['source']})"
         why = {"pass": f"the interval is below 0 and the change at or beyond -{threshold_pct:.2f} %",
                "fail": f"the interval is above 0 and the change at or beyond +{threshold_pct:.2f} %"}.get(verdict)
         if verdict == "equivalent":
