@@ -137,3 +137,17 @@ def test_write_report_replaces_files_atomically(tmp_path, runs):
 def test_unknown_format(runs):
     with pytest.raises(ValueError, match="unknown report format 'html'; choose one of md, csv, json"):
         render_report([runs["variant"]], fmt="html")
+
+
+def test_report_shows_diagnostics_and_skips_the_memory_rule_when_memory_was_not_measured(fixtures):
+    diag = parse_run(fixtures / "diag" / "run_diag.log")
+    text = render_report([diag])
+    section = text[text.index("## Diagnostics (never part of a verdict)"):]
+    assert "Slow-card collective launch skew" in section and "| collective |" in section
+    assert "Slow-card compute op skew" in section and "DiT block hotspots" in section
+    nomem = parse_run(fixtures / "diag" / "run_no_memory.log")
+    assert nomem["memory_measured"] is False and nomem["metrics"]["reserved_peak"] is None
+    data = build([nomem], [nomem | {"path": "/elsewhere/run_no_memory.log"}])
+    (g,) = data["groups"]
+    assert g["verdict"] != "invalid" and g["diff_pct"]["reserved_peak"] is None
+    assert "reserved_peak not measured (all memory figures 0.0 or absent): no memory verdict" in g["reasons"]
