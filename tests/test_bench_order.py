@@ -18,17 +18,22 @@ cat {log}
 """
 
 
-def test_warmup_then_abba_blocks_recorded_in_manifests(tmp_path, samples):
+def play(tmp_path, samples, *args):
+    """bench.yml -e variant=gate1 with the stand-in; (exit code, output with its lines joined)."""
     stub = tmp_path / "torchrun"
     stub.write_text(STUB.format(log=samples / "run_sample_baseline.log"))
     stub.chmod(0o755)
     res = subprocess.run(
-        [str(BIN / "ansible-playbook"), "bench.yml", "-e", "variant=gate1", "-e", "repeats=2", "-e", "order_seed=4",
+        [str(BIN / "ansible-playbook"), "bench.yml", "-e", "variant=gate1", *args,
          "-e", f"wanbench_torchrun={stub}", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
          "-e", f"wanbench_results_dir={tmp_path / 'results'}"],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-5000:]
+    return res.returncode, " ".join((res.stdout + res.stderr).replace("'", " ").split())
+
+
+def test_warmup_then_abba_blocks_recorded_in_manifests(tmp_path, samples):
+    rc, out = play(tmp_path, samples, "-e", "repeats=2", "-e", "order_seed=4")
+    assert rc == 0, out[-5000:]
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "results" / "localhost").glob("*/manifest.json")]
     manifests.sort(key=lambda m: m["schedule"]["position"])
     order = [(m["variant"], m["schedule"]["block"], m["schedule"]["warmup"]) for m in manifests]
@@ -43,23 +48,14 @@ def test_warmup_then_abba_blocks_recorded_in_manifests(tmp_path, samples):
     assert summary.read_text().startswith("gate1: INCONCLUSIVE (request_total +0.00 %, 95 % CI +0.00 .. +0.00 %, n=2/2;")
     report = (summary.parent / "report.md").read_text()
     assert "warm-up (discarded)" in report and "baseline: 2 of 2 runs used" in report
-    assert f"play {manifests[0]['schedule']['play']}: 5 runs, 2 repeat(s) an arm, 1 warm-up, order seed 4" in \
-        " ".join(out.replace("'", " ").split())
+    assert f"play {manifests[0]['schedule']['play']}: 5 runs, 2 repeat(s) an arm, 1 warm-up, order seed 4" in out
 
 
 def test_adaptive_repeats_stop_once_decided(tmp_path, samples):
     """repeats=auto with a budget of 4 blocks: identical runs are equivalent after the second block's look,
     so blocks 3 and 4 are skipped and the report says why it stopped."""
-    stub = tmp_path / "torchrun"
-    stub.write_text(STUB.format(log=samples / "run_sample_baseline.log"))
-    stub.chmod(0o755)
-    res = subprocess.run(
-        [str(BIN / "ansible-playbook"), "bench.yml", "-e", "variant=gate1", "-e", "repeats=auto", "-e", "max_runs=4",
-         "-e", f"wanbench_torchrun={stub}", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
-         "-e", f"wanbench_results_dir={tmp_path / 'results'}"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
-    out = " ".join((res.stdout + res.stderr).replace("'", " ").split())
-    assert res.returncode == 0, out[-5000:]
+    rc, out = play(tmp_path, samples, "-e", "repeats=auto", "-e", "max_runs=4")
+    assert rc == 0, out[-5000:]
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "results" / "localhost").glob("*/manifest.json")]
     assert sorted(m["schedule"]["block"] for m in manifests) == [0, 1, 1, 2, 2]
     assert {m["schedule"]["confidence"] for m in manifests} == {1 - 0.05 / 3}  # 3 planned looks

@@ -152,9 +152,10 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
             "verdict": verdicts[0] if verdicts else "invalid", "reasons": reasons,
             "n": {"baseline": base["n"], "candidate": cand["n"]},
             "ci_pct": {"request_total": list(ci) if ci else None},
-            "noise_cv_pct": {role: stats.summary(s["values"]["request_total"])["cv_pct"]
-                             if None not in s["values"]["request_total"] else None
-                             for role, s in (("baseline", base), ("candidate", cand))},
+            "noise_cv_pct": {**{role: stats.summary(s["values"]["request_total"])["cv_pct"]
+                                if None not in s["values"]["request_total"] else None
+                                for role, s in (("baseline", base), ("candidate", cand))},
+                             "pooled": decision["pooled_cv"]},
             "noise_source": decision["source"], "runs_needed": decision["runs_needed"],
             "equivalent": decision["equivalent"],
             "stats": {role: {m: stats.summary(s["values"][m]) for m in METRICS}
@@ -166,7 +167,7 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
 def _request_total(base, cand, threshold_pct, noise, confidence):
     """The request_total decision: change, interval, verdict, noise used and runs needed."""
     out = {"change": None, "verdict": "inconclusive", "reason": "", "source": "none", "runs_needed": None,
-           "equivalent": False, "needed_reason": ""}
+           "equivalent": False, "needed_reason": "", "pooled_cv": None}
     b, c = base["values"]["request_total"], cand["values"]["request_total"]
     if not b or not c or None in b or None in c or min(b) <= 0 or min(c) <= 0:
         return out
@@ -194,6 +195,7 @@ def _request_total(base, cand, threshold_pct, noise, confidence):
         out["reason"] = (f"request_total {pct:+.2f} % ({level} CI {ci[0]:+.2f} .. {ci[1]:+.2f} %,"
                          f" n={len(b)}/{len(c)}, {how}): {why}")
     pooled, df = stats.pooled_cv_pct([b, c])
+    out["pooled_cv"] = pooled
     cv, source = (pooled, "observed") if df else ((noise["cv_pct"], noise["source"]) if noise else (None, None))
     out["runs_needed"] = stats.runs_needed(cv, threshold_pct, confidence)
     if out["runs_needed"] is not None and out["verdict"] == "inconclusive" and not out["equivalent"]:

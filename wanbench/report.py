@@ -151,18 +151,12 @@ def _md_table(rows, left=("variant", "log_file", "status", "verdict", "role", "e
 def aa_noise(g):
     """The host-noise statement of an A/A group: pooled CV, spread, runs needed, stable enough or not."""
     b, c = g["stats"]["baseline"]["request_total"], g["stats"]["candidate"]["request_total"]
-    values = [x for x in (b["min"], b["max"], c["min"], c["max"]) if x is not None]
-    spread = (max(values) - min(values)) / ((b["mean"] + c["mean"]) / 2) * 100 if len(values) == 4 else None
-    cv = g["noise_cv_pct"]
-    pooled = None
-    if cv["baseline"] is not None and cv["candidate"] is not None:
-        nb, nc = g["n"]["baseline"], g["n"]["candidate"]
-        pooled = (((nb - 1) * cv["baseline"] ** 2 + (nc - 1) * cv["candidate"] ** 2) / (nb + nc - 2)) ** 0.5
-    need, n = g["runs_needed"], min(g["n"].values())
-    if pooled is None or need is None:
+    cv, need, n = g["noise_cv_pct"], g["runs_needed"], min(g["n"].values())
+    if cv["pooled"] is None or need is None:
         return "host noise unknown: an A/A check needs at least 2 runs a side (-e repeats=2 or more)"
+    spread = (max(b["max"], c["max"]) - min(b["min"], c["min"])) / ((b["mean"] + c["mean"]) / 2) * 100
     stable = "stable enough" if need <= n else "not stable enough"
-    return (f"host noise (A/A, {g['n']['baseline']} + {g['n']['candidate']} runs): request_total CV {pooled:.2f} %"
+    return (f"host noise (A/A, {g['n']['baseline']} + {g['n']['candidate']} runs): request_total CV {cv['pooled']:.2f} %"
             f" (baseline {cv['baseline']:.2f} %, aa {cv['candidate']:.2f} %), spread {spread:.2f} % of the mean;"
             f" resolving {g['threshold_pct']:.2f} % needs {need} runs a side (80 % power): {stable}"
             f" at {n} run(s) a side")
