@@ -89,8 +89,9 @@ def workload_seconds(results_dir):
 
 
 def bench_once(variants, results_dir, fake):
-    wall, events = play({"variant": ",".join(variants), "baseline": "skip", "wanbench_torchrun": fake,
-                         "wanbench_results_dir": results_dir})
+    # one run of each variant, no warm-up: the figures are per run of the suite itself
+    wall, events = play({"variant": ",".join(variants), "baseline": "skip", "repeats": "1", "wanbench_warmup_runs": "0",
+                         "wanbench_torchrun": fake, "wanbench_results_dir": results_dir})
     work = workload_seconds(results_dir)
     if len(work) != len(variants):
         raise SystemExit(f"expected {len(variants)} collected runs, found {len(work)} in {results_dir}")
