@@ -65,7 +65,7 @@ def _side(x, role):
             used.append(r)
     label_runs = [r for r in runs if not is_warmup(r)] or runs
     values = {m: [r["metrics"][m] for r in used] for m in METRICS}
-    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "runs": used, "n": len(used),
+    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "n": len(used),
             "total": len(label_runs), "values": values, "unhealthy": unhealthy, "excluded": excluded,
             "memory_unmeasured": _memory_unmeasured(used or unhealthy),
             "warnings": list(dict.fromkeys(w for r in used + unhealthy for w in r["warnings"]))}
