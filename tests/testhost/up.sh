@@ -92,7 +92,9 @@ bash "$root/tests/testhost/push_perf.sh" >/dev/null
 
 # --- the container --------------------------------------------------------------------------
 pyprefix=$(cd "$(dirname "$(readlink -f "$venv/bin/python")")/.." && pwd)
-want="$venv|$pyprefix|$state"
+# The .venv's inode too: a clone made again at the same path has a new .venv that the old bind mount
+# does not see.
+want="$venv|$pyprefix|$state|$(stat -c %i "$venv")"
 have=$("$docker" inspect -f '{{ index .Config.Labels "wanbench.mounts" }}' "$container" 2>/dev/null || true)
 if [ -n "$have" ] && [ "$have" != "$want" ]; then
   log "recreating $container (mounts changed)"
