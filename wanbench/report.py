@@ -179,7 +179,7 @@ def summary(data):
         if g["variant"] == AA:
             lines.append(aa_noise(g))
     if not data["groups"]:
-        lines.append("no baseline runs: raw metrics only")
+        lines.append("nothing judged (no candidate, or no control run): raw metrics only")
     return "\n".join(lines) + "\n"
 
 

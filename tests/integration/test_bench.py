@@ -21,9 +21,13 @@ RUN_FILES = {"run.sh", "manifest.json", "run.log", "time.txt", "exit_code"}
 def test_bench_runs_the_control_and_the_variant(e2e):
     result, sha = e2e
     assert result.rc == 0, result.stdout[-5000:]
-    runs = result.new_runs()
-    assert [re.sub(r"^\d{8}T\d{6}Z-(.*)-[0-9a-f]{6}$", r"\1", p.name) for p in runs] == ["baseline", "ffn_only"]
-    for run_dir, role in zip(runs, ["control", "candidate"]):
+    runs = sorted(result.new_runs(), key=lambda p: manifest(p)["schedule"]["position"])
+    names = [re.sub(r"^\d{8}T\d{6}Z-(.*)-[0-9a-f]{6}$", r"\1", p.name) for p in runs]
+    assert names[0] == "baseline" and sorted(names[1:]) == ["baseline", "ffn_only"], names  # warm-up, one block
+    assert [manifest(p)["schedule"]["warmup"] for p in runs] == [True, False, False]
+    assert len({manifest(p)["schedule"]["play"] for p in runs}) == 1
+    for run_dir, name in zip(runs, names):
+        role = "candidate" if name == "ffn_only" else "control"
         files = {p.name for p in run_dir.iterdir()}
         assert RUN_FILES | {"perf.csv", "output.npy", ".pid"} <= files, files
         assert (run_dir / "exit_code").read_text() == "0\n"
@@ -37,8 +41,8 @@ def test_bench_runs_the_control_and_the_variant(e2e):
         assert parsed["status"] == "ok", parsed["reason"]
         for metric in ("request_total", "reserved_peak", "gen_time", "real_time", "denoise_step_avg"):
             assert parsed["metrics"][metric] is not None, metric
-    assert manifest(runs[1])["env"]["WAN_FSDP_WRAP_MODE"] == "ffn_only"
-    assert manifest(runs[0])["env"]["WAN_FSDP_WRAP_MODE"] == "block"
+    assert [manifest(p)["env"]["WAN_FSDP_WRAP_MODE"] for p in runs] == [
+        "ffn_only" if n == "ffn_only" else "block" for n in names]
 
 
 def test_bench_writes_and_prints_the_report_and_verdict(e2e):
@@ -47,15 +51,18 @@ def test_bench_writes_and_prints_the_report_and_verdict(e2e):
     verdict = re.search(r"ffn_only: (PASS|FAIL|INCONCLUSIVE|INVALID) \(request_total [+-]\d+\.\d\d %", printed)
     assert verdict, printed
     report = "\n".join(r.get("msg", "") for r in result.task_results("Print the report"))
-    assert "## Raw metrics" in report and "## Change vs baseline (%)" in report
-    (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv and report.json")]
+    assert "## Verdicts" in report and "## Runs" in report and "warm-up (discarded)" in report
+    (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv, report.json and summary.txt")]
     out = Path(cmd[cmd.index("--out") + 1])
     assert out.name == "fsdp-profiled" and out.parent.parent == RESULTS_ROOT / "testhost" / "reports"
-    assert {"report.md", "report.csv", "report.json"} <= {p.name for p in out.iterdir()}
-    rows = json.loads((out / "report.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["baseline", "ffn_only"]
-    assert rows[0]["verdict"] == "baseline" and rows[1]["verdict"] in VERDICTS
-    assert rows[1]["verdict"].upper() == verdict.group(1)
+    assert {"report.md", "report.csv", "report.json", "summary.txt"} <= {p.name for p in out.iterdir()}
+    data = json.loads((out / "report.json").read_text())
+    assert sorted((r["variant"], r["role"]) for r in data["rows"]) == [
+        ("baseline", "baseline"), ("baseline", "baseline"), ("ffn_only", "candidate")]
+    (group,) = data["groups"]
+    assert group["variant"] == "ffn_only" and group["verdict"] in VERDICTS
+    assert group["n"] == {"baseline": 1, "candidate": 1}  # the warm-up is left out
+    assert group["verdict"].upper() == verdict.group(1)
 
 
 def test_bench_shows_readable_progress(e2e):
@@ -76,7 +83,7 @@ def test_record_wall_times(e2e):
         {"bench_yml_seconds": round(result.seconds, 1), "runs": [r.name for r in runs],
          "workload_real_time_seconds": workload}, indent=2))
     print(f"bench.yml on the test host: {result.seconds:.1f} s for {len(runs)} runs; workload: {workload} s")
-    assert len(workload) == 2 and all(t > 0 for t in workload)
+    assert len(workload) == 3 and all(t > 0 for t in workload)  # a warm-up, then one run an arm
     assert result.seconds > sum(workload), "the play cannot take less time than the runs it waited for"
 
 
@@ -104,7 +111,9 @@ def test_ssh_loss_mid_run_is_survived(e2e, playbook):
             rendered["run_dir"] = data["res"]["ansible_facts"]["render_result"]["run_dir"]
         return True
 
-    thread, runner, before, started = playbook(extravars={"variant": "nofsdp"}, event_handler=on_event, wait=False)
+    thread, runner, before, started = playbook(
+        extravars={"variant": "nofsdp", "baseline": "stored", "repeats": "1", "wanbench_warmup_runs": "0"},
+        event_handler=on_event, wait=False)
     while thread.is_alive() and "run_dir" not in rendered:
         time.sleep(0.2)
     while thread.is_alive():  # the workload is generating: its log shows the timed loop
@@ -142,7 +151,8 @@ PROMPT = "It's \"$(touch /tmp/pwned)\" and `id` at the 钢琴\nsecond line: $HOM
 def test_prompt_arrives_byte_for_byte_and_runs_nothing(testhost, playbook):
     sh("rm", "-f", "/tmp/pwned")
     docker("exec", CONTAINER, "rm", "-f", "/tmp/pwned")
-    result = playbook(extravars={"variant": "baseline", "baseline": "skip", "prompt": PROMPT})
+    result = playbook(extravars={"variant": "baseline", "baseline": "skip", "prompt": PROMPT, "repeats": "1",
+                                 "wanbench_warmup_runs": "0"})
     assert result.rc == 0, result.stdout[-5000:]
     (run_dir,) = result.new_runs()
     log = (run_dir / "run.log").read_bytes()
@@ -152,7 +162,7 @@ def test_prompt_arrives_byte_for_byte_and_runs_nothing(testhost, playbook):
     assert not Path("/tmp/pwned").exists(), "created on the host"
     assert docker("exec", CONTAINER, "test", "-e", "/tmp/pwned", check=False).returncode == 1, "created in the container"
     printed = " ".join(r.get("msg", "") for r in result.task_results("Print the verdicts"))
-    assert f"control: {run_dir.name} (selected)" in printed
+    assert "nothing judged (no candidate, or no control run): raw metrics only" in printed
 
 
 # ------------------------------------------------------------------ bad inputs: one clear error each
