@@ -56,3 +56,16 @@ def test_unknown_commit_or_missing_results_never_match(tmp_path):
     (tmp_path / "npu" / "broken" / "manifest.json").write_text("{not json")
     (tmp_path / "npu" / "file").write_text("x")
     assert list(store.runs(str(tmp_path), "npu"))[0][0].endswith("r1")
+
+
+def test_a_warmup_is_never_a_stored_control(tmp_path):
+    run = tmp_path / "h" / "20261127T000000Z-baseline-aaaaaa"
+    run.mkdir(parents=True)
+    (run / "run.log").write_text("Finished.\n")
+    (run / "exit_code").write_text("0\n")
+    manifest = {"host": "h", "variant": "baseline", "fingerprint": "fp", "repo": {"sha": "s", "dirty": False},
+                "schedule": {"warmup": True}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert store.find_baseline(str(tmp_path), "h", "s", "fp", variant="baseline") is None
+    (run / "manifest.json").write_text(json.dumps({**manifest, "schedule": {"warmup": False}}))
+    assert store.find_baseline(str(tmp_path), "h", "s", "fp", variant="baseline") == str(run)

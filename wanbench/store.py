@@ -55,7 +55,7 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
     """Newest reusable stored run for ``host`` at commit ``sha`` with ``fingerprint``.
 
     Returns its directory, or None.  Runs from a dirty tree, of an unknown
-    commit, or that did not exit 0 are never reused.
+    commit, warm-ups, or runs that did not exit 0 are never reused.
     """
     if not sha or not fingerprint:
         return None
@@ -68,6 +68,8 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
             continue
         if variant is not None and m.get("variant") != variant:
             continue
+        if (m.get("schedule") or {}).get("warmup") is True:
+            continue  # a warm-up is never a control
         if _exit_code(path, m) != 0 or not os.path.isfile(os.path.join(path, "run.log")):
             continue
         key = (str(m.get("ended_at") or ""), os.path.basename(path))

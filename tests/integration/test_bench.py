@@ -132,7 +132,7 @@ def test_ssh_loss_mid_run_is_survived(e2e, playbook):
         time.sleep(3)
     thread.join(timeout=1800)
     result = finish(runner, before, started)
-    assert killed, "no SSH session to kill"
+    assert killed, f"no SSH session to kill: rc {result.rc}, {result.stdout[-3000:]}"
     assert result.rc == 0, result.stdout[-5000:]
     runs = result.new_runs()
     assert len(runs) == 1 and "-nofsdp-" in runs[0].name, "the stored control run should have been reused"
