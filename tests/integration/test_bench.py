@@ -116,9 +116,9 @@ def test_ssh_loss_mid_run_is_survived(e2e, playbook):
         event_handler=on_event, wait=False)
     while thread.is_alive() and "run_dir" not in rendered:
         time.sleep(0.2)
-    while thread.is_alive():  # the workload is generating: its log shows the timed loop
+    while thread.is_alive():  # the workload runs: its log shows the warm-up (a short run's timed loop is over
         log = docker("exec", CONTAINER, "cat", rendered["run_dir"] + "/run.log", check=False).stdout
-        if "Generating video ..." in log:
+        if "Warm up" in log or "Generating video ..." in log:  # before a loaded machine looks again)
             break
         time.sleep(0.3)
     killed = []
