@@ -15,6 +15,7 @@ from wanbench.parse import parse_run
 from .testhost_lib import CONTAINER, CONTAINER_REPO, RESULTS_ROOT, STATE, docker, finish, manifest, sh
 
 VERDICTS = {"pass", "fail", "inconclusive", "invalid"}
+RUN_ROOT = "/root/wanbench/runs"  # wanbench_run_root of inventory/testhost
 RUN_FILES = {"run.sh", "manifest.json", "run.log", "time.txt", "exit_code"}
 
 
@@ -103,24 +104,19 @@ def _sshd_children():
 def test_ssh_loss_mid_run_is_survived(e2e, playbook):
     """Kill every SSH session (the sshd master's children) while the workload runs, three times;
     the run is still waited for, collected and judged (against e2e's stored control run)."""
-    rendered = {}
-
-    def on_event(event):
-        data = event.get("event_data", {})
-        if data.get("task") == "Record the rendered run" and event.get("event") == "runner_on_ok":
-            rendered["run_dir"] = data["res"]["ansible_facts"]["render_result"]["run_dir"]
-        return True
-
+    runs_in_container = set(docker("exec", CONTAINER, "ls", RUN_ROOT, check=False).stdout.split())
     thread, runner, before, started = playbook(
         extravars={"variant": "nofsdp", "baseline": "stored", "repeats": "1", "wanbench_warmup_runs": "0"},
-        event_handler=on_event, wait=False)
-    while thread.is_alive() and "run_dir" not in rendered:
-        time.sleep(0.2)
-    while thread.is_alive():  # the workload runs: its log shows the warm-up (a short run's timed loop is over
-        log = docker("exec", CONTAINER, "cat", rendered["run_dir"] + "/run.log", check=False).stdout
-        if "Warm up" in log or "Generating video ..." in log:  # before a loaded machine looks again)
+        wait=False)
+    # Find the run in the container itself (runner events can arrive late on a loaded machine), then
+    # wait until its workload is under way: the log shows the warm-up or the timed loop.
+    while thread.is_alive():
+        new = [d for d in docker("exec", CONTAINER, "ls", RUN_ROOT, check=False).stdout.split()
+               if d not in runs_in_container and "-nofsdp-" in d]
+        log = docker("exec", CONTAINER, "cat", f"{RUN_ROOT}/{new[0]}/run.log", check=False).stdout if new else ""
+        if "Warm up" in log or "Generating video ..." in log:
             break
-        time.sleep(0.3)
+        time.sleep(0.2)
     killed = []
     for _ in range(3):
         for pid in _sshd_children():
