@@ -16,15 +16,14 @@ import os
 import tempfile
 
 from . import diagnostics
+from .catalog import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .stats import CONFIDENCE
 from .parse import DECIMALS, METRICS
 
 RAW_COLUMNS = ("variant", "log_file", *METRICS, "status", "verdict")
-PCT_COLUMNS = tuple(f"{m}_pct" for m in METRICS)
 FORMATS = ("md", "csv", "json")
 UNKNOWN = "unknown"
-AA = "aa"
 
 
 def variant_name(run):

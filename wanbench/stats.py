@@ -48,11 +48,6 @@ def _logs(values):
     return [math.log(v) for v in values]
 
 
-def log_sd(values):
-    """Standard deviation of the log times (~ CV as a fraction), None below 2 runs."""
-    return statistics.stdev(_logs(values)) if len(values) > 1 else None
-
-
 def pooled_cv_pct(groups):
     """Noise as a CV in %, pooled over groups of runs (each group's own level removed).
 

@@ -78,17 +78,17 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
     return best[1] if best else None
 
 
-def stored_noise(host_dir, fingerprint, exclude=(), min_runs=3):
+def stored_noise(host_dir, fingerprint, exclude=()):
     """The host's noise from its stored healthy runs with this settings ``fingerprint``.
 
     ``host_dir`` holds the host's run directories (``<results>/<host>``).  The
     request_total CV is pooled within plays (each play's own level removed, so
     a slower evening does not count as noise); warm-ups, failed runs and the
     paths in ``exclude`` are left out.  Returns {"cv_pct", "runs", "df",
-    "source"} or None with fewer than ``min_runs`` usable runs.
+    "source"} or None with fewer than ``stats.MIN_STORED_RUNS`` (3) usable runs.
     """
     from .parse import parse_run  # parse imports this module
-    from .stats import pooled_cv_pct
+    from .stats import MIN_STORED_RUNS, pooled_cv_pct
 
     if not fingerprint:
         return None
@@ -107,7 +107,7 @@ def stored_noise(host_dir, fingerprint, exclude=(), min_runs=3):
             plays.setdefault(schedule.get("play") or path, []).append(value)
     n = sum(len(v) for v in plays.values())
     cv, df = pooled_cv_pct(list(plays.values()))
-    if n < min_runs or cv is None:
+    if n < MIN_STORED_RUNS or cv is None:
         return None
     return {"cv_pct": cv, "runs": n, "df": df,
             "source": f"stored: {n} runs of this host and settings, {len(plays)} play(s)"}
