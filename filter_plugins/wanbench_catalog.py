@@ -1,4 +1,4 @@
-# Filters over wanbench.catalog and wanbench.store (thin skins: all logic lives in the package).
+# Filters over wanbench.catalog, wanbench.command, wanbench.schedule and wanbench.store (thin skins: all logic lives in the package).
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -61,10 +61,11 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from wanbench import catalog as _catalog
+    from wanbench import command as _command
     from wanbench import schedule as _schedule
     from wanbench import store as _store
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    _catalog = _schedule = _store = None
+    _catalog = _command = _schedule = _store = None
     _IMPORT_ERROR = exc
 else:
     _IMPORT_ERROR = None
@@ -149,13 +150,13 @@ def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
 def wanbench_run_id(variant):
     """A fresh run id ``<UTCstamp>-<variant>-<random>`` (set_fact it once; it changes each call)."""
     _need()
-    return _catalog.run_id(str(variant))
+    return _command.run_id(str(variant))
 
 
 def wanbench_master_port(run_id):
     """The torchrun master port of a run, derived from its id."""
     _need()
-    return _catalog.master_port(str(run_id))
+    return _command.master_port(str(run_id))
 
 
 def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchrun", master_port=29500,
@@ -164,7 +165,7 @@ def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchr
     _need()
     if not isinstance(resolved, dict) or "args" not in resolved:
         raise AnsibleFilterError("wanbench_command: expected one resolved variant from wanbench_plan")
-    return _catalog.command(resolved, str(run_dir), generate=str(generate), torchrun=str(torchrun),
+    return _command.command(resolved, str(run_dir), generate=str(generate), torchrun=str(torchrun),
                             master_port_=int(master_port), ckpt_dir=str(ckpt_dir or ""),
                             devices=str(devices or ""), save_file=str(save_file or ""))
 

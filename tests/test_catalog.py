@@ -1,4 +1,4 @@
-"""wanbench.catalog: validation and resolution of the variant catalog in group_vars."""
+"""wanbench.catalog and wanbench.command: validation and resolution of the variant catalog in group_vars, and the per-run command."""
 
 import copy
 import shlex
@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from wanbench import catalog as C
+from wanbench.command import command, master_port, run_id
 from wanbench.schedule import schedule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_baseline_resolves_to_the_handbook_command(cat):
     assert r["args"] == ["--task", "t2v-14B", "--size", "832*480", "--frame_num", "81", "--sample_steps", "20",
                          "--ulysses_size", "4", "--dit_fsdp", "--t5_fsdp", "--vae_parallel", "--serialize_comm",
                          "--profile_stage", "--profile_attn"]
-    cmd = C.command(r, "/runs/x", ckpt_dir="/apps/sharedstorage/Wan2.1-T2V-14B", devices="0,1,2,3",
+    cmd = command(r, "/runs/x", ckpt_dir="/apps/sharedstorage/Wan2.1-T2V-14B", devices="0,1,2,3",
                     master_port_=29555, save_file="output.mp4")
     assert cmd["env"]["ASCEND_RT_VISIBLE_DEVICES"] == "0,1,2,3"
     assert cmd["argv"][:7] == ["torchrun", "--nproc_per_node=4", "--master_addr", "127.0.0.1",
@@ -91,13 +92,13 @@ def test_derived_variant_changes_one_thing(cat):
 def test_platform_settings_and_modes(cat):
     ref = C.resolve(cat, "baseline", platform="reference")
     assert ref["settings"]["task"] == "t2v-tiny" and ref["steps"] == 20
-    assert C.command(ref, "/r", devices="0,1")["env"].get("CUDA_VISIBLE_DEVICES") is None
-    cuda = C.command(C.resolve(cat, "baseline", platform="cuda"), "/r", devices="0,1,2,3")
+    assert command(ref, "/r", devices="0,1")["env"].get("CUDA_VISIBLE_DEVICES") is None
+    cuda = command(C.resolve(cat, "baseline", platform="cuda"), "/r", devices="0,1,2,3")
     assert cuda["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and "ASCEND_RT_VISIBLE_DEVICES" not in cuda["env"]
     rt = C.resolve(cat, "ffn_only", mode="runtime_only")
     assert "--profile_stage" not in rt["args"] and rt["env"]["WAN_SLOW_CARD_DIAG"] == "0"
     assert "piano's" in rt["settings"]["prompt"]
-    assert "--profile_stage_file" not in C.command(rt, "/r")["argv"]
+    assert "--profile_stage_file" not in command(rt, "/r")["argv"]
 
 
 def test_fingerprints_separate_what_matters(cat):
@@ -260,16 +261,16 @@ def test_aa_is_reserved(cat):
 
 
 def test_run_id_and_port():
-    rid = C.run_id("ffn_only", now=datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc), token="abc123")
+    rid = run_id("ffn_only", now=datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc), token="abc123")
     assert rid == "20261126T120000Z-ffn_only-abc123"
-    assert C.run_id("x") != C.run_id("x")
-    assert 20000 <= C.master_port(rid) < 30000 and C.master_port(rid) == C.master_port(rid)
+    assert run_id("x") != run_id("x")
+    assert 20000 <= master_port(rid) < 30000 and master_port(rid) == master_port(rid)
 
 
 def test_hostile_prompt_stays_one_argv_element(cat):
     prompt = "It's \"$(touch /tmp/pwned)\" `id` 钢琴\nline two"
     r = C.resolve(cat, "baseline", platform="reference", overrides={"prompt": prompt})
-    cmd = C.command(r, "/r")
+    cmd = command(r, "/r")
     assert cmd["argv"][-2:] == ["--prompt", prompt]
     assert shlex.split(cmd["command_line"])[-1] == prompt
 

@@ -15,130 +15,19 @@ changes; ``null`` removes an inherited switch, ``false`` drops a flag.
 
 :func:`check_catalog` validates everything and raises :class:`CatalogError`
 with every problem found; :func:`resolve` turns one variant into its
-environment and ``generate.py`` arguments; :func:`command` adds the per-run
-parts (paths, port, devices) and gives the torchrun argv.  Nothing here
-touches a host.
+environment and ``generate.py`` arguments; :func:`plan` resolves a selection
+with each family's control.  What the catalog may hold is in
+:mod:`wanbench.schema`; the per-run command in :mod:`wanbench.command`.
+Nothing here touches a host.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-import secrets
-import shlex
-from datetime import datetime, timezone
 
-PLATFORMS = ("npu", "cuda", "reference")
-MODES = ("profiled", "runtime_only")
-AA = "aa"  # reserved selection: the family baseline against itself (an A/A check of the host's noise)
-
-#: Environment variable that selects the devices, per platform.
-DEVICE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES", "reference": None}
-
-_BIT = {"type": "int", "choices": (0, 1)}
-
-#: Switches read by the perf branch (WAN_TARGET.md), with their types.
-ENV_SCHEMA = {
-    "WAN_A2A_FENCE": {"type": "int", "choices": (0, 1, 2)},  # 0 off, 1 before q/k/v all-to-all, 2 around every one
-    "WAN_A2A_EVENT_GATE": _BIT,
-    "WAN_FSDP_ALLGATHER_WAIT_A2A": _BIT,
-    "WAN_FSDP_RESHARD_AFTER_FORWARD": _BIT,
-    "WAN_FSDP_BLOCK_GROUP_SIZE": {"type": "int", "min": 1},
-    "WAN_FSDP_WRAP_MODE": {"type": "str", "choices": ("block", "ffn_only")},
-    "WAN_PACKED_QKV_A2A": _BIT,
-    "WAN_FSDP_SHARDING_STRATEGY": {"type": "str"},
-    "WAN_SLOW_CARD_DIAG": _BIT,
-    "WAN_SLOW_CARD_OP_DIAG": _BIT,
-    "WAN_SLOW_CARD_DIAG_STAGES": {"type": "str"},
-    "WAN_SLOW_CARD_DIAG_MAX_CALLS": {"type": "int", "min": 0},
-    "WAN_SLOW_CARD_DIAG_EVERY_STEP": _BIT,
-    "WAN_SLOW_CARD_OP_DIAG_STAGES": {"type": "str"},
-    "WAN_SLOW_CARD_OP_DIAG_MAX_CALLS": {"type": "int", "min": 0},
-    "WAN_SLOW_CARD_OP_DIAG_EVERY_STEP": _BIT,
-    "ALGO": _BIT,
-}
-
-#: generate.py flags a variant may set ("bool" = store_true switch).
-FLAG_SCHEMA = {
-    "ring_size": {"type": "int", "min": 1},
-    "cfg_size": {"type": "int", "choices": (1, 2)},
-    "tp_size": {"type": "int", "min": 1},
-    "dit_fsdp": {"type": "bool"},
-    "t5_fsdp": {"type": "bool"},
-    "t5_cpu": {"type": "bool"},
-    "vae_parallel": {"type": "bool"},
-    "offload_model": {"type": "bool", "value": True},  # takes True/False (str2bool)
-    "serialize_comm": {"type": "bool"},
-    "cfg_fused_forward": {"type": "bool"},
-    "cache_cross_kv": {"type": "bool"},
-    "base_seed": {"type": "int", "min": 0},
-    "quant_dit_path": {"type": "str"},
-    "use_attentioncache": {"type": "bool"},
-    "attentioncache_ratio": {"type": "float"},
-    "attentioncache_interval": {"type": "int", "min": 1},
-    "start_step": {"type": "int", "min": 0},
-    "end_step": {"type": "int", "min": 0},
-    "use_rainfusion": {"type": "bool"},
-    "sparsity": {"type": "float"},
-    "sparse_start_step": {"type": "int", "min": 0},
-    "profile_stage": {"type": "bool"},
-    "profile_attn": {"type": "bool"},
-    "profile_block": {"type": "bool"},
-    "profile_mode": {"type": "str", "choices": ("normal", "detailed")},
-    "profile_mode_steps": {"type": "int", "min": 1},  # steps of detailed mode's second, traced generation
-    "perf_logic": {"type": "str", "choices": ("legacy", "optimized")},
-    "sample_solver": {"type": "str", "choices": ("unipc", "dpm++")},
-    "sample_shift": {"type": "float"},
-    "sample_guide_scale": {"type": "float"},
-}
-
-#: Flags that belong to the common settings or to the run, never to a variant.
-MANAGED_FLAGS = {
-    "task": "common settings (wanbench_common.task)",
-    "size": "common settings (wanbench_common.size)",
-    "frame_num": "common settings (wanbench_common.frame_num)",
-    "ulysses_size": "common settings (wanbench_common.ulysses_size)",
-    "prompt": "common settings or the mode (-e prompt=...)",
-    "sample_steps": "the family (wanbench_families.<family>.steps)",
-    "ckpt_dir": "the inventory (wanbench_model_dir)",
-    "save_file": "the run directory",
-    "profile_stage_file": "the run directory",
-    "profile_attn_file": "the run directory",
-    "profile_block_file": "the run directory",
-    "profile_mode_dir": "the run directory",
-}
-
-#: Flags whose value the measurement mode owns.
-MODE_FLAGS = ("profile_stage", "profile_attn")
-
-#: Keys that form one "main variable" when counting changes against the base.
-MAIN_VARIABLE_GROUPS = {
-    "dit_fsdp": "fsdp", "t5_fsdp": "fsdp",
-    "use_attentioncache": "attentioncache", "attentioncache_ratio": "attentioncache",
-    "attentioncache_interval": "attentioncache", "start_step": "attentioncache",
-    "end_step": "attentioncache",
-    "use_rainfusion": "rainfusion", "sparsity": "rainfusion", "sparse_start_step": "rainfusion",
-    "profile_block": None, "profile_mode": None, "profile_mode_steps": None,
-    "base_seed": None,  # not a main variable
-}
-for _k in ENV_SCHEMA:
-    if _k.startswith("WAN_SLOW_CARD"):
-        MAIN_VARIABLE_GROUPS[_k] = None  # diagnostics only
-
-COMMON_SCHEMA = {
-    "task": {"type": "str"},
-    "size": {"type": "str"},
-    "frame_num": {"type": "int", "min": 1},
-    "ulysses_size": {"type": "int", "min": 1},
-    "nproc": {"type": "int", "min": 1},
-    "prompt": {"type": "str"},
-}
-VARIANT_KEYS = ("base", "family", "mode", "steps", "env", "flags", "description")
-FAMILY_KEYS = ("steps", "baseline", "description")
-MODE_KEYS = ("flags", "env", "prompt", "description")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-SIZE_RE = re.compile(r"^[1-9][0-9]*\*[1-9][0-9]*$")
+from .schema import (AA, COMMON_SCHEMA, ENV_SCHEMA, FAMILY_KEYS, FLAG_SCHEMA, MAIN_VARIABLE_GROUPS, MANAGED_FLAGS,
+                     MODE_FLAGS, MODE_KEYS, MODES, NAME_RE, PLATFORMS, SIZE_RE, VARIANT_KEYS)
 
 
 class CatalogError(ValueError):
@@ -557,43 +446,3 @@ def plan(catalog, spec, platform="npu", mode=None, overrides=None, family=None):
             controls[key] = resolve(catalog, r["family_baseline"], platform, r["mode"], overrides)
     relevant = [w for w in warnings if any(f"variant {r['variant']!r} " in w for r in resolved)]
     return {"variants": resolved, "controls": controls, "warnings": relevant}
-
-
-# --------------------------------------------------------------------------- per run
-def run_id(variant, now=None, token=None):
-    """``<UTCstamp>-<variant>-<short random>``."""
-    now = now or datetime.now(timezone.utc)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{variant}-{token or secrets.token_hex(3)}"
-
-
-def master_port(rid, low=20000, span=10000):
-    """A per-run torchrun port derived from the run id."""
-    return low + int(hashlib.sha256(rid.encode()).hexdigest(), 16) % span
-
-
-def command(resolved, run_dir, generate="generate.py", torchrun="torchrun", master_port_=29500,
-            ckpt_dir="", devices="", platform=None, save_file="output.npy"):
-    """The run's environment and torchrun argv (run-local paths, port, devices added)."""
-    platform = platform or resolved["settings"]["platform"]
-    env = dict(resolved["env"])
-    dev_var = DEVICE_ENV.get(platform)
-    if dev_var and devices:
-        env[dev_var] = str(devices)
-    args = list(resolved["args"])
-    if ckpt_dir:
-        args += ["--ckpt_dir", ckpt_dir]
-    flags = resolved["flags"]
-    if flags.get("profile_stage"):
-        args += ["--profile_stage_file", f"{run_dir}/perf.csv"]
-    if flags.get("profile_block"):
-        args += ["--profile_block_file", f"{run_dir}/block.csv"]
-    if flags.get("profile_mode"):
-        args += ["--profile_mode_dir", f"{run_dir}/profile"]
-    if save_file:
-        args += ["--save_file", f"{run_dir}/{save_file}"]
-    args += ["--prompt", resolved["settings"]["prompt"]]
-    argv = [torchrun, f"--nproc_per_node={resolved['settings']['nproc']}",
-            "--master_addr", "127.0.0.1", "--master_port", str(master_port_), generate] + args
-    return {"env": env, "argv": argv,
-            "command_line": " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-            + (" " if env else "") + shlex.join(argv)}
