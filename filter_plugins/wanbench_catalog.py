@@ -9,7 +9,8 @@ description:
     that would reach T5, steps other than the family's, base cycles) and resolves the selected
     variants into environment switches and generate.py arguments, with each family's baseline
     resolved as the control run.
-  - Companion filters in this file: C(wanbench_schedule) (warm-up, then interleaved repeats of every arm),
+  - Companion filters in this file: C(wanbench_selection_text) (the resolved selection as one line),
+    C(wanbench_schedule) (warm-up, then interleaved repeats of every arm),
     C(wanbench_plan_text) (the plan as one line), C(wanbench_stored_controls) (stored baselines for
     C(baseline=stored)), C(wanbench_run_id),
     C(wanbench_master_port) and C(wanbench_command) (the run's env and torchrun argv).
@@ -94,6 +95,14 @@ def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="
                              overrides={"prompt": prompt} if prompt else None, family=family or None)
     except _catalog.CatalogError as exc:
         raise _fail("wanbench_plan", exc) from None
+
+
+def wanbench_selection_text(selection, baseline="rerun"):
+    """The resolved selection as one line: variants, platform, modes, control policy."""
+    _need()
+    if not isinstance(selection, dict) or "variants" not in selection:
+        raise AnsibleFilterError("wanbench_selection_text: expected the result of wanbench_plan")
+    return _catalog.selection_text(selection, str(baseline))
 
 
 def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10, play=""):
@@ -184,6 +193,7 @@ class FilterModule:
     def filters(self):
         return {
             "wanbench_plan": wanbench_plan,
+            "wanbench_selection_text": wanbench_selection_text,
             "wanbench_schedule": wanbench_schedule,
             "wanbench_plan_text": wanbench_plan_text,
             "wanbench_decided": wanbench_decided,

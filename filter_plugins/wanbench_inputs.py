@@ -1,4 +1,4 @@
-# Filter over wanbench.inputs (a thin skin: all rules live in the package).
+# Filters over wanbench.inputs and wanbench.inventory (thin skins: all rules live in the package).
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -14,6 +14,9 @@ description:
     variant names outside C([A-Za-z0-9_-]) or empty items of a comma list, Jinja markers in any
     run input but the prompt, a prompt with Jinja markers that Ansible would template (not
     C(!unsafe)), and the type or format of C(family), C(baseline), C(mode), C(repeats) and C(max_runs).
+  - Companion filter in this file, C(wanbench_inventory_problems), checks one host's inventory
+    settings and the catalog it sees (C(wanbench.inventory), shared with C(wanbench validate)); its
+    input is the host's C(hostvars), its argument the host's name.
 options:
   _input:
     description: Names of the run inputs to check (the other extra vars are only checked for splitting).
@@ -30,6 +33,14 @@ EXAMPLES = r"""
     fail_msg: "{{ problems | join('; ') }}"
   vars:
     problems: "{{ ['variant', 'mode', 'prompt'] | wanbench_input_problems }}"
+
+- name: Check the inventory and the catalog
+  ansible.builtin.assert:
+    quiet: true
+    that: problems | length == 0
+    fail_msg: "{{ problems | join(' | ') }}"
+  vars:
+    problems: "{{ hostvars[inventory_hostname] | wanbench_inventory_problems(inventory_hostname) }}"
 """
 
 RETURN = r"""
@@ -39,19 +50,26 @@ _value:
   elements: str
 """
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
+from jinja2 import Undefined
 
 try:
     from wanbench import inputs as _inputs
+    from wanbench import inventory as _inventory
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    _inputs = None
+    _inputs = _inventory = None
     _IMPORT_ERROR = exc
 else:
     _IMPORT_ERROR = None
 
 
 def _plain(value):
-    """Plain Python data (Ansible's tagged str, dict and list subclasses made plain)."""
+    """Plain Python data (Ansible's tagged str, dict and list subclasses made plain).
+
+    An undefined value (a template that failed) raises AnsibleUndefinedVariable with its message.
+    """
+    if isinstance(value, Undefined):
+        raise AnsibleUndefinedVariable(value._undefined_message)
     if isinstance(value, str):
         return str(value)
     if isinstance(value, dict):
@@ -90,8 +108,20 @@ def wanbench_input_problems(names):
     return _inputs.check_extra_vars(values, arguments, inert=inert, names=[str(n) for n in names])
 
 
+def wanbench_inventory_problems(hostvars, host):
+    """One line per problem of one host's inventory settings and catalog (see wanbench.inventory)."""
+    if _inventory is None:
+        raise AnsibleFilterError(
+            f"wanbench_inventory_problems: the wanbench package is not importable ({_IMPORT_ERROR}); "
+            "run ansible-playbook from the repository's .venv (scripts/setup.sh)")
+    if not hasattr(hostvars, "__getitem__"):
+        raise AnsibleFilterError(f"wanbench_inventory_problems: expected hostvars[inventory_hostname], got {hostvars!r}")
+    return _inventory.problems(str(host), _inventory.gather(lambda name: _plain(hostvars[name])))
+
+
 class FilterModule:
     """wanbench input filters."""
 
     def filters(self):
-        return {"wanbench_input_problems": wanbench_input_problems}
+        return {"wanbench_input_problems": wanbench_input_problems,
+                "wanbench_inventory_problems": wanbench_inventory_problems}

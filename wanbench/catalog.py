@@ -325,7 +325,8 @@ def select(catalog, spec, family=None):
     return seen
 
 
-def _effective_common(catalog, platform, overrides):
+def effective_common(catalog, platform, overrides):
+    """The common settings on ``platform`` (its platform settings and ``overrides`` applied), checked."""
     common = dict(catalog["common"])
     common.update((catalog.get("platform_settings") or {}).get(platform) or {})
     common.update({k: v for k, v in (overrides or {}).items() if v not in (None, "")})
@@ -357,7 +358,7 @@ def resolve(catalog, name, platform="npu", mode=None, overrides=None):
     if errors:
         raise CatalogError(errors)
     mode_def = modes[mode] or {}
-    common = _effective_common(catalog, platform, {"prompt": mode_def.get("prompt"), **(overrides or {})})
+    common = effective_common(catalog, platform, {"prompt": mode_def.get("prompt"), **(overrides or {})})
     steps = merged["steps"]
 
     par = common["ulysses_size"] * merged["flags"].get("ring_size", 1) * \
@@ -446,3 +447,11 @@ def plan(catalog, spec, platform="npu", mode=None, overrides=None, family=None):
             controls[key] = resolve(catalog, r["family_baseline"], platform, r["mode"], overrides)
     relevant = [w for w in warnings if any(f"variant {r['variant']!r} " in w for r in resolved)]
     return {"variants": resolved, "controls": controls, "warnings": relevant}
+
+
+def selection_text(selection, baseline):
+    """The resolved selection as one line: ``a, b on npu (profiled); baseline=rerun``."""
+    runs = selection["variants"]
+    platforms = ", ".join(dict.fromkeys(r["settings"]["platform"] for r in runs))
+    modes = ", ".join(dict.fromkeys(r["mode"] for r in runs))
+    return f"{', '.join(r['variant'] for r in runs)} on {platforms} ({modes}); baseline={baseline}"

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import history, importer, index, report, share, store
+from . import history, importer, index, inventory, report, share, store
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
 from .stats import CONFIDENCE
@@ -74,8 +74,8 @@ def _parser():
     p.add_argument("--format", choices=report.FORMATS, default="md")
     p.add_argument("--out", metavar="DIR", help="write report.md, report.csv and report.json here")
     thresholds(p)
-    for module in (index, importer, history, share):
-        module.add_cli(sub)  # index, import, history, share: their handlers come as args.func
+    for module in (index, importer, history, share, inventory):
+        module.add_cli(sub)  # index, import, history, share, validate: their handlers come as args.func
     return parser
 
 
@@ -152,7 +152,8 @@ _COMMANDS = {"parse": _parse, "compare": _compare, "report": _report}
 
 
 def _error(message):
-    print(f"wanbench: {message}", file=sys.stderr)
+    for line in str(message).splitlines() or [""]:
+        print(f"wanbench: {line}", file=sys.stderr)
 
 
 def main(argv=None):
