@@ -62,12 +62,21 @@ def _files():
     return found
 
 
+def _own_helpers():
+    """Helper processes of this one that end with it: multiprocessing's resource tracker and fork server
+    (torch.multiprocessing starts them in tests/test_reference.py)."""
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    return {os.getpid(), getattr(getattr(tracker, "_resource_tracker", None), "_pid", None),
+            getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)}
+
+
 def _processes(marks):
     """{(pid, start time): (parent pid, command line)} of this user's processes that touch ``marks``."""
-    found = {}
+    found, own = {}, _own_helpers()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}").st_uid != os.getuid() or int(pid) == os.getpid():
+            if os.stat(f"/proc/{pid}").st_uid != os.getuid() or int(pid) in own:
                 continue
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()

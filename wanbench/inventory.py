@@ -143,8 +143,8 @@ def gather(get):
     return values
 
 
-def load(inventory, playbook_dir="playbooks", pattern="wanbench"):
-    """{host: gathered variables} for the hosts of ``pattern`` in ``inventory``.
+def load(inventory, playbook_dir="playbooks", group="wanbench"):
+    """{host: gathered variables} for the hosts of ``group`` in ``inventory``.
 
     Reads the inventory and templates the variables with Ansible's own classes, as
     ``ansible-playbook`` does for a play in ``playbook_dir`` (whose group_vars hold the catalog).
@@ -159,7 +159,8 @@ def load(inventory, playbook_dir="playbooks", pattern="wanbench"):
     manager = InventoryManager(loader=loader, sources=[inventory])
     variables = VariableManager(loader=loader, inventory=manager)
     hosts = {}
-    for host in manager.get_hosts(pattern):
+    for name in manager.get_groups_dict().get(group, []):
+        host = manager.get_host(name)
         raw = variables.get_vars(host=host)
         templar = Templar(loader=loader, variables=raw)
         hosts[host.name] = gather(lambda name, raw=raw, templar=templar: templar.template(raw[name]))
