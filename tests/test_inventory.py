@@ -41,6 +41,8 @@ def test_the_shipped_inventories_pass(production):
     ({"wanbench_repo_fetch": "maybe"}, "wanbench_repo_fetch must be true or false, got 'maybe'"),
     ({"wanbench_required_commits": "abc"}, "wanbench_required_commits must be a list of commits (SHA or ref), got 'abc'"),
     ({"wanbench_job_timeout": "0"}, "wanbench_job_timeout must be a positive whole number of seconds, got '0'"),
+    ({"wanbench_job_timeout": "inf"}, "wanbench_job_timeout must be a positive whole number of seconds, got 'inf'"),
+    ({"wanbench_job_timeout": 1.5}, "wanbench_job_timeout must be a positive whole number of seconds, got 1.5"),
     ({"wanbench_min_free_gb": -1}, "wanbench_min_free_gb must be a number of GiB (0 or more), got -1"),
     ({"wanbench_visible_devices": "0,1"},
      "wanbench_visible_devices must list 4 device ids (one per process, e.g. \"0,1,2,3\") on platform npu, got '0,1'"),

@@ -8,6 +8,7 @@ touches a host.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -32,22 +33,21 @@ BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "y": True, "t": Tr
 
 
 def _bool(value):
-    """``value`` as a bool, or None when it is none."""
+    """``value`` as a bool, or None when it is neither true nor false."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return BOOLEANS.get(str(value).strip().lower())
-    return None
+    return BOOLEANS.get(str(value).strip().lower()) if isinstance(value, (str, int)) else None
 
 
 def _number(value):
-    """``value`` as a float, or None when it is no number."""
+    """``value`` as a finite float, or None when it is no such number."""
     if isinstance(value, bool):
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _absolute(name, value):
