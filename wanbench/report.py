@@ -16,7 +16,7 @@ import os
 import tempfile
 
 from . import diagnostics
-from .catalog import AA
+from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .stats import CONFIDENCE
 from .parse import DECIMALS, METRICS
