@@ -39,12 +39,13 @@ def test_inventories_put_one_host_in_group_wanbench(inventory, host):
     assert data["wanbench"]["hosts"] == [host]
 
 
-def test_production_inventory_holds_the_target():
-    gv = yaml.safe_load((REPO / "inventory/production/group_vars/wanbench.yml").read_text())
-    assert gv == {**gv, "wanbench_platform": "npu", "wanbench_container": "mindie-wan2.1-xysheng",
-                  "wanbench_repo_dir": "/root/xysheng/Wan2.1", "wanbench_git_remote": "xys",
-                  "wanbench_git_branch": "perf", "wanbench_model_dir": "/apps/sharedstorage/Wan2.1-T2V-14B",
-                  "wanbench_visible_devices": "0,1,2,3"}
+@pytest.mark.parametrize("inventory", ["production", "testhost", "local"])
+def test_shipped_inventories_pass_the_validator(inventory):
+    # what ops may edit is checked by the same validator the play runs, not pinned to today's values
+    res = subprocess.run([sys.executable, "-m", "wanbench", "validate", "-i", f"inventory/{inventory}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "inventory and catalog ok" in res.stdout
 
 
 def test_lint_production_profile_without_skips():
