@@ -8,7 +8,9 @@ description:
   - Returns the commands of C(wanbench.devices.capture_plan) that run where the workload runs, as
     C([{name, argv, optional}]); the run script writes each one's stdout, stderr and exit status
     into C(<run_dir>/health/<phase>/<name>.out|.err|.rc) (docs/health.md).
-  - Companion filters in this file: C(wanbench_output_pairs) (the play's control/candidate pairs
+  - Companion filters in this file: C(wanbench_host_capture_plan) and C(wanbench_host_capture_records)
+    (the container's image, read on the host once per play, recorded in each run's health/host/),
+    C(wanbench_output_pairs) (the play's control/candidate pairs
     with the outputs' paths on the host), C(wanbench_collected_outputs) (the collected output
     files on the controller), C(wanbench_output_records) (what to write into each
     candidate's collected run directory from the output check's printed JSON).
@@ -62,6 +64,24 @@ def wanbench_capture_plan(platform, python="python3"):
     return _devices.workload_plan(str(platform), python=str(python or "python3"))
 
 
+def wanbench_host_capture_plan(platform, container):
+    """The host-side capture commands (the container's image); [] without a container."""
+    _need("wanbench_host_capture_plan")
+    if platform not in _devices.PLATFORMS:
+        raise AnsibleFilterError(f"wanbench_host_capture_plan: unknown platform {platform!r}")
+    return _devices.host_plan(str(platform), str(container or ""))
+
+
+def wanbench_host_capture_records(collected, results):
+    """[{dest, content}]: the host-side capture's raw files for each collected run (health/host/)."""
+    _need("wanbench_host_capture_records")
+    if not isinstance(collected, list):
+        raise AnsibleFilterError("wanbench_host_capture_records: expected the list of collected runs (bench_collected)")
+    if isinstance(results, list):  # a looped command's registered results
+        results = {r.get("item", {}).get("name"): r for r in results if isinstance(r, dict)}
+    return _devices.host_records(collected, results)
+
+
 def wanbench_output_pairs(collected):
     """The play's (control, candidate) output pairs (see wanbench.outputs.play_pairs)."""
     _need("wanbench_output_pairs")
@@ -92,6 +112,8 @@ class FilterModule:
     def filters(self):
         return {
             "wanbench_capture_plan": wanbench_capture_plan,
+            "wanbench_host_capture_plan": wanbench_host_capture_plan,
+            "wanbench_host_capture_records": wanbench_host_capture_records,
             "wanbench_output_pairs": wanbench_output_pairs,
             "wanbench_output_records": wanbench_output_records,
             "wanbench_collected_outputs": wanbench_collected_outputs,

@@ -409,3 +409,20 @@ def test_ignored_process_names_are_not_other_users():
     assert [r.split(": ", 1)[1] for r in D.judge(snap, ignore_names=("ansible-playboo",))] == [
         "pid 400 python3 at 99 % CPU"]
     assert len(D.judge(snap)) == 2
+
+
+def test_host_records_put_the_image_into_each_captured_run(tmp_path):
+    captured, bare = tmp_path / "r1", tmp_path / "r2"
+    (captured / "health" / "before").mkdir(parents=True)
+    bare.mkdir()
+    image = "sha256:" + "c" * 64 + " wanbench/testhost:bookworm\n[]\n"
+    records = D.host_records([{"path": str(captured)}, {"path": str(bare)}, {"path": None}],
+                             {"image": {"rc": 0, "stdout": image, "stderr": ""}})
+    assert [r["dest"] for r in records] == [str(captured / "health" / "host" / f"image.{e}") for e in ("out", "err", "rc")]
+    (captured / "health" / "host").mkdir()
+    for r in records:
+        Path(r["dest"]).write_text(r["content"])
+    before = D.run_health(captured, "reference")["before"]
+    assert before["versions"]["image"] == "sha256:" + "c" * 64 and before["versions"]["image_digest"] is None
+    failed = D.host_records([{"path": str(captured)}], {"image": {"failed": True, "msg": "docker: not found"}})
+    assert [r["content"] for r in failed] == ["", "docker: not found", "127\n"]

@@ -182,6 +182,25 @@ def host_plan(platform, container):
     return [c for c in capture_plan(platform, container) if c["where"] == "host"]
 
 
+def host_records(collected, results):
+    """The files that record the host-side capture in each collected run directory that has a
+    ``health/`` folder: [{"dest", "content"}] (``<name>.out``, ``.err``, ``.rc`` under health/host/).
+    ``results``: {name: Ansible registered result ({"rc", "stdout", "stderr"})}."""
+    records = []
+    for run in collected or []:
+        path = run.get("path") if isinstance(run, dict) else None
+        if not path or not os.path.isdir(os.path.join(path, HEALTH_DIR)):
+            continue
+        folder = os.path.join(path, HEALTH_DIR, HOST_PHASE)
+        for name, res in (results or {}).items():
+            res = res if isinstance(res, dict) else {}
+            rc = res.get("rc")
+            records += [{"dest": os.path.join(folder, name + ".out"), "content": str(res.get("stdout") or "")},
+                        {"dest": os.path.join(folder, name + ".err"), "content": str(res.get("stderr") or res.get("msg") or "")},
+                        {"dest": os.path.join(folder, name + ".rc"), "content": f"{rc if isinstance(rc, int) else 127}\n"}]
+    return records
+
+
 def _read(path, limit=1 << 20):
     try:
         with open(path, "rb") as f:

@@ -67,6 +67,8 @@ def test_capture_lands_in_the_run_directory_and_the_report(outputs_play):
         assert before["host"]["ncpu"] >= 1 and len(before["host"]["loadavg"]) == 3
         assert before["versions"]["kernel"] and before["versions"]["torch"] and before["versions"]["numpy"]
         assert parsed["devices"]["after"]["status"] == "ok"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", before["versions"]["image"])  # read on the host, once per play
+        assert before["versions"]["image_name"] == "wanbench/testhost:bookworm"
         assert not (run_dir / "output.npy").exists()  # scored where it ran, not kept (keep_outputs=false)
     out, data = _report(result)
     md = (out / "report.md").read_text()
