@@ -195,6 +195,7 @@ def test_machine_state_environment_and_output_in_the_report(tmp_path, samples):
     assert ("gate1: INVALID (request_total" in text and "; machine not fit: candidate run d: environment differs"
             " from the control: driver: 580.159.04 (control) vs 580.95.05 (run)" in text)
     md = render(data, "md").splitlines()
+    assert cells(md, "## Verdicts", "fw_w8a8")[-2] == "inconclusive (output changed: PSNR 31.2 dB, SSIM 0.912)"
     start = md.index("## Machine state (before and after each run)")
     assert md[start + 2] == "- baseline (baseline)"
     assert md[start + 3].startswith("  - before: 4 device(s); util max 0 %; mem in use max 0 MB; temp max ")

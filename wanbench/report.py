@@ -281,7 +281,7 @@ def _markdown(data):
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),
                   f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"]),
-                  "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": g["verdict"],
+                  "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": verdict_text(g),
                   "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
                   else str(g["runs_needed"] or "n/a")} for g in groups]
         lines += ["", "## Verdicts", "", _md_table(table), "", *summary(data).splitlines()]
