@@ -57,12 +57,12 @@ def _parser():
         p.add_argument("--check", action="store_true",
                        help="exit 1 when any verdict is fail or invalid")
         h = p.add_argument_group("machine state and output (docs/health.md)")
-        h.add_argument("--idle-util-pct", type=_non_negative, default=10.0, metavar="U",
+        h.add_argument("--idle-util-pct", type=_non_negative, metavar="U",
                        help="npu/cuda: utilisation above U %% before a run makes it invalid (default 10)")
         h.add_argument("--idle-mem-mb", type=_non_negative, metavar="M",
                        help="npu/cuda: memory in use above M MB before a run makes it invalid"
                             " (default per platform: npu 4096, cuda 1024)")
-        h.add_argument("--busy-cpu-pct", type=_non_negative, default=50.0, metavar="C",
+        h.add_argument("--busy-cpu-pct", type=_non_negative, metavar="C",
                        help="reference: another process at C %% CPU or more before a run makes it invalid (default 50)")
         h.add_argument("--ignore-process", action="append", default=[], metavar="NAME",
                        help="a process name never counted as another user of the machine (repeatable)")
@@ -117,11 +117,14 @@ def _noise(args, baselines, others):
 def _build(args, paths):
     baselines = [parse_run(b) for b in args.baseline or []]
     runs = [parse_run(p) for p in paths]
-    health = {"idle_util_pct": args.idle_util_pct, "idle_mem_mb": args.idle_mem_mb,
-              "busy_cpu_pct": args.busy_cpu_pct, "ignore_names": tuple(args.ignore_process)}
+    # limits not given (or commands of other modules, e.g. share, without these options): judge's defaults
+    health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
+              if getattr(args, k, None) is not None}
+    health["ignore_names"] = tuple(getattr(args, "ignore_process", None) or ())
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
-                        health=health, min_psnr_db=args.min_psnr_db, require_same_output=args.require_same_output)
+                        health=health, min_psnr_db=getattr(args, "min_psnr_db", None),
+                        require_same_output=getattr(args, "require_same_output", False))
     return baselines + runs, data
 
 
