@@ -164,9 +164,10 @@ def spinner(request):
 def test_a_busy_host_makes_the_verdict_invalid_not_pass_or_fail(spinner, playbook):
     inventory, pid, name = spinner
     # ps's %CPU is CPU time over the process's lifetime; on this 2-core machine shared with other
-    # jobs the spinner may get well under a core, so the play asks for 20 % (docs/health.md).
+    # jobs the spinner got as little as 14 % of a core (recorded on inventory/local while other plays
+    # ran), so the play asks for 5 %, as tests/test_devices.py does (docs/health.md).
     result = playbook(inventory=inventory, extravars={**COMMON, "variant": "ffn_only",
-                                                      "wanbench_health_busy_cpu_pct": 20})
+                                                      "wanbench_health_busy_cpu_pct": 5})
     assert result.rc == 0, result.stdout[-4000:]
     _, data = _report(result)
     (group,) = data["groups"]
