@@ -1,6 +1,8 @@
 """wanbench.compare: percent changes and verdicts."""
 
 import itertools
+import math
+import os
 
 import pytest
 
@@ -179,3 +181,93 @@ def test_warnings_of_both_sides_are_reasons():
     result = compare(run(warnings=["abnormal step jitter"]), run(99000.0, warnings=["negative stage time"]))
     assert result["reasons"][-2:] == ["warning (baseline): abnormal step jitter",
                                       "warning (candidate): negative stage time"]
+
+
+# ------------------------------------------------------------------ machine state and output (docs/health.md)
+
+def _snap(platform="reference", torch="2.13.0", processes=(), util=None):
+    return {"platform": platform, "status": "ok", "errors": [], "processes": list(processes),
+            "devices": [{"index": 0, "name": "cpu", "util_pct": util, "mem_used_mb": None, "throttle": [],
+                         "health": None}],
+            "host": {}, "versions": {"torch": torch, "kernel": "6.1.0"}}
+
+
+def healthy(run_, before=None, after=None, output=None):
+    run_["devices"] = {"before": before or _snap(), "after": after or _snap()}
+    run_["output_check"] = output
+    return run_
+
+
+def score(psnr=math.inf, identical=None, status="ok", reason=""):
+    identical = psnr == math.inf if identical is None else identical
+    return {"control_run": "c1", "score": {"status": status, "reason": reason, "kind": "array", "psnr_db": psnr,
+                                           "max_abs_diff": 0.0 if identical else 0.1, "ssim": None,
+                                           "identical": identical}}
+
+
+def side(n, value, variant, **kw):
+    return [healthy(run(value + i, variant=variant), **kw) for i in range(n)]
+
+
+def test_a_busy_host_makes_a_clear_win_invalid_with_the_reason():
+    busy = _snap(processes=[{"device": 0, "pid": 4242, "name": "python3", "mem_mb": 10.0, "cpu_pct": 99.0}])
+    base = side(3, 100000.0, "baseline")
+    cand = side(3, 90000.0, "ffn_only")
+    assert compare(base, cand, noise=PRIOR)["verdict"] == "pass"
+    cand[1]["devices"]["before"] = busy
+    result = compare(base, cand, noise=PRIOR)
+    assert result["verdict"] == "invalid"
+    assert result["health"] == [f"candidate run {os.path.basename(cand[1]['path'])}: host busy before the run:"
+                                f" pid 4242 python3 at 99 % CPU"]
+    assert result["reasons"][0] == result["health"][0]
+    assert compare(base, cand, noise=PRIOR, health={"busy_cpu_pct": 100})["verdict"] == "pass"
+
+
+def test_an_environment_that_differs_from_the_control_is_invalid_and_listed():
+    base = side(2, 100000.0, "baseline")
+    cand = side(2, 100000.0, "gate1")
+    cand[0]["devices"]["before"] = _snap(torch="2.14.0")
+    result = compare(base, cand, noise=PRIOR)
+    name = os.path.basename(cand[0]["path"])
+    assert result["verdict"] == "invalid"
+    assert result["health"] == [f"candidate run {name}: environment differs from the control: torch: 2.13.0"
+                                " (control) vs 2.14.0 (run)"]
+    assert result["env_diff"] == [f"candidate run {name}: torch: 2.13.0 (control) vs 2.14.0 (run)"]
+    base[1]["devices"]["before"] = _snap(torch="2.12.0")  # the control side itself is not one environment
+    assert any(r.startswith(f"baseline run {os.path.basename(base[1]['path'])}: environment differs")
+               for r in compare(base, cand, noise=PRIOR)["health"])
+
+
+def test_runs_without_a_capture_are_judged_as_before():
+    base, cand = [run(100000.0 + i) for i in range(3)], [run(90000.0 + i) for i in range(3)]
+    result = compare(base, cand, noise=PRIOR)
+    assert (result["verdict"], result["health"], result["env_diff"], result["output_flag"]) == ("pass", [], [], None)
+
+
+def test_a_changed_output_is_a_flag_and_with_require_same_output_a_fail():
+    base = side(3, 100000.0, "baseline")
+    cand = side(3, 90000.0, "w8a8", output=score(31.24))
+    cand[0]["output_check"] = score()  # one run identical, the others changed
+    result = compare(base, cand, noise=PRIOR, min_psnr_db=60)
+    assert result["verdict"] == "pass" and result["output_flag"] == "output changed: PSNR 31.2 dB"
+    assert result["output"]["checked"] == 3 and result["output"]["worst_psnr_db"] == 31.24
+    assert result["reasons"].count("output changed: PSNR 31.2 dB") == 2
+    assert compare(base, cand, noise=PRIOR, min_psnr_db=30)["output_flag"] is None  # 31.2 dB counts as the same
+    strict = compare(base, cand, noise=PRIOR, min_psnr_db=60, require_same_output=True)
+    assert strict["verdict"] == "fail"
+    assert "output changed: PSNR 31.2 dB (require_same_output)" in strict["reasons"]
+
+
+def test_an_output_not_compared_is_a_note_or_with_require_same_output_invalid():
+    base = side(3, 100000.0, "baseline")
+    cand = side(3, 90000.0, "gate1", output=score(status="error", reason="no fixed --base_seed", psnr=None,
+                                                      identical=False))
+    result = compare(base, cand, noise=PRIOR, min_psnr_db=60)
+    assert result["verdict"] == "pass" and result["output_flag"] is None
+    assert f"{os.path.basename(cand[0]['path'])}: output not compared: no fixed --base_seed" in result["reasons"]
+    strict = compare(base, cand, noise=PRIOR, min_psnr_db=60, require_same_output=True)
+    assert strict["verdict"] == "invalid"
+    for r in cand:
+        r["output_check"] = None
+    assert compare(base, cand, noise=PRIOR, require_same_output=True)["verdict"] == "invalid"
+    assert compare(base, cand, noise=PRIOR)["verdict"] == "pass"

@@ -335,3 +335,94 @@ def test_ps_leaves_out_the_capturing_shell_and_its_ancestors():
            " 301   300 80.0 900 ps\n 400     1 99.0 204800 python3\n"
     part = D.parse_ps(text)
     assert part["processes"] == [{"device": 0, "pid": 400, "name": "python3", "mem_mb": 200.0, "cpu_pct": 99.0}]
+
+
+# ------------------------------------------------------------------ the run directory (health/<phase>/)
+
+def _phase(run_dir, phase, outputs):
+    """What the run script leaves: <name>.out, .err and .rc per command (rc None: cut off, no .rc)."""
+    folder = run_dir / "health" / phase
+    folder.mkdir(parents=True)
+    for name, (rc, out, err) in outputs.items():
+        (folder / f"{name}.out").write_text(out)
+        (folder / f"{name}.err").write_text(err)
+        if rc is not None:
+            (folder / f"{name}.rc").write_text(f"{rc}\n")
+
+
+def test_workload_plan_is_what_runs_in_the_container_and_host_plan_the_rest():
+    for platform in D.PLATFORMS:
+        plan = D.capture_plan(platform, container="c", python="py")
+        assert D.workload_plan(platform, python="py") == [c for c in plan if c["where"] == "workload"]
+        assert D.host_plan(platform, "c") == [c for c in plan if c["where"] == "host"] != []
+        assert D.host_plan(platform, "") == []
+    assert [c["name"] for c in D.workload_plan("cuda")][:3] == ["nvidia_query", "nvidia_table", "nvidia_apps"]
+
+
+def test_run_health_parses_the_raw_capture_of_a_cuda_run(tmp_path):
+    _phase(tmp_path, "before", {"nvidia_query": (0, read("nvidia-smi-query-h100x4-idle.csv"), ""),
+                                "nvidia_table": (0, read("nvidia-smi-h100x4-idle.txt"), ""),
+                                "nvidia_apps": (0, read("nvidia-smi-query-compute-apps-idle.csv"), ""),
+                                "kernel": (0, "6.8.0-49-generic\n", ""), "governor": (1, "", "cat: no such file\n"),
+                                "python": (0, "python=3.11.7\ntorch=2.11.0+cu128\ntorch_cuda=12.8\n", "")})
+    _phase(tmp_path, "after", {"nvidia_query": (0, read("nvidia-smi-query-h100x4-busy.csv"), ""),
+                               "nvidia_table": (0, read("nvidia-smi-h100x4-busy.txt"), ""),
+                               "nvidia_apps": (None, "pid, process_name", "")})
+    health = D.run_health(tmp_path, "cuda")
+    before, after = health["before"], health["after"]
+    assert before["status"] == "ok" and len(before["devices"]) == 4, before["errors"]
+    assert before["versions"]["torch"] == "2.11.0+cu128" and before["versions"]["kernel"] == "6.8.0-49-generic"
+    assert before["host"]["governor"] is None  # optional: no cpufreq is not an error
+    assert before["versions"]["driver"] == "580.159.04"
+    # the compute-apps CSV was cut off before its exit status: not read (optional), the table still names
+    # the processes that held the GPUs after the run
+    assert after["processes"] == D.parse_nvidia_table(read("nvidia-smi-h100x4-busy.txt"))["processes"] != []
+    assert any("held by another process after the run" in r for r in D.judge(before, after))
+    assert D.judge(before, None) == []
+    assert D.run_health(tmp_path / "nothing", "cuda") is None
+
+
+def test_run_health_of_a_failed_capture_makes_the_run_invalid(tmp_path):
+    _phase(tmp_path, "before", {"nvidia_query": (9, "", "NVIDIA-SMI has failed because it couldn't communicate"
+                                                       " with the NVIDIA driver.\n")})
+    health = D.run_health(tmp_path, "cuda")
+    assert health["before"]["status"] == "unreadable" and health["after"] is None
+    (reason,) = [r for r in D.judge(health["before"]) if "unknown" in r]
+    assert reason.startswith("device state before the run unknown: nvidia-smi --query-gpu=") and "exit status 9" in reason
+
+
+def test_run_health_of_an_npu_run_and_the_host_image(tmp_path):
+    _phase(tmp_path, "before", {"npu_smi": (0, read("npu-smi-info-910b-idle.txt"), ""),
+                                "cann": (0, "version=8.0.RC3\n", "")})
+    _phase(tmp_path, "host", {"image": (0, "sha256:" + "a" * 64 + " mindie:2.0\n[\"mindie@sha256:" + "b" * 64
+                                        + "\"]\n", "")})
+    before = D.run_health(tmp_path, "npu")["before"]
+    assert before["status"] == "ok" and before["devices"], before["errors"]
+    assert before["versions"]["cann"] == "8.0.RC3" and before["versions"]["image"] == "sha256:" + "a" * 64
+    assert before["versions"]["image_digest"] == "sha256:" + "b" * 64
+    assert D.judge(before) == []
+
+
+def test_ignored_process_names_are_not_other_users():
+    text = "300\n 500     1 95.0  50000 ansible-playboo\n 300     1 0.0 1000 sh\n 400     1 99.0 204800 python3\n"
+    snap = D.snapshot("reference", {"ps": text})
+    assert [r.split(": ", 1)[1] for r in D.judge(snap, ignore_names=("ansible-playboo",))] == [
+        "pid 400 python3 at 99 % CPU"]
+    assert len(D.judge(snap)) == 2
+
+
+def test_host_records_put_the_image_into_each_captured_run(tmp_path):
+    captured, bare = tmp_path / "r1", tmp_path / "r2"
+    (captured / "health" / "before").mkdir(parents=True)
+    bare.mkdir()
+    image = "sha256:" + "c" * 64 + " wanbench/testhost:bookworm\n[]\n"
+    records = D.host_records([{"path": str(captured)}, {"path": str(bare)}, {"path": None}],
+                             {"image": {"rc": 0, "stdout": image, "stderr": ""}})
+    assert [r["dest"] for r in records] == [str(captured / "health" / "host" / f"image.{e}") for e in ("out", "err", "rc")]
+    (captured / "health" / "host").mkdir()
+    for r in records:
+        Path(r["dest"]).write_text(r["content"])
+    before = D.run_health(captured, "reference")["before"]
+    assert before["versions"]["image"] == "sha256:" + "c" * 64 and before["versions"]["image_digest"] is None
+    failed = D.host_records([{"path": str(captured)}], {"image": {"failed": True, "msg": "docker: not found"}})
+    assert [r["content"] for r in failed] == ["", "docker: not found", "127\n"]

@@ -78,3 +78,27 @@ def test_git_state():
     assert PLAY["wanbench_git_state"]("--wanbench-log--\n") == {"sha": "", "subject": "", "dirty": False, "log": []}
     with pytest.raises(AnsibleFilterError, match="expected the command's output text"):
         PLAY["wanbench_git_state"](None)
+
+
+def _health_filters():
+    spec = importlib.util.spec_from_file_location("wanbench_health", PLUGINS / "wanbench_health.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FilterModule().filters()
+
+
+def test_health_filters_give_the_capture_and_refuse_bad_input_in_one_line():
+    f = _health_filters()
+    names = [c["name"] for c in f["wanbench_capture_plan"]("npu", python="/py")]
+    assert names[:2] == ["npu_smi", "cann"] and "image" not in names
+    assert [c["name"] for c in f["wanbench_host_capture_plan"]("npu", "mindie")] == ["image"]
+    assert f["wanbench_host_capture_plan"]("npu", "") == []
+    with pytest.raises(AnsibleFilterError, match=r"^wanbench_capture_plan: unknown platform 'gpu' \(known: npu, cuda,"
+                                                  r" reference\)$"):
+        f["wanbench_capture_plan"]("gpu")
+    for name in ("wanbench_output_pairs", "wanbench_collected_outputs", "wanbench_host_capture_records"):
+        args = ({"not": "a list"},) if name != "wanbench_host_capture_records" else ({"not": "a list"}, {})
+        with pytest.raises(AnsibleFilterError, match=f"^{name}: expected the list of collected runs"):
+            f[name](*args)
+    with pytest.raises(AnsibleFilterError, match="^wanbench_output_records: expected the list of wanbench_output_pairs$"):
+        f["wanbench_output_records"]("x", "")

@@ -1,5 +1,6 @@
 """Output equivalence: scores of arrays and videos, and the reference workload's perturb switch."""
 
+import json
 import math
 import os
 import subprocess
@@ -200,3 +201,140 @@ def test_perturb_switch_refuses_bad_values(value):
     assert Switches.from_env({"WAN_REF_PERTURB": "1e-3"}).perturb == 1e-3
     with pytest.raises(SwitchError, match=f"WAN_REF_PERTURB='{value}' is not a valid value; expected a finite"):
         Switches.from_env({"WAN_REF_PERTURB": value})
+
+
+# ------------------------------------------------------------------ the play's output check
+
+def _script(*args, python=sys.executable):
+    """outputs.py as the play runs it where the outputs are: its text through `python -c`, isolated
+    (-I: no wanbench package, no PYTHONPATH)."""
+    return subprocess.run([python, "-I", "-c", (REPO / "wanbench" / "outputs.py").read_text(), *args],
+                          capture_output=True, text=True, timeout=120, cwd="/")
+
+
+def test_the_script_scores_pairs_without_the_wanbench_package(tmp_path):
+    rng = np.random.default_rng(0)
+    a = save(tmp_path / "a.npy", rng.uniform(-1, 1, (3, 5, 8, 8)).astype(np.float32))
+    b = save(tmp_path / "b.npy", np.load(a))
+    c = save(tmp_path / "c.npy", np.load(a) + np.float32(1e-2))
+    pairs = [{"id": "same", "control": str(a), "candidate": str(b)},
+             {"id": "shifted", "control": str(a), "candidate": str(c)},
+             {"id": "gone", "control": str(a), "candidate": str(tmp_path / "missing.npy")},
+             {"id": "seedless", "skip": "no fixed --base_seed"}]
+    proc = _script(json.dumps(pairs))
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    scores = printed["scores"]
+    assert printed["python"] == sys.executable
+    assert scores["same"]["identical"] and scores["same"]["psnr_db"] == math.inf
+    assert scores["same"]["control_sha256"] == O.digest(a)
+    assert scores["shifted"]["max_abs_diff"] == pytest.approx(1e-2, rel=1e-3)
+    assert scores["shifted"]["psnr_db"] == pytest.approx(O.score(a, c)["psnr_db"])
+    assert scores["gone"]["status"] == "error" and scores["gone"]["reason"] == "cannot read the candidate's output missing.npy"
+    assert scores["seedless"] == {**O._result("error", "no fixed --base_seed")}
+
+
+@pytest.mark.parametrize("args", [[], ["not json"], ['{"id": 1}'], ['[{"control": "a"}]'], ["[]", "extra"]])
+def test_the_script_refuses_bad_arguments_in_one_line(args):
+    proc = _script(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "outputs: expected one argument, a JSON list of {id, control, candidate} (or {id, skip})\n"
+
+
+def _collected_run(root, run_id, variant, role, block, seed="42", save="output.npy", warmup=False):
+    path = root / run_id
+    path.mkdir()
+    argv = ["torchrun", "generate.py"] + (["--base_seed", seed] if seed else []) + \
+        (["--save_file", f"/host/runs/{run_id}/{save}"] if save else [])
+    (path / "manifest.json").write_text(json.dumps({"argv": argv, "schedule": {"block": block, "warmup": warmup,
+                                                                                "position": len(list(root.iterdir()))}}))
+    if save:
+        (path / save).write_bytes(b"collected copy")
+    return {"variant": variant, "role": role, "control_key": "fsdp:profiled", "run_id": run_id, "path": str(path),
+            "status": "ok"}
+
+
+def test_play_pairs_match_each_candidate_with_the_control_of_its_block(tmp_path):
+    runs = [_collected_run(tmp_path, "w", "baseline", "control", 0, warmup=True),
+            _collected_run(tmp_path, "b1", "baseline", "control", 1),
+            _collected_run(tmp_path, "c1", "ffn_only", "candidate", 1),
+            _collected_run(tmp_path, "c2", "ffn_only", "candidate", 2),
+            _collected_run(tmp_path, "b2", "baseline", "control", 2),
+            _collected_run(tmp_path, "s", "gate1", "candidate", 2, seed="7"),
+            {"variant": "gate0", "role": "candidate", "control_key": "fsdp:profiled", "run_id": "x", "path": None,
+             "status": "failed"}]
+    pairs = {p["id"]: p for p in O.play_pairs(runs)}
+    assert sorted(pairs) == ["c1", "c2", "s"]  # a run that was not collected has nothing to compare
+    assert pairs["c1"] == {"id": "c1", "candidate_run": "c1", "control_run": "b1", "base_seed": "42",
+                           "control": "/host/runs/b1/output.npy", "candidate": "/host/runs/c1/output.npy",
+                           "dest": str(tmp_path / "c1" / O.OUTPUT_CHECK)}
+    assert pairs["c2"]["control_run"] == "b2"
+    assert pairs["s"]["skip"] == "--base_seed differs: 42 (control) vs 7 (candidate)"
+    assert sorted(O.collected_outputs(runs)) == sorted(str(tmp_path / r / "output.npy")
+                                                       for r in ("w", "b1", "c1", "c2", "b2", "s"))
+
+
+def test_play_pairs_say_why_a_pair_cannot_be_compared(tmp_path):
+    seedless = [_collected_run(tmp_path, "b", "baseline", "control", 1, seed=None),
+                _collected_run(tmp_path, "c", "ffn_only", "candidate", 1, seed=None)]
+    (pair,) = O.play_pairs(seedless)
+    assert pair["skip"].startswith("no fixed --base_seed: the outputs are of random seeds")
+    (tmp_path / "u").mkdir()
+    unsaved = [_collected_run(tmp_path / "u", "b", "baseline", "control", 1, save=None),
+               _collected_run(tmp_path / "u", "c", "ffn_only", "candidate", 1, save=None)]
+    assert O.play_pairs(unsaved)[0]["skip"] == "no saved output (--save_file not passed)"
+    (tmp_path / "n").mkdir()
+    alone = [_collected_run(tmp_path / "n", "c", "ffn_only", "candidate", 1)]
+    assert O.play_pairs(alone)[0]["skip"] == "no control run that finished"
+
+
+def test_check_records_carry_scores_or_the_reason_there_is_none(tmp_path):
+    pairs = [{"id": "c1", "candidate_run": "c1", "control_run": "b1", "control": "/b1/o.npy",
+              "candidate": "/c1/o.npy", "base_seed": "42", "dest": "/r/c1/output_check.json"},
+             {"id": "c2", "candidate_run": "c2", "control_run": "b1", "skip": "no fixed --base_seed",
+              "dest": "/r/c2/output_check.json"}]
+    ident = O._result("ok", "", "array", psnr_db=math.inf, identical=True)
+    records = O.check_records(pairs, json.dumps({"python": "/py", "scores": {"c1": ident}}))
+    assert records[0] == {"dest": "/r/c1/output_check.json", "content": {
+        "control_run": "b1", "candidate_run": "c1", "control": "/b1/o.npy", "candidate": "/c1/o.npy",
+        "base_seed": "42", "python": "/py", "score": ident}}
+    assert records[1]["content"]["score"]["reason"] == "no fixed --base_seed"
+    broken = O.check_records(pairs[:1], "Traceback (most recent call last):")
+    assert broken[0]["content"]["score"]["reason"] == "the output check printed no score"
+
+
+# ------------------------------------------------------------------ 4 CPU ranks: real variants vs the perturb switch
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def _torchrun(tmp_path, name, env_extra, port):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAN_", "ALGO"))}
+    env.update(env_extra)
+    out = tmp_path / f"{name}.npy"
+    proc = subprocess.run([str(TORCHRUN), "--nproc_per_node=4", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                           str(GENERATE), "--task", "t2v-tiny", "--size", "32*32", "--frame_num", "5",
+                           "--sample_steps", "2", "--base_seed", "42", "--ulysses_size", "4", "--dit_fsdp",
+                           "--t5_fsdp", "--prompt", "A boy plays piano.", "--save_file", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return out
+
+
+def test_real_fsdp_variants_keep_the_output_and_the_perturb_switch_changes_it(tmp_path):
+    """The guard on the workload as the play runs it (torchrun, 4 gloo ranks, FSDP, Ulysses 4), scored by
+    the script as the play runs it: the catalog's switches leave the output bit-identical, the
+    perturb switch is flagged at the default threshold (group_vars: wanbench_output_min_psnr_db 60)."""
+    base = _torchrun(tmp_path, "baseline", {"WAN_FSDP_WRAP_MODE": "block"}, 29611)
+    ffn = _torchrun(tmp_path, "ffn_only", {"WAN_FSDP_WRAP_MODE": "ffn_only"}, 29612)
+    reshard = _torchrun(tmp_path, "reshard0", {"WAN_FSDP_RESHARD_AFTER_FORWARD": "0"}, 29613)
+    perturbed = _torchrun(tmp_path, "perturbed", {"WAN_REF_PERTURB": "5e-2"}, 29614)
+    pairs = [{"id": n, "control": str(base), "candidate": str(p)}
+             for n, p in (("ffn_only", ffn), ("reshard0", reshard), ("perturbed", perturbed))]
+    proc = _script(json.dumps(pairs))
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout)["scores"]
+    assert scores["ffn_only"]["identical"] and scores["reshard0"]["identical"], scores
+    assert O.flag(scores["ffn_only"], 60) is None and O.flag(scores["reshard0"], 60) is None
+    assert O.flag(scores["perturbed"], 60) == f"output changed: PSNR {scores['perturbed']['psnr_db']:.1f} dB"
+    assert 30 < scores["perturbed"]["psnr_db"] < 60, scores["perturbed"]

@@ -151,3 +151,61 @@ def test_report_shows_diagnostics_and_skips_the_memory_rule_when_memory_was_not_
     (g,) = data["groups"]
     assert g["verdict"] != "invalid" and g["diff_pct"]["reserved_peak"] is None
     assert "reserved_peak not measured (all memory figures 0.0 or absent): no memory verdict" in g["reasons"]
+
+
+def test_machine_state_environment_and_output_in_the_report(tmp_path, samples):
+    """Run directories with a raw capture (the recorded H100 outputs) and an output check, end to end
+    through parse_run and build: the report shows the state, the differences and the scores."""
+    dev = samples.parent / "devices"
+
+    def capture(run, phase, driver=None):
+        folder = run / "health" / phase
+        folder.mkdir(parents=True)
+        query = (dev / "nvidia-smi-query-h100x4-idle.csv").read_text()
+        table = (dev / "nvidia-smi-h100x4-idle.txt").read_text()
+        if driver:
+            query, table = query.replace("580.159.04", driver), table.replace("580.159.04", driver)
+        for name, text in (("nvidia_query", query), ("nvidia_table", table), ("kernel", "6.8.0-49-generic\n")):
+            (folder / f"{name}.out").write_text(text)
+            (folder / f"{name}.rc").write_text("0\n")
+
+    def run_dir(name, sample, variant, driver=None, check=None):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "run.log").write_bytes((samples / f"run_sample_{sample}.log").read_bytes())
+        (run / "manifest.json").write_text(json.dumps({"variant": variant, "platform": "cuda"}))
+        capture(run, "before", driver)
+        capture(run, "after", driver)
+        if check:
+            (run / "output_check.json").write_text(json.dumps(check))
+        return parse_run(run)
+
+    score = {"status": "ok", "reason": "", "kind": "video", "psnr_db": 31.24, "ssim": 0.912, "max_abs_diff": 40.0,
+             "identical": False}
+    base = run_dir("b", "baseline", "baseline")
+    cand = run_dir("c", "variant", "fw_w8a8", check={"control_run": "b", "score": score})
+    newer = run_dir("d", "variant", "gate1", driver="580.95.05")
+    data = build([cand, newer], [base], min_psnr_db=60)
+    groups = {g["variant"]: g for g in data["groups"]}
+    assert groups["fw_w8a8"]["output_flag"] == "output changed: PSNR 31.2 dB, SSIM 0.912"
+    assert groups["gate1"]["verdict"] == "invalid"
+    assert groups["gate1"]["env_diff"] == ["candidate run d: driver: 580.159.04 (control) vs 580.95.05 (run)"]
+    text = summary(data)
+    assert "fw_w8a8: INCONCLUSIVE (output changed: PSNR 31.2 dB, SSIM 0.912) (request_total" in text
+    assert ("gate1: INVALID (request_total" in text and "; machine not fit: candidate run d: environment differs"
+            " from the control: driver: 580.159.04 (control) vs 580.95.05 (run)" in text)
+    md = render(data, "md").splitlines()
+    assert cells(md, "## Verdicts", "fw_w8a8")[-2] == "inconclusive (output changed: PSNR 31.2 dB, SSIM 0.912)"
+    start = md.index("## Machine state (before and after each run)")
+    assert md[start + 2] == "- baseline (baseline)"
+    assert md[start + 3].startswith("  - before: 4 device(s); util max 0 %; mem in use max 0 MB; temp max ")
+    assert "other processes: none" in md[start + 3] and "driver 580.159.04, cuda 13.0" in md[start + 3]
+    assert "kernel 6.8.0-49-generic" in md[start + 3]
+    env = md.index("## Environment differences from the control")
+    assert md[env + 2:env + 4] == ["- gate1", "  - candidate run d: driver: 580.159.04 (control) vs 580.95.05 (run)"]
+    out = md.index("## Output vs the control (same --base_seed)")
+    assert md[out + 2] == "- fw_w8a8: PSNR 31.2 dB, SSIM 0.912, max abs diff 40"
+    rows = list(csv.DictReader(io.StringIO(render(data, "csv"))))
+    (w8,) = [r for r in rows if r["variant"] == "fw_w8a8"]
+    assert w8["output_flag"] == "output changed: PSNR 31.2 dB, SSIM 0.912" and w8["machine"].startswith("before: 4 device")
+    assert json.loads(render(data, "json"))["groups"][0]["output"]["scores"][0]["psnr_db"] == 31.24

@@ -56,6 +56,21 @@ def _parser():
                             " alpha with repeats=auto, which looks after every block")
         p.add_argument("--check", action="store_true",
                        help="exit 1 when any verdict is fail or invalid")
+        h = p.add_argument_group("machine state and output (docs/health.md)")
+        h.add_argument("--idle-util-pct", type=_non_negative, metavar="U",
+                       help="npu/cuda: utilisation above U %% before a run makes it invalid (default 10)")
+        h.add_argument("--idle-mem-mb", type=_non_negative, metavar="M",
+                       help="npu/cuda: memory in use above M MB before a run makes it invalid"
+                            " (default per platform: npu 4096, cuda 1024)")
+        h.add_argument("--busy-cpu-pct", type=_non_negative, metavar="C",
+                       help="reference: another process at C %% CPU or more before a run makes it invalid (default 50)")
+        h.add_argument("--ignore-process", action="append", default=[], metavar="NAME",
+                       help="a process name never counted as another user of the machine (repeatable)")
+        h.add_argument("--min-psnr-db", type=_non_negative, metavar="DB",
+                       help="an output at or above DB dB PSNR vs the control counts as the same"
+                            " (default: any difference counts)")
+        h.add_argument("--require-same-output", action="store_true",
+                       help="a changed output fails the verdict (an output not compared is invalid)")
 
     p = sub.add_parser("parse", help="parse logs, profile files, time files or run directories")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -102,8 +117,14 @@ def _noise(args, baselines, others):
 def _build(args, paths):
     baselines = [parse_run(b) for b in args.baseline or []]
     runs = [parse_run(p) for p in paths]
+    # limits not given (or commands of other modules, e.g. share, without these options): judge's defaults
+    health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
+              if getattr(args, k, None) is not None}
+    health["ignore_names"] = tuple(getattr(args, "ignore_process", None) or ())
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
-                        _noise(args, baselines, runs) if baselines else None, args.confidence)
+                        _noise(args, baselines, runs) if baselines else None, args.confidence,
+                        health=health, min_psnr_db=getattr(args, "min_psnr_db", None),
+                        require_same_output=getattr(args, "require_same_output", False))
     return baselines + runs, data
 
 

@@ -11,6 +11,17 @@ pass when the whole interval is below 0 and the change is at or beyond
 with the runs a side that would resolve a change of the threshold's size.
 Sub-metrics are diagnostics only.
 
+Before all of these, the machine (docs/health.md): a run (either side,
+warm-ups aside) whose devices were busy, held by another process, throttled
+or erroring, or whose environment differs from the control's (the first
+baseline run with a snapshot), makes the verdict ``invalid`` with the
+reason (``devices.judge``); the differing environment keys are listed in
+``env_diff``.  Then the output: a candidate run whose output differs from its
+control's (``output_check``, scored on the host by ``wanbench.outputs``) is
+noted in ``output_flag`` (``pass (output changed: PSNR 31.2 dB)`` in the
+summary); with ``require_same_output`` it is ``fail`` (an output that could
+not be compared is ``invalid`` then).
+
 Each side is a run or a list of repeated runs (``parse_run`` results).
 Warm-up runs (manifest ``schedule.warmup``) and unhealthy runs are left out
 of the statistics and listed in ``excluded``.  With one run on a side the
@@ -20,7 +31,9 @@ the inventory's prior); without it nothing is decided.
 
 from __future__ import annotations
 
-from . import stats
+import os
+
+from . import devices, outputs, stats
 from .parse import METRICS
 
 THRESHOLD_PCT = 0.5           # request_total: smallest change that counts, in %
@@ -84,14 +97,81 @@ def _check_number(name, value, positive=False):
         raise ValueError(f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}")
 
 
+def _short(run):
+    return os.path.basename(os.path.normpath(run["path"]))
+
+
+def _health(baseline, candidate, limits):
+    """(invalid reasons, environment differences) of the runs of both sides (warm-ups left out)."""
+    runs = [("baseline", r) for r in _runs(baseline) if not is_warmup(r)] + \
+           [("candidate", r) for r in _runs(candidate) if not is_warmup(r)]
+    snaps = {id(r): (r.get("devices") or {}) for _, r in runs}
+    control = next((r for role, r in runs if role == "baseline"
+                    and (snaps[id(r)].get("before") or snaps[id(r)].get("after"))), None)
+    control_env = None
+    if control is not None:
+        control_env = snaps[id(control)].get("before") or snaps[id(control)].get("after")
+    reasons, diffs = [], []
+    for role, r in runs:
+        snap = snaps[id(r)]
+        if not snap:
+            continue
+        env = None if r is control else control_env
+        for why in devices.judge(snap.get("before"), snap.get("after"), env, **limits):
+            reasons.append(f"{role} run {_short(r)}: {why}")
+        if env is not None:
+            mine = snap.get("before") or snap.get("after")
+            diffs += [f"{role} run {_short(r)}: {line}" for line in devices.env_diff(env, mine)]
+    return reasons, diffs
+
+
+def _output(candidate, min_psnr_db):
+    """The candidate runs' output checks: {checked, changed, not_compared, unchecked, flag, worst_psnr_db,
+    min_psnr_db, scores}; ``changed`` and ``not_compared`` hold ``outputs.flag`` notes."""
+    scores, changed, missing, unchecked, psnrs = [], [], [], [], []
+    for r in _runs(candidate):
+        if is_warmup(r) or r["status"] != "ok":
+            continue
+        check = r.get("output_check")
+        score = check.get("score") if isinstance(check, dict) else None
+        if score is None:
+            unchecked.append(f"{_short(r)}: output not checked")
+            continue
+        note = outputs.flag(score, min_psnr_db)
+        scores.append({"run": _short(r), "control_run": check.get("control_run"), **score})
+        if isinstance(score.get("psnr_db"), (int, float)):
+            psnrs.append(score["psnr_db"])
+        if note and note.startswith("output changed"):
+            changed.append(note)
+        elif note:
+            missing.append(f"{_short(r)}: {note}")
+    flag = None
+    if changed:  # the worst PSNR speaks for the group
+        flag = min(changed, key=_psnr_of)
+    return {"checked": len(scores), "changed": changed, "not_compared": missing, "unchecked": unchecked, "flag": flag,
+            "worst_psnr_db": min(psnrs) if psnrs else None, "min_psnr_db": min_psnr_db, "scores": scores}
+
+
+def _psnr_of(note):
+    """The PSNR a flag names; a shape or frame-count change ranks below any PSNR."""
+    try:
+        return float(note.split("PSNR ", 1)[1].split(" dB", 1)[0])
+    except (IndexError, ValueError):
+        return float("-inf")
+
+
 def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-            noise=None, confidence=stats.CONFIDENCE):
+            noise=None, confidence=stats.CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
     """Judge candidate against baseline; each may be a run dict or a list of repeated runs.
 
     ``noise`` is the known noise for a side of one run: ``{"cv_pct": x,
-    "source": "..."}`` (or None).  Returns {candidate, baseline, diff_pct,
-    verdict, reasons, n, ci_pct, noise_cv_pct, noise_source, runs_needed,
-    equivalent, stats, excluded, threshold_pct, confidence}.
+    "source": "..."}`` (or None).  ``health``: keyword limits of
+    ``devices.judge`` (idle_util_pct, idle_mem_mb, busy_cpu_pct, ignore_names);
+    ``min_psnr_db``: an output at or above this PSNR counts as the same (None:
+    any difference counts); ``require_same_output``: a changed output fails.
+    Returns {candidate, baseline, diff_pct, verdict, reasons, n, ci_pct,
+    noise_cv_pct, noise_source, runs_needed, equivalent, stats, excluded,
+    threshold_pct, confidence, health, env_diff, output, output_flag}.
     """
     _check_number("threshold_pct", threshold_pct)
     _check_number("reserved_tolerance_pct", reserved_tolerance_pct)
@@ -104,6 +184,10 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
         verdicts.append(verdict)
         reasons.append(reason)
 
+    unfit, env_diff = _health(baseline, candidate, health or {})
+    for why in unfit:
+        rule("invalid", why)
+    output = _output(candidate, min_psnr_db)
     for role, side in (("baseline", base), ("candidate", cand)):
         if side["total"] > 1:
             reasons.append(f"{role}: {side['n']} of {side['total']} runs used")
@@ -124,6 +208,13 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
     for m in required:
         if not cand["n"] or None in cand["values"][m]:
             rule("invalid", f"{m} missing in candidate")
+    if require_same_output:
+        for note in output["changed"]:
+            rule("fail", f"{note} (require_same_output)")
+        for note in output["not_compared"] + output["unchecked"]:
+            rule("invalid", f"{note} (require_same_output needs a score)")
+    else:
+        reasons += output["changed"] + output["not_compared"]
 
     diff = {m: _pct(_mean(base["values"][m]), _mean(cand["values"][m])) for m in METRICS}
     if "reserved_peak" not in required:
@@ -161,7 +252,8 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
             "stats": {role: {m: stats.summary(s["values"][m]) for m in METRICS}
                       for role, s in (("baseline", base), ("candidate", cand))},
             "excluded": base["excluded"] + cand["excluded"],
-            "threshold_pct": threshold_pct, "confidence": confidence}
+            "threshold_pct": threshold_pct, "confidence": confidence,
+            "health": unfit, "env_diff": env_diff, "output": output, "output_flag": output["flag"]}
 
 
 def _request_total(base, cand, threshold_pct, noise, confidence):

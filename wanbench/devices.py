@@ -53,6 +53,7 @@ Formats:
 from __future__ import annotations
 
 import json
+import os
 import re
 
 PLATFORMS = ("npu", "cuda", "reference")
@@ -159,6 +160,87 @@ def capture_plan(platform, container=None, python="python3"):
 def capture_commands(platform, container=None, python="python3"):
     """The argv lists of ``capture_plan`` (same order)."""
     return [c["argv"] for c in capture_plan(platform, container, python)]
+
+
+# ---------------------------------------------------------------------------------------------- run directory
+#: Where a run keeps its raw capture: <run_dir>/health/<phase>/<name>.out, .err, .rc (the run script
+#: writes ``before`` and ``after``; ``host`` holds the host-side commands, read once per play).
+HEALTH_DIR = "health"
+PHASES = ("before", "after")
+HOST_PHASE = "host"
+
+
+def workload_plan(platform, python="python3"):
+    """The commands the run script runs where the workload runs (``capture_plan``'s ``workload`` ones)."""
+    return [c for c in capture_plan(platform, python=python) if c["where"] == "workload"]
+
+
+def host_plan(platform, container):
+    """The commands run on the host itself (the container's image), once per play; [] without a container."""
+    if not container:
+        return []
+    return [c for c in capture_plan(platform, container) if c["where"] == "host"]
+
+
+def host_records(collected, results):
+    """The files that record the host-side capture in each collected run directory that has a
+    ``health/`` folder: [{"dest", "content"}] (``<name>.out``, ``.err``, ``.rc`` under health/host/).
+    ``results``: {name: Ansible registered result ({"rc", "stdout", "stderr"})}."""
+    records = []
+    for run in collected or []:
+        path = run.get("path") if isinstance(run, dict) else None
+        if not path or not os.path.isdir(os.path.join(path, HEALTH_DIR)):
+            continue
+        folder = os.path.join(path, HEALTH_DIR, HOST_PHASE)
+        for name, res in (results or {}).items():
+            res = res if isinstance(res, dict) else {}
+            rc = res.get("rc")
+            records += [{"dest": os.path.join(folder, name + ".out"), "content": str(res.get("stdout") or "")},
+                        {"dest": os.path.join(folder, name + ".err"), "content": str(res.get("stderr") or res.get("msg") or "")},
+                        {"dest": os.path.join(folder, name + ".rc"), "content": f"{rc if isinstance(rc, int) else 127}\n"}]
+    return records
+
+
+def _read(path, limit=1 << 20):
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def read_capture(folder):
+    """One phase's raw files (``<name>.out``, ``.err``, ``.rc``) as {name: {"rc", "stdout", "stderr"}};
+    a missing or unreadable ``.rc`` is None (the command was cut off before it ended)."""
+    outputs = {}
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return outputs
+    for entry in names:
+        name, ext = os.path.splitext(entry)
+        if ext != ".out":
+            continue
+        rc_text = (_read(os.path.join(folder, name + ".rc")) or "").strip()
+        rc = int(rc_text) if re.fullmatch(r"-?\d+", rc_text) else None
+        outputs[name] = {"rc": rc if rc is not None else -1, "stdout": _read(os.path.join(folder, entry)) or "",
+                         "stderr": (_read(os.path.join(folder, name + ".err")) or "")
+                         + ("" if rc is not None else "\nno exit status recorded (cut off?)")}
+    return outputs
+
+
+def run_health(run_dir, platform):
+    """The parsed capture of a run directory: {"before": snapshot | None, "after": snapshot | None}, or
+    None when the run has no ``health/`` folder (captured before this existed, or imported)."""
+    base = os.path.join(run_dir, HEALTH_DIR)
+    if not os.path.isdir(base):
+        return None
+    host = read_capture(os.path.join(base, HOST_PHASE))
+    out = {}
+    for phase in PHASES:
+        folder = os.path.join(base, phase)
+        out[phase] = snapshot(platform, {**read_capture(folder), **host}) if os.path.isdir(folder) else None
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -652,7 +734,7 @@ def _fmt(v, unit):
 
 
 def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
-          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=()):
+          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=()):
     """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
 
     * before the run: a device busy (utilisation above ``idle_util_pct`` %, memory in use above
@@ -662,7 +744,8 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     * before or after: clocks throttled (``throttling`` reasons; gpu_idle is not one), health not OK;
     * after: another process on a device (it ran during the run);
     * the environment differs from ``control_env`` (the control run's snapshot or versions).
-    ``own_pids``: processes of the run itself, never counted as others.
+    ``own_pids``: processes of the run itself, never counted as others; ``ignore_names``: process
+    names never counted (e.g. the controller itself when it runs on the measured host).
     Snapshots that are None (not captured) give no reason.
     """
     reasons = []
@@ -694,7 +777,7 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             if health is not None and str(health).upper() != "OK":
                 reasons.append(f"{dev} health {when} the run: {health}")
         for p in snap.get("processes") or []:
-            if p.get("pid") in own:
+            if p.get("pid") in own or p.get("name") in ignore_names:
                 continue
             if platform == "reference":
                 cpu = p.get("cpu_pct")

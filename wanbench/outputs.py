@@ -19,6 +19,15 @@ plugin, ``imageio[ffmpeg]``) when it is importable and says so when it is not.
      "ssim": float | None (videos only), "identical": bool,
      "control_sha256": str | None, "candidate_sha256": str | None}
 
+As a script (no wanbench package needed: the play runs this file's text with
+``python -c`` where the outputs are)::
+
+    python outputs.py '[{"id": "RUN", "control": "/a/output.npy", "candidate": "/b/output.npy"}, ...]'
+
+prints ``{"python": ..., "scores": {"RUN": score, ...}}`` as JSON (an item
+with a ``"skip"`` reason instead of paths is scored as an ``error`` with it);
+exit 0 however the files compare, 2 on bad arguments.
+
 ``differs``: the outputs cannot be compared value by value (shape, dtype
 kind or frame count differ), which is itself a changed output.
 ``error``: a file is missing or unreadable, or no decoder.
@@ -27,8 +36,10 @@ kind or frame count differ), which is itself a changed output.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import sys
 
 NPY_MAGIC = b"\x93NUMPY"
 NO_DECODER = "cannot decode mp4: install imageio[ffmpeg]"
@@ -242,8 +253,11 @@ def score(control_path, candidate_path, iio=None):
         return _result("differs", f"kinds differ: {kinds[0][0]} (control) vs {kinds[1][0]} (candidate)", **sums)
     if kind == "video":
         return {**compare_videos(control_path, candidate_path, iio), **sums}
-    import numpy as np
-
+    try:
+        import numpy as np
+    except ImportError:
+        return _result("error", f"cannot compare arrays: numpy is not importable by {sys.executable}", "array",
+                       **sums)
     try:
         a = np.load(control_path, mmap_mode="r", allow_pickle=False)
         b = np.load(candidate_path, mmap_mode="r", allow_pickle=False)
@@ -275,3 +289,123 @@ def flag(result, min_psnr_db=None):
     if result.get("ssim") is not None:
         note += f", SSIM {result['ssim']:.3f}"
     return note
+
+
+# ---------------------------------------------------------------------------------------------- the play
+
+OUTPUT_CHECK = "output_check.json"  # written into each candidate's collected run directory
+
+
+def _manifest(run_dir):
+    try:
+        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _arg(argv, flag):
+    argv = argv if isinstance(argv, list) else []
+    return str(argv[argv.index(flag) + 1]) if flag in argv[:-1] else None
+
+
+def play_pairs(collected):
+    """The (control, candidate) pairs of a play's collected runs (``bench_collected``: variant, role,
+    control_key, run_id, path on the controller), with the outputs' paths where the runs ran.
+
+    A candidate is paired with the control of its schedule block (else the first other control of its
+    control key); a pair whose runs have no saved output, no fixed ``--base_seed`` or different seeds is
+    a ``skip`` with the reason.  Returns [{"id", "control_run", "candidate_run", "control", "candidate",
+    "base_seed", "dest"} or {"id", "control_run", "candidate_run", "skip", "dest"}].
+    """
+    runs = []
+    for c in collected or []:
+        if c.get("path") and c.get("role") in ("control", "candidate"):
+            m = _manifest(c["path"])
+            runs.append({**c, "manifest": m, "schedule": m.get("schedule") if isinstance(m.get("schedule"), dict)
+                         else {}})
+    pairs = []
+    for cand in (r for r in runs if r["role"] == "candidate" and r.get("status") in (None, "ok")):
+        controls = [r for r in runs if r["role"] == "control" and r["control_key"] == cand["control_key"]
+                    and r.get("status") in (None, "ok")]
+        controls.sort(key=lambda r: (r["schedule"].get("block") != cand["schedule"].get("block"),
+                                     bool(r["schedule"].get("warmup")), r["schedule"].get("position") or 0))
+        item = {"id": cand["run_id"], "candidate_run": cand["run_id"],
+                "dest": os.path.join(cand["path"], OUTPUT_CHECK)}
+        if not controls:
+            pairs.append({**item, "control_run": None, "skip": "no control run that finished"})
+            continue
+        ctl = controls[0]
+        item["control_run"] = ctl["run_id"]
+        a, b = ctl["manifest"].get("argv"), cand["manifest"].get("argv")
+        files = (_arg(a, "--save_file"), _arg(b, "--save_file"))
+        seeds = (_arg(a, "--base_seed"), _arg(b, "--base_seed"))
+        if None in files:
+            pairs.append({**item, "skip": "no saved output (--save_file not passed)"})
+        elif seeds[0] is None or seeds[0] == "-1":
+            pairs.append({**item, "skip": "no fixed --base_seed: the outputs are of random seeds (set flags.base_seed"
+                                          " in the family's baseline)"})
+        elif seeds[0] != seeds[1]:
+            pairs.append({**item, "skip": f"--base_seed differs: {seeds[0]} (control) vs {seeds[1]} (candidate)"})
+        else:
+            pairs.append({**item, "control": files[0], "candidate": files[1], "base_seed": seeds[0]})
+    return pairs
+
+
+def collected_outputs(collected):
+    """The output files of a play's collected runs on the controller (dropped unless kept)."""
+    found = []
+    for c in collected or []:
+        if c.get("path"):
+            name = _arg(_manifest(c["path"]).get("argv"), "--save_file")
+            path = os.path.join(c["path"], os.path.basename(name)) if name else None
+            if path and os.path.isfile(path):
+                found.append(path)
+    return found
+
+
+def check_records(pairs, printed):
+    """What to write per candidate (``dest``, ``content``) from the pairs and the script's printed JSON."""
+    try:
+        result = json.loads(printed) if isinstance(printed, str) else printed
+        scores, python = result["scores"], result.get("python")
+    except (ValueError, TypeError, KeyError):
+        scores, python = {}, None
+    records = []
+    for p in pairs:
+        score_ = scores.get(p["id"]) or _result("error", p.get("skip") or "the output check printed no score")
+        content = {k: p.get(k) for k in ("control_run", "candidate_run", "control", "candidate", "base_seed")}
+        records.append({"dest": p["dest"], "content": {**content, "python": python, "score": score_}})
+    return records
+
+
+def score_pairs(pairs):
+    """Score each {"id", "control", "candidate"} (or {"id", "skip": reason}): {id: score}."""
+    scores = {}
+    for item in pairs:
+        if item.get("skip"):
+            scores[item["id"]] = _result("error", str(item["skip"]))
+        else:
+            scores[item["id"]] = score(item["control"], item["candidate"])
+    return scores
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        pairs = json.loads(argv[0]) if len(argv) == 1 else None
+        ok = isinstance(pairs, list) and all(isinstance(p, dict) and "id" in p and (
+            p.get("skip") or ("control" in p and "candidate" in p)) for p in pairs)
+    except ValueError:
+        ok = False
+    if not ok:
+        print("outputs: expected one argument, a JSON list of {id, control, candidate} (or {id, skip})",
+              file=sys.stderr)
+        return 2
+    print(json.dumps({"python": sys.executable, "scores": score_pairs(pairs)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

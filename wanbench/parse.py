@@ -25,12 +25,14 @@ are opened, never in a way that waits (a FIFO is refused).
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import re
 import signal
 import stat
 
+from . import devices
 from .store import read_manifest
 
 METRICS = (
@@ -763,7 +765,8 @@ def _not_regular(mode):
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh"}  # read by name, or not a run output
+OUTPUT_CHECK = "output_check.json"  # the output check's score against the control (wanbench.outputs)
+_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK}  # read by name, or not a run output
 _PRECEDENCE = {"profile": 0, "log": 1, "time": 2}  # the profile file is the most precise
 
 
@@ -780,12 +783,16 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
     """Parse one run: a single file, or a run directory whose files are merged.
 
     Returns the keys of ``parse_file`` plus ``sources`` (the per-file
-    results) and ``manifest``; a directory's ``kind`` is ``"run"``.
+    results) and ``manifest``; a directory's ``kind`` is ``"run"``.  A run
+    directory adds ``devices`` (:func:`wanbench.devices.run_health`: the
+    snapshots before and after the run, None without a ``health/`` folder)
+    and ``output_check`` (``output_check.json``: the output's score against
+    the control's, None when not checked).
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
         result = parse_file(path, jitter_factor=jitter_factor)
-        return {**result, "sources": [result], "manifest": {}}
+        return {**result, "sources": [result], "manifest": {}, "devices": None, "output_check": None}
     warnings, exit_code, sources, skipped = [], None, [], []
     manifest = read_manifest(path)
     if manifest is None:
@@ -847,5 +854,23 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
         extra["exit_code"] = exit_code
     if skipped:
         extra["skipped"] = skipped
+    output_check = _read_output_check(os.path.join(path, OUTPUT_CHECK), warnings)
     return {**_result(path, "run", status, reason, metrics, extra, warnings),
-            "sources": sources, "manifest": manifest}
+            "sources": sources, "manifest": manifest,
+            "devices": devices.run_health(path, manifest.get("platform")), "output_check": output_check}
+
+
+def _read_output_check(path, warnings):
+    """``output_check.json`` as a dict, None when absent; a bad file is a warning, never an error."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        warnings.append(f"{OUTPUT_CHECK} unreadable ({e}); output not judged")
+        return None
+    if not isinstance(data, dict):
+        warnings.append(f"{OUTPUT_CHECK} is not a JSON object; output not judged")
+        return None
+    return data

@@ -88,13 +88,84 @@ def group(runs):
     return list(groups.values())
 
 
+def _max(devs, key):
+    vals = [d.get(key) for d in devs if isinstance(d.get(key), (int, float))]
+    return max(vals) if vals else None
+
+
+def machine(run):
+    """One line per captured phase of a run: device state, other processes, environment; [] if none."""
+    health = run.get("devices") or {}
+    lines = []
+    for phase in ("before", "after"):
+        snap = health.get(phase)
+        if not snap:
+            continue
+        devs = snap.get("devices") or []
+        clocks = [d["clocks"]["sm_mhz"] for d in devs if isinstance(d.get("clocks"), dict)
+                  and d["clocks"].get("sm_mhz") is not None]
+        parts = [f"{len(devs)} device(s)" if snap.get("platform") != "reference" else
+                 (devs[0]["name"] if devs else "cpu")]
+        for label_, key, unit in (("util max", "util_pct", "%"), ("mem in use max", "mem_used_mb", "MB"),
+                                  ("temp max", "temp_c", "C"), ("power max", "power_w", "W")):
+            v = _max(devs, key)
+            if v is not None:
+                parts.append(f"{label_} {v:g} {unit}")
+        if clocks:
+            parts.append(f"SM clock {min(clocks):g}..{max(clocks):g} MHz")
+        throttled = sorted({t for d in devs for t in d.get("throttle") or [] if t != "gpu_idle"})
+        if throttled:
+            parts.append("clock events " + ", ".join(throttled))
+        procs = snap.get("processes")
+        parts.append("other processes: " + ("not read" if procs is None else
+                                            ", ".join(f"{p.get('pid')} {p.get('name')}" for p in procs[:5]) or "none"))
+        host = snap.get("host") or {}
+        if host.get("loadavg"):
+            parts.append("load " + "/".join(f"{x:g}" for x in host["loadavg"]))
+        v = snap.get("versions") or {}
+        env = ", ".join(f"{k} {v[k]}" for k in ("driver", "cuda", "cann", "torch", "torch_npu", "torch_cuda",
+                                                 "python", "kernel", "governor", "image") if v.get(k))
+        if env:
+            parts.append(env)
+        if snap.get("status") != "ok":
+            parts.append(f"capture {snap.get('status')}: " + "; ".join(snap.get("errors") or []))
+        lines.append(f"{phase}: " + "; ".join(parts))
+    return lines
+
+
+def _output_cell(run):
+    check = run.get("output_check")
+    score = check.get("score") if isinstance(check, dict) else None
+    if not isinstance(score, dict):
+        return ""
+    if score.get("status") == "error":
+        return f"not compared: {score.get('reason')}"
+    if score.get("identical"):
+        return "identical"
+    if score.get("status") == "differs":
+        return f"differs: {score.get('reason')}"
+    text = f"PSNR {score['psnr_db']:.1f} dB" if isinstance(score.get("psnr_db"), (int, float)) else "?"
+    if score.get("ssim") is not None:
+        text += f", SSIM {score['ssim']:.3f}"
+    if score.get("max_abs_diff") is not None:
+        text += f", max abs diff {score['max_abs_diff']:.3g}"
+    return text
+
+
+def verdict_text(g):
+    """The verdict with its output note: ``pass (output changed: PSNR 31.2 dB)``."""
+    return g["verdict"] + (f" ({g['output_flag']})" if g.get("output_flag") else "")
+
+
 def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-          noise=None, confidence=CONFIDENCE):
+          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
     """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
 
     ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
     ({"cv_pct", "source"}) is used where a side has one run; ``confidence``
     is the interval's level (lower it only with a reason, e.g. repeated looks).
+    ``health``, ``min_psnr_db`` and ``require_same_output`` go to
+    :func:`wanbench.compare.compare` (machine state and output check).
     """
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
@@ -104,7 +175,8 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     groups, verdict_of = [], {}
     if baselines:
         for name, members in candidates:
-            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence)
+            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence,
+                             health=health, min_psnr_db=min_psnr_db, require_same_output=require_same_output)
             groups.append({"variant": name, **result})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
     excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
@@ -118,12 +190,14 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                      "verdict": "baseline" if role == "baseline" else verdict_of.get(run["path"]),
                      "excluded": note, **_provenance(run.get("manifest", {})),
                      "reason": run["reason"], "warnings": run["warnings"],
+                     "output": _output_cell(run), "machine": machine(run),
                      "diagnostics": diagnostics.markdown(run)})
     header = {key: ", ".join(dict.fromkeys(str(r[key] or UNKNOWN) for r in rows)) or UNKNOWN
               for key in ("commit", "host", "date")}
     header.update(baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
-                  noise=noise, confidence=confidence, order=_order(baselines + [r for _, rs in candidates for r in rs]))
+                  noise=noise, confidence=confidence, min_psnr_db=min_psnr_db,
+                  require_same_output=require_same_output, order=_order(baselines + [r for _, rs in candidates for r in rs]))
     return {"header": header, "groups": groups, "rows": rows}
 
 
@@ -167,13 +241,17 @@ def summary(data):
     for g in data["groups"]:
         d = g["diff_pct"]
         ci = g["ci_pct"]["request_total"]
-        line = (f"{g['variant']}: {g['verdict'].upper()} (request_total {_pct_text(d['request_total'])},"
+        flag = f" ({g['output_flag']})" if g.get("output_flag") else ""
+        line = (f"{g['variant']}: {g['verdict'].upper()}{flag} (request_total {_pct_text(d['request_total'])},"
                 f" {'%s CI %s %%' % (_level(g['confidence']), fmt_ci(ci)) if ci else 'no interval'}, n={g['n']['baseline']}/{g['n']['candidate']};"
                 f" reserved_peak {_pct_text(d['reserved_peak'])})")
         if g["verdict"] == "inconclusive" and g["runs_needed"] and not g["equivalent"]:
             line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
         if g["equivalent"]:
             line += f"; equivalent within +-{g['threshold_pct']:.2f} %"
+        if g.get("health"):
+            more = len(g["health"]) - 1
+            line += f"; machine not fit: {g['health'][0]}" + (f" (+{more} more)" if more else "")
         lines.append(line)
         if g["variant"] == AA:
             lines.append(aa_noise(g))
@@ -203,7 +281,7 @@ def _markdown(data):
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),
                   f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"]),
-                  "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": g["verdict"],
+                  "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": verdict_text(g),
                   "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
                   else str(g["runs_needed"] or "n/a")} for g in groups]
         lines += ["", "## Verdicts", "", _md_table(table), "", *summary(data).splitlines()]
@@ -224,6 +302,7 @@ def _markdown(data):
             **{m: fmt_value(m, r[m]) for m in METRICS}, "status": r["status"], "excluded": r["excluded"]}
            for r in rows]
     lines += ["", "## Runs", "", _md_table(raw)]
+    lines += _machine_md(groups, rows)
     notes = [(f"{g['variant']} ({g['verdict']})", g["reasons"] + [f"excluded {e['role']} run {e['path']}: {e['why']}"
                                                                   for e in g["excluded"]]) for g in groups]
     if not groups:
@@ -242,6 +321,28 @@ def _markdown(data):
     return "\n".join(lines) + "\n"
 
 
+def _machine_md(groups, rows):
+    """Machine state per run, environment differences and output scores (docs/health.md)."""
+    lines = []
+    captured = [r for r in rows if r["machine"]]
+    if captured:
+        lines += ["", "## Machine state (before and after each run)", ""]
+        for r in captured:
+            lines.append(f"- {r['variant']} ({r['role']}{', warm-up' if r['excluded'].startswith('warm-up') else ''})")
+            lines += [f"  - {m}" for m in r["machine"]]
+    diffs = [(g["variant"], g.get("env_diff") or []) for g in groups]
+    if any(d for _, d in diffs):
+        lines += ["", "## Environment differences from the control", ""]
+        for name, items in diffs:
+            if items:
+                lines += [f"- {name}", *[f"  - {d}" for d in items]]
+    scored = [r for r in rows if r.get("output")]
+    if scored:
+        lines += ["", "## Output vs the control (same --base_seed)", ""]
+        lines += [f"- {r['variant']}: {r['output']}" for r in scored]
+    return lines
+
+
 def _csv(data):
     import pandas as pd
 
@@ -250,8 +351,9 @@ def _csv(data):
     for r in data["rows"]:
         g = by_variant.get(r["variant"]) if r["role"] == "candidate" else None
         ci = g["ci_pct"]["request_total"] if g else None
-        rows.append({**{k: v for k, v in r.items() if k not in ("diagnostics", "warnings")},
-                     "warnings": "; ".join(r["warnings"]),
+        rows.append({**{k: v for k, v in r.items() if k not in ("diagnostics", "warnings", "machine")},
+                     "warnings": "; ".join(r["warnings"]), "machine": " | ".join(r["machine"]),
+                     "output_flag": g.get("output_flag") if g else None,
                      **{f"{m}_pct": g["diff_pct"][m] if g else None for m in METRICS},
                      "ci_low_pct": ci[0] if ci else None, "ci_high_pct": ci[1] if ci else None,
                      "runs_needed": g["runs_needed"] if g else None})

@@ -1,0 +1,120 @@
+# Filters over wanbench.devices and wanbench.outputs (thin skins: all logic lives in the package).
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: wanbench_capture_plan
+short_description: The device and environment capture commands a run script runs before and after a run
+description:
+  - Returns the commands of C(wanbench.devices.capture_plan) that run where the workload runs, as
+    C([{name, argv, optional}]); the run script writes each one's stdout, stderr and exit status
+    into C(<run_dir>/health/<phase>/<name>.out|.err|.rc) (docs/health.md).
+  - Companion filters in this file: C(wanbench_host_capture_plan) and C(wanbench_host_capture_records)
+    (the container's image, read on the host once per play, recorded in each run's health/host/),
+    C(wanbench_output_pairs) (the play's control/candidate pairs
+    with the outputs' paths on the host), C(wanbench_collected_outputs) (the collected output
+    files on the controller), C(wanbench_output_records) (what to write into each
+    candidate's collected run directory from the output check's printed JSON).
+options:
+  _input:
+    description: The platform, C(npu), C(cuda) or C(reference).
+    type: str
+    required: true
+  python:
+    description: Python where the workload runs (its torch version is recorded).
+    type: str
+    default: python3
+"""
+
+EXAMPLES = r"""
+- name: Render the capture lines
+  ansible.builtin.debug:
+    msg: "{{ 'cuda' | wanbench_capture_plan(python='python3') | map(attribute='name') | list }}"
+"""
+
+RETURN = r"""
+_value:
+  description: C([{name, argv, where, optional}]), in the order they run.
+  type: list
+"""
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from wanbench import devices as _devices
+    from wanbench import outputs as _outputs
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    _devices = _outputs = None
+    _IMPORT_ERROR = exc
+else:
+    _IMPORT_ERROR = None
+
+
+def _need(name):
+    if _devices is None:
+        raise AnsibleFilterError(f"{name}: the wanbench package is not importable ({_IMPORT_ERROR}); "
+                                 "run ansible-playbook from the repository's .venv (scripts/setup.sh)")
+
+
+def wanbench_capture_plan(platform, python="python3"):
+    """The workload-side capture commands of a platform."""
+    _need("wanbench_capture_plan")
+    if platform not in _devices.PLATFORMS:
+        raise AnsibleFilterError(f"wanbench_capture_plan: unknown platform {platform!r} "
+                                 f"(known: {', '.join(_devices.PLATFORMS)})")
+    return _devices.workload_plan(str(platform), python=str(python or "python3"))
+
+
+def wanbench_host_capture_plan(platform, container):
+    """The host-side capture commands (the container's image); [] without a container."""
+    _need("wanbench_host_capture_plan")
+    if platform not in _devices.PLATFORMS:
+        raise AnsibleFilterError(f"wanbench_host_capture_plan: unknown platform {platform!r}")
+    return _devices.host_plan(str(platform), str(container or ""))
+
+
+def wanbench_host_capture_records(collected, results):
+    """[{dest, content}]: the host-side capture's raw files for each collected run (health/host/)."""
+    _need("wanbench_host_capture_records")
+    if not isinstance(collected, list):
+        raise AnsibleFilterError("wanbench_host_capture_records: expected the list of collected runs (bench_collected)")
+    if isinstance(results, list):  # a looped command's registered results
+        results = {r.get("item", {}).get("name"): r for r in results if isinstance(r, dict)}
+    return _devices.host_records(collected, results)
+
+
+def wanbench_output_pairs(collected):
+    """The play's (control, candidate) output pairs (see wanbench.outputs.play_pairs)."""
+    _need("wanbench_output_pairs")
+    if not isinstance(collected, list):
+        raise AnsibleFilterError("wanbench_output_pairs: expected the list of collected runs (bench_collected)")
+    return _outputs.play_pairs(collected)
+
+
+def wanbench_collected_outputs(collected):
+    """The output files of the collected runs on the controller."""
+    _need("wanbench_collected_outputs")
+    if not isinstance(collected, list):
+        raise AnsibleFilterError("wanbench_collected_outputs: expected the list of collected runs (bench_collected)")
+    return _outputs.collected_outputs(collected)
+
+
+def wanbench_output_records(pairs, printed):
+    """[{dest, content}] for each pair, from the output check's printed JSON."""
+    _need("wanbench_output_records")
+    if not isinstance(pairs, list):
+        raise AnsibleFilterError("wanbench_output_records: expected the list of wanbench_output_pairs")
+    return _outputs.check_records(pairs, printed)
+
+
+class FilterModule:
+    """wanbench device-health and output-check filters."""
+
+    def filters(self):
+        return {
+            "wanbench_capture_plan": wanbench_capture_plan,
+            "wanbench_host_capture_plan": wanbench_host_capture_plan,
+            "wanbench_host_capture_records": wanbench_host_capture_records,
+            "wanbench_output_pairs": wanbench_output_pairs,
+            "wanbench_output_records": wanbench_output_records,
+            "wanbench_collected_outputs": wanbench_collected_outputs,
+        }
