@@ -65,7 +65,7 @@ def test_baseline_resolves_to_the_handbook_command(cat):
                         "WAN_FSDP_RESHARD_AFTER_FORWARD": "1", "WAN_FSDP_BLOCK_GROUP_SIZE": "1",
                         "WAN_FSDP_WRAP_MODE": "block"}
     assert r["args"] == ["--task", "t2v-14B", "--size", "832*480", "--frame_num", "81", "--sample_steps", "20",
-                         "--ulysses_size", "4", "--dit_fsdp", "--t5_fsdp", "--vae_parallel", "--serialize_comm",
+                         "--ulysses_size", "4", "--dit_fsdp", "--t5_fsdp", "--vae_parallel", "--serialize_comm", "--base_seed", "42",
                          "--profile_stage", "--profile_attn"]
     cmd = command(r, "/runs/x", ckpt_dir="/apps/sharedstorage/Wan2.1-T2V-14B", devices="0,1,2,3",
                     master_port_=29555, save_file="output.mp4")
@@ -111,10 +111,12 @@ def test_fingerprints_separate_what_matters(cat):
 
 
 def test_value_flags_and_dropped_flags(cat):
-    cat["variants"]["offload"] = {"base": "baseline", "flags": {"offload_model": False, "base_seed": 42}}
+    cat["variants"]["offload"] = {"base": "baseline", "flags": {"offload_model": False, "base_seed": 7}}
     r = C.resolve(cat, "offload")
     i = r["args"].index("--offload_model")
-    assert r["args"][i:i + 4] == ["--offload_model", "False", "--base_seed", "42"]
+    assert r["args"][i:i + 2] == ["--offload_model", "False"]
+    i = r["args"].index("--base_seed")  # a variant's value replaces the inherited one
+    assert r["args"][i:i + 2] == ["--base_seed", "7"] and r["args"].count("--base_seed") == 1
 
 
 # ------------------------------------------------------------------ selection errors
