@@ -7,7 +7,9 @@ short_description: Resolve a named matrix and split its candidates between the h
 description:
   - Checks matrix C(name) of C(wanbench_matrices) against the catalog and gives every host its share
     (round-robin over the candidates; a host with none runs the family baselines alone).
-  - Refuses a C(variant) given together with a matrix. Errors are one line naming the matrix.
+  - Refuses a C(variant) given together with a matrix. A wrong matrix or input comes back as
+    C({error}), one line naming the matrix, for the play to assert on (a clean message, not a
+    templating traceback).
 options:
   _input:
     description: C(wanbench_matrices), the named matrices.
@@ -47,7 +49,7 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description: C({name, variants, baselines, repeats, hosts}); C(hosts) maps each host to
-    C({variants, variant (comma separated), repeats, candidates}).
+    C({variants, variant (comma separated), repeats, candidates}); or C({error}) on a wrong matrix.
   type: dict
 """
 
@@ -69,7 +71,7 @@ def wanbench_matrix(matrices, name, catalog, hosts, platform="npu", variant=""):
     try:
         return _matrix.plan(matrices, name, catalog, list(hosts or []), platform=platform, variant=variant)
     except ValueError as exc:
-        raise AnsibleFilterError(f"wanbench_matrix: {exc}") from None
+        return {"error": str(exc)}
 
 
 class FilterModule:

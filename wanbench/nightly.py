@@ -161,17 +161,33 @@ def run(checkout, matrix, inventory, results_dir, extravars=None, data_dir=None,
 
 
 def _extra(text):
+    """-e KEY=VALUE (a string) or -e @FILE (a YAML or JSON mapping): a dict of extra vars."""
+    import argparse
+
+    if text.startswith("@"):
+        import yaml
+
+        try:
+            with open(text[1:], encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"{text[1:]}: {e.strerror}") from None
+        except yaml.YAMLError:
+            raise argparse.ArgumentTypeError(f"{text[1:]}: not YAML or JSON") from None
+        if not isinstance(data, dict):
+            raise argparse.ArgumentTypeError(f"{text[1:]}: expected a mapping of extra vars")
+        return data
     key, sep, value = text.partition("=")
     if not sep or not key:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE or @FILE, got {text!r}")
+    return {key: value}
 
 
 def _run_handler(args):
-    code, text = run(args.checkout, args.matrix, args.inventory, args.results, dict(args.extra or []),
-                     quiet=args.quiet)
+    extra = {}
+    for e in args.extra or []:
+        extra.update(e)
+    code, text = run(args.checkout, args.matrix, args.inventory, args.results, extra, quiet=args.quiet)
     args.exit_code = code
     return [], text, []
 
@@ -194,6 +210,7 @@ def add_cli(subparsers):
     p.add_argument("--results", metavar="DIR", help="results folder (default: the inventory's wanbench_results_dir)")
     p.add_argument("--checkout", default=str(Path(__file__).resolve().parents[1]), metavar="DIR",
                    help="the wanbench checkout (default: the one this package lives in)")
-    p.add_argument("-e", "--extra", action="append", type=_extra, metavar="KEY=VALUE", help="an extra var (repeat it)")
+    p.add_argument("-e", "--extra", action="append", type=_extra, metavar="KEY=VALUE|@FILE",
+                   help="extra vars: KEY=VALUE or @FILE (YAML/JSON mapping); repeat it")
     p.add_argument("--quiet", action="store_true", help="do not echo the play's output")
     p.set_defaults(func=_run_handler)
