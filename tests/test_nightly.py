@@ -7,6 +7,7 @@ the 10-night history with its night-7 regression and ack is tests/test_history.p
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,43 @@ def test_site_matrices_do_not_leak_into_bench_inputs():
     before = copy.deepcopy(CATALOG)
     matrix.plan({"m": {"families": ["fsdp", "framework"]}}, "m", CATALOG, ["a", "b"])
     assert CATALOG == before
+
+
+# ---------------------------------------------------------------- the schedule's files (the cron path on a real
+# host without systemd: tests/integration/test_schedule.py)
+
+def schedule(tmp_path, *extra):
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/local", "playbooks/schedule.yml",
+            "-e", f"schedule_unit_dir={tmp_path}", "-e", f"schedule_cron_dir={tmp_path}", "-e", "schedule_log=/l.log",
+            "--skip-tags", "systemctl", *extra]
+    return subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_schedule_writes_a_systemd_timer_and_service_and_removes_them(tmp_path):
+    res = schedule(tmp_path, "-e", "schedule_manager=systemd", "-e", "schedule_time=01:30", "-e", "schedule_matrix=ci")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wanbench-nightly.service", "wanbench-nightly.timer"]
+    timer = (tmp_path / "wanbench-nightly.timer").read_text()
+    assert "OnCalendar=*-*-* 01:30:00\nPersistent=true\n" in timer and "WantedBy=timers.target" in timer
+    service = (tmp_path / "wanbench-nightly.service").read_text().splitlines()
+    assert f"WorkingDirectory={REPO}" in service and f"Environment=PYTHONPATH={REPO}" in service
+    assert "StandardOutput=append:/l.log" in service and "Type=oneshot" in service
+    exec_start, = [line for line in service if line.startswith("ExecStart=")]
+    assert re.fullmatch(r"ExecStart=/usr/bin/flock -n /var/lock/wanbench-nightly.lock /\S+/python3? -m wanbench.cli"
+                        f" nightly --checkout {REPO} --matrix ci --inventory inventory/production --quiet", exec_start)
+    res = schedule(tmp_path, "-e", "schedule_manager=systemd", "-e", "state=absent")
+    assert res.returncode == 0 and list(tmp_path.iterdir()) == [], res.stdout
+
+
+def test_schedule_cron_entry_runs_the_scheduled_entry(tmp_path):
+    res = schedule(tmp_path, "-e", "schedule_manager=cron")
+    assert res.returncode == 0, res.stdout + res.stderr
+    entry = (tmp_path / "wanbench-nightly").read_text().splitlines()[-1]
+    command = entry.split(" root ", 1)[1]
+    assert entry.startswith("0 2 * * * root cd ") and command.endswith(" >>/l.log 2>&1")
+    # the entry's program really is the scheduled entry: its --help answers
+    argv = command.split(" && ", 1)[1].split(" >>")[0].split()  # PYTHONPATH=.. flock -n LOCK PYTHON -m ...
+    assert argv[1:4] == ["/usr/bin/flock", "-n", "/var/lock/wanbench-nightly.lock"]
+    helped = subprocess.run([*argv[4:], "--help"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "--matrix NAME" in helped.stdout, helped.stderr
+    assert schedule(tmp_path, "-e", "state=absent").returncode == 0 and list(tmp_path.iterdir()) == []
