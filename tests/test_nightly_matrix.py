@@ -107,7 +107,7 @@ def test_old_style_files_are_imported_into_the_same_index(night, fixtures, tmp_p
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"{old}: 2 run(s) imported, 0 already there")
     db = index.open_index(results)
-    assert db.execute("SELECT COUNT(*), SUM(imported) FROM runs").fetchone() == (14, 2)
+    assert tuple(db.execute("SELECT COUNT(*), SUM(imported) FROM runs").fetchone()) == (14, 2)
     incremental = index.dump(results)
     index.rebuild(results)
     assert index.dump(results) == incremental
@@ -125,7 +125,12 @@ def test_share_report_md_and_html_render_in_chromium(night, tmp_path):
     assert "ffn_only" in md and "nightly-a" in md
     page = out / "report.html"
     html = page.read_text()
-    assert len(PNG_RE.findall(html)) >= 2  # the change plot and the history plot, embedded
+    assert len(PNG_RE.findall(html)) == 3  # the change plot; request_total and reserved_peak of baseline, ffn_only
     img = screenshot(page, tmp_path / "shot.png", tmp_path / "profile")
-    rows, ink = plot_area(img)
-    assert rows > 50 and ink > 1000, (rows, ink)  # the change plot's band and intervals were drawn
+    # the same page with its images broken: what the plots add to the screenshot
+    broken = tmp_path / "broken.html"
+    broken.write_text(PNG_RE.sub('<img alt="x" src="data:image/png;base64,AAAA">', html))
+    bare = screenshot(broken, tmp_path / "broken.png", tmp_path / "profile")
+    assert plot_area(img)[0] > 0 and plot_area(bare) == (0, 0)  # the threshold band of the change plot was drawn
+    ink, bare_ink = ((i[..., :3] < 0.9).any(axis=-1).sum() for i in (img, bare))
+    assert ink - bare_ink > 20000, (ink, bare_ink)  # axes, intervals, history points: ~45000 px on 2026-11-27
