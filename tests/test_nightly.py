@@ -205,8 +205,8 @@ def test_the_scheduled_entry_refuses_bad_arguments_in_one_line(tmp_path, capsys)
     assert "expected KEY=VALUE or @FILE, got 'novalue'" in capsys.readouterr().err
 
 
-def test_site_matrices_do_not_leak_into_bench_inputs():
-    """A matrix copy must not change the catalog the tests read (the resolver copies nothing in place)."""
+def test_resolving_a_matrix_leaves_the_catalog_as_it_was():
+    """The play resolves the matrix, then validate resolves each share from the same catalog."""
     before = copy.deepcopy(CATALOG)
     matrix.plan({"m": {"families": ["fsdp", "framework"]}}, "m", CATALOG, ["a", "b"])
     assert CATALOG == before
