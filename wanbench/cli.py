@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import history, importer, index, inventory, report, share, store
+from . import history, importer, index, inventory, nightly, report, share, store
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
 from .stats import CONFIDENCE
@@ -89,8 +89,8 @@ def _parser():
     p.add_argument("--format", choices=report.FORMATS, default="md")
     p.add_argument("--out", metavar="DIR", help="write report.md, report.csv and report.json here")
     thresholds(p)
-    for module in (index, importer, history, share, inventory):
-        module.add_cli(sub)  # index, import, history, share, validate: their handlers come as args.func
+    for module in (index, importer, history, share, inventory, nightly):
+        module.add_cli(sub)  # index, import, history, share, validate, nightly, nightly-summary: handlers as args.func
     return parser
 
 
@@ -193,6 +193,8 @@ def main(argv=None):
         _error(f"{r['path']}: {r['reason']}")
     if unreadable:
         return 2
+    if getattr(args, "exit_code", None) is not None:  # nightly, nightly-summary: the night's code
+        return args.exit_code
     return 1 if getattr(args, "check", False) and {"fail", "invalid"} & set(verdicts) else 0
 
 

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from .parse import METRICS, parse_run
 from .store import read_manifest
 
-__all__ = ["INDEX_NAME", "add_cli", "build", "dump", "open_index", "rebuild", "run_state",
+__all__ = ["INDEX_NAME", "add_cli", "build", "dump", "open_index", "rebuild", "run_state", "runs",
            "series", "update"]
 
 INDEX_NAME = "index.sqlite"
@@ -406,6 +406,16 @@ def broken_runs(db, host=None, night=None):
     with _connection(db) as conn:
         return [{"host": h, "run_id": r, "variant": v, "night": n, "why": reason or f"{status}, exit code {code}"}
                 for h, r, v, n, code, status, reason in conn.execute(sql, params)]
+
+
+def runs(db, host=None, night=None):
+    """The indexed runs, optionally of one host and/or night: [{host, run_id, variant, role, night, warmup,
+    exit_code, status}] in start order."""
+    sql, params = _filtered("SELECT host, run_id, variant, role, night, warmup, exit_code, status FROM runs"
+                            " WHERE 1 = 1", "started_at, host, run_id", host=host, night=night)
+    cols = ("host", "run_id", "variant", "role", "night", "warmup", "exit_code", "status")
+    with _connection(db) as conn:
+        return [dict(zip(cols, r)) for r in conn.execute(sql, params)]
 
 
 # ---------------------------------------------------------------- CLI
