@@ -461,41 +461,77 @@ def test_stale_holders(holder, age, expected):
 
 
 # ------------------------------------------------------------------ wanbench_rundir and wanbench_collect
-wanbench_rundir = load("wanbench_rundir")
 wanbench_collect = load("wanbench_collect")
+rundir_action = load("wanbench_rundir", "action_plugins")
 
 
-def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(capsys, tmp_path):
+def make_rundir_action(monkeypatch, args, check_mode=False, shell=None):
+    """The wanbench_rundir action with its one command run by shell(cmd, in_data) -> (rc, stdout, stderr)
+    (default: really, by /bin/sh on this machine); the commands are recorded."""
+    action = rundir_action.ActionModule.__new__(rundir_action.ActionModule)
+    action._task = FakeTask(args, check_mode)
+    commands = []
+
+    def low_level(cmd, in_data=None, **kwargs):
+        commands.append((cmd, in_data))
+        if shell:
+            rc, out, err = shell(cmd, in_data)
+        else:
+            done = subprocess.run(["sh", "-c", cmd], input=in_data, capture_output=True)
+            rc, out, err = done.returncode, done.stdout.decode(), done.stderr.decode()
+        return {"rc": rc, "stdout": out, "stderr": err}
+
+    action._low_level_execute_command = low_level
+    monkeypatch.setattr(rundir_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    return action, commands
+
+
+def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(monkeypatch, tmp_path):
     args = {"path": str(tmp_path / "runs" / "r1"), "files": {"run.sh": "#!/bin/bash\n", "manifest.json": "{}\n"},
             "executable": ["run.sh"]}
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        wanbench_rundir.main()
-    assert exc.value.code == 0 and json.loads(capsys.readouterr().out)["files"] == ["manifest.json", "run.sh"]
+    action, commands = make_rundir_action(monkeypatch, args)
+    res = action.run(task_vars={})
+    assert res["changed"] and not res.get("failed") and res["files"] == ["manifest.json", "run.sh"], res
     assert oct((tmp_path / "runs" / "r1" / "run.sh").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "runs" / "r1" / "manifest.json").stat().st_mode & 0o777) == "0o644"
     assert (tmp_path / "runs" / "r1" / "manifest.json").read_text() == "{}\n"
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        wanbench_rundir.main()
-    assert exc.value.code == 1 and "File exists" in json.loads(capsys.readouterr().out)["msg"]
+    assert len(commands) == 1, "one command per run directory"
+    res = action.run(task_vars={})
+    assert res["failed"] and res["msg"].startswith(f"cannot write {tmp_path}/runs/r1: mkdir:") and "File exists" in res["msg"]
 
 
-def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch, capsys):
-    seen = {}
-
-    def fake_run(argv, input=None, **kwargs):
-        seen["argv"], seen["input"] = argv, input
-        return subprocess.CompletedProcess(argv, 0, b"", b"")
-
-    monkeypatch.setattr(wanbench_rundir.subprocess, "run", fake_run)
-    with patch_module_args({"path": RUN, "container": "c", "files": {"run.sh": "echo hi\n"}, "executable": ["run.sh"]}):
-        with pytest.raises(SystemExit) as exc:
-            wanbench_rundir.main()
-    assert exc.value.code == 0
-    assert seen["argv"] == ["docker", "exec", "-i", "c", "sh", "-c", wanbench_rundir.UNPACK, "wanbench-rundir", RUN]
+def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch):
     import io
+    import shlex
     import tarfile
-    with tarfile.open(fileobj=io.BytesIO(seen["input"])) as tar:
+
+    action, commands = make_rundir_action(
+        monkeypatch, {"path": RUN, "container": "c", "files": {"run.sh": "echo hi\n"}, "executable": ["run.sh"]},
+        shell=lambda cmd, data: (0, "", ""))
+    res = action.run(task_vars={})
+    assert res["changed"] and not res.get("failed")
+    ((cmd, data),) = commands
+    assert shlex.split(cmd) == ["docker", "exec", "-i", "c", "sh", "-c", rundir_action.UNPACK, "wanbench-rundir", RUN]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         (member,) = tar.getmembers()
         assert (member.name, member.mode, tar.extractfile(member).read()) == ("run.sh", 0o755, b"echo hi\n")
+
+
+@pytest.mark.parametrize("args,needle", [
+    ({"path": RUN, "files": {"../run.sh": "x"}}, "file names must be plain names, got ['../run.sh']"),
+    ({"path": RUN, "files": {}}, "path and files (a mapping of names to text) are required"),
+    ({"files": {"run.sh": "x"}}, "path and files (a mapping of names to text) are required"),
+])
+def test_rundir_refuses_bad_arguments_before_any_command(monkeypatch, args, needle):
+    action, commands = make_rundir_action(monkeypatch, args)
+    res = action.run(task_vars={})
+    assert res["failed"] and needle in res["msg"] and not commands
+
+
+def test_rundir_in_check_mode_writes_nothing(monkeypatch, tmp_path):
+    action, commands = make_rundir_action(monkeypatch, {"path": str(tmp_path / "r"), "files": {"run.sh": "x"}},
+                                          check_mode=True)
+    assert action.run(task_vars={})["changed"] and not commands and not (tmp_path / "r").exists()
 
 
 def test_collect_packs_a_run_directory_on_the_host(capsys, tmp_path):
