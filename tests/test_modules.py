@@ -534,40 +534,87 @@ def test_rundir_in_check_mode_writes_nothing(monkeypatch, tmp_path):
     assert action.run(task_vars={})["changed"] and not commands and not (tmp_path / "r").exists()
 
 
-def test_collect_packs_a_run_directory_on_the_host(capsys, tmp_path):
+collect_action = load("wanbench_collect", "action_plugins")
+
+
+def make_collect_action(monkeypatch, args, check_mode=False):
+    """The wanbench_collect action with its commands run by /bin/sh on this machine (the host) and
+    fetch_file a copy; the commands are recorded."""
+    import shutil
+
+    action = collect_action.ActionModule.__new__(collect_action.ActionModule)
+    action._task = FakeTask(args, check_mode)
+    action._connection = FakeConnection()
+    commands, fetched = [], []
+
+    def low_level(cmd, in_data=None, **kwargs):
+        commands.append(cmd)
+        done = subprocess.run(["sh", "-c", cmd], input=in_data, capture_output=True, text=True)
+        return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+    action._low_level_execute_command = low_level
+    action._connection.fetch_file = lambda src, dst: (fetched.append(src), shutil.copy(src, dst))
+    action._remove_tmp_path = lambda path: None
+    monkeypatch.setattr(collect_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    return action, commands, fetched
+
+
+def a_run_dir(tmp_path, names=("run.log", "exit_code", ".pid")):
     run_dir = tmp_path / "runs" / "20261127T000000Z-ffn_only-abc123"
     run_dir.mkdir(parents=True)
-    for name in ("run.log", "exit_code", ".pid"):
+    for name in names:
         (run_dir / name).write_text(name)
+    return run_dir
+
+
+def test_collect_fetches_a_small_run_in_one_command(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path)
     archive = tmp_path / "stage" / "a.tar.gz"
-    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive)}), pytest.raises(SystemExit) as exc:
-        wanbench_collect.main()
-    out = json.loads(capsys.readouterr().out)
-    assert exc.value.code == 0 and out["files"] == 3 and out["changed"]
-    assert not archive.exists(), "a small archive comes back in the result, none is left on the host"
-    import base64
-    import io
-    import tarfile
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(out["content"]))) as tar:
-        assert sorted(tar.getnames()) == sorted([run_dir.name] + [f"{run_dir.name}/{n}" for n in ("run.log", "exit_code", ".pid")])
+    action, commands, fetched = make_collect_action(
+        monkeypatch, {"run_dir": str(run_dir), "archive": str(archive), "dest": str(tmp_path / "results")})
+    res = action.run(task_vars={})
+    assert res["changed"] and not res.get("failed") and res["files"] == 3, res
+    got = tmp_path / "results" / run_dir.name
+    assert res["path"] == str(got) and sorted(p.name for p in got.iterdir()) == [".pid", "exit_code", "run.log"]
+    assert (got / "exit_code").read_text() == "exit_code"
+    assert len(commands) == 1 and not fetched, "a small archive comes back in the one command's output"
+    assert not archive.exists() and not (tmp_path / "stage" / "a.tar.gz.err").exists()
+    assert run_dir.is_dir(), "the run directory is kept unless keep_run_dir is false"
 
 
-def test_collect_leaves_a_large_archive_for_the_fetch(capsys, tmp_path):
-    run_dir = tmp_path / "runs" / "r"
-    run_dir.mkdir(parents=True)
+def test_collect_fetches_a_large_archive_and_cleans_up(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path, names=())
     (run_dir / "perf.csv").write_bytes(os.urandom(4096))
     archive = tmp_path / "stage" / "a.tar.gz"
-    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive), "inline_max": 1024}):
-        with pytest.raises(SystemExit):
-            wanbench_collect.main()
-    out = json.loads(capsys.readouterr().out)
-    assert "content" not in out and archive.stat().st_size > 1024 and out["files"] == 1
+    action, commands, fetched = make_collect_action(
+        monkeypatch, {"run_dir": str(run_dir), "archive": str(archive), "dest": str(tmp_path / "results"),
+                      "inline_max": 1024, "keep_run_dir": False})
+    res = action.run(task_vars={})
+    assert res["files"] == 1 and not res.get("failed"), res
+    assert fetched == [str(archive)] and len(commands) == 2, "pack, then one clean-up command"
+    assert (tmp_path / "results" / run_dir.name / "perf.csv").stat().st_size == 4096
+    assert not archive.exists() and not run_dir.exists()
 
 
-def test_collect_names_a_missing_run_directory(capsys, tmp_path):
-    with patch_module_args({"run_dir": str(tmp_path / "gone"), "archive": str(tmp_path / "a.tar.gz")}):
-        with pytest.raises(SystemExit) as exc:
-            wanbench_collect.main()
-    out = json.loads(capsys.readouterr().out)
-    assert exc.value.code == 1 and out["msg"] == f"cannot pack {tmp_path / 'gone'}: no run directory {tmp_path}/gone"
+def test_collect_names_a_missing_run_directory(monkeypatch, tmp_path):
+    action, _, _ = make_collect_action(monkeypatch, {"run_dir": str(tmp_path / "gone"),
+                                                     "archive": str(tmp_path / "a.tar.gz"), "dest": str(tmp_path)})
+    res = action.run(task_vars={})
+    assert res["failed"] and res["msg"] == f"cannot pack {tmp_path / 'gone'}: no run directory {tmp_path}/gone"
     assert not (tmp_path / "a.tar.gz").exists()
+
+
+def test_collect_through_an_exec_prefix_and_in_check_mode(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path)
+    args = {"run_dir": str(run_dir), "archive": str(tmp_path / "a.tar.gz"), "dest": str(tmp_path / "results"),
+            "exec": ["env", "WANBENCH_WHERE=container"]}
+    action, commands, _ = make_collect_action(monkeypatch, args, check_mode=True)
+    assert action.run(task_vars={})["skipped"] and not commands
+    action, commands, _ = make_collect_action(monkeypatch, args)
+    assert action.run(task_vars={})["files"] == 3
+    assert commands[0].endswith(shlex_join(["env", "WANBENCH_WHERE=container"]))
+
+
+def shlex_join(words):
+    import shlex
+    return shlex.join(words)
