@@ -43,7 +43,7 @@ EXAMPLES = r"""
     container: mindie-wan2.1-xysheng
     files:
       run.sh: "{{ lookup('ansible.builtin.template', 'run.sh.j2') }}"
-      manifest.json: "{{ render_manifest | to_nice_json }}\n"
+      manifest.json: "{{ render_result.manifest | to_nice_json }}\n"
     executable: [run.sh]
 """
 
