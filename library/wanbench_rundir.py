@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 module: wanbench_rundir
 short_description: Create a wanbench run directory holding the given files, on the host or in a container
 description:
-  - Creates O(path) (it must not exist: a run id is used once) and writes O(files) into it.
+  - Creates O(path) (it must not exist yet, a run id is used once) and writes O(files) into it.
   - The action plugin builds a tar of the files on the controller and sends it as the standard
     input of one shell command on the target (C(docker exec -i) when there is a container), which
     unpacks it into the new directory. No Python and no module upload on the target.
