@@ -636,3 +636,14 @@ def test_collect_through_an_exec_prefix_and_in_check_mode(monkeypatch, tmp_path)
 def shlex_join(words):
     import shlex
     return shlex.join(words)
+
+
+@pytest.mark.parametrize("module", ["wanbench_collect", "wanbench_rundir", "wanbench_wait"])
+def test_ansible_doc_reads_each_action_only_module(module):
+    """These files are only documentation (their action plugins do the work): ansible-doc shows it;
+    a description line that YAML reads as a mapping breaks it."""
+    import sys
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-M", str(REPO / "library"), module],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert module in done.stdout.split("\n", 1)[0] and "RETURN VALUES" in done.stdout, done.stdout[:500]
