@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # wanbench: fetch one run directory to the controller in one task (module: library/wanbench_collect.py).
-"""Pack on the host (module), one fetch, unpack and count on the controller, clean up (one command).
+"""Pack on the host (one shell command), unpack and count on the controller.
 
-A small archive (up to the module's inline_max, 8 MiB) comes back inside the module's result:
-then there is no separate fetch and nothing to clean up on the host.
-
-Replaces seven tasks a run (list, tar, docker cp, rm, fetch, unarchive, find) with three
-round trips in one task. The archive is unpacked with tarfile's "data" filter (no absolute
-paths, links out of the tree or devices), into <dest>/<run_id>/.
+One plain command over the connection (no module, no Python on the target) counts the run
+directory's files and streams ``tar -cz`` of it from where the run lives (through ``exec``,
+e.g. ``docker exec NAME``) into an archive on the host; an archive up to inline_max (8 MiB)
+comes back base64 in that command's output and is removed from the host, a larger one is
+fetched once and removed by a second command. The archive is unpacked with tarfile's "data"
+filter (no absolute paths, links out of the tree or devices), into <dest>/<run_id>/.
 """
 
 from __future__ import annotations
@@ -21,13 +21,45 @@ import tempfile
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+# $1 the run root, $2 the run id: prints the number of files to stderr, then tar.gz to stdout.
+PACK = ('{ cd "$1" && [ -d "$2" ]; } 2>/dev/null || { echo "no run directory $1/$2" >&2; exit 1; }; '
+        'find "$2" -type f | wc -l >&2 && exec tar -cz "$2"')
+
+# On the host: $1 the archive, $2 inline_max, $3 the run root, $4 the run id, then the exec prefix.
+# Prints files=N, then either "inline" and the archive in base64 (the archive removed) or "kept".
+STAGE = r"""
+archive=$1 max=$2 root=$3 id=$4; shift 4
+mkdir -p -m 700 "$(dirname "$archive")" || exit 1
+"$@" sh -c "$0" wanbench-collect "$root" "$id" >"$archive" 2>"$archive.err"
+rc=$? files=$(head -n 1 "$archive.err") err=$(tail -n +2 "$archive.err")
+rm -f "$archive.err"
+case "$rc:$files" in 0:*[!0-9]*|0:) rc=1 ;; esac
+if [ "$rc" != 0 ]; then rm -f "$archive"; echo "${err:-$files}" >&2; exit 1; fi
+echo "files=$files"
+if [ "$(stat -c %s "$archive")" -le "$max" ]; then echo inline; base64 -w 0 "$archive" && rm -f "$archive"; else echo kept; fi
+"""
+
+
+def stage_argv(run_dir, archive, inline_max, exec_prefix):
+    """argv of the one command that packs run_dir into archive on the host (see STAGE)."""
+    return ["sh", "-c", STAGE, PACK, archive, str(int(inline_max)), os.path.dirname(run_dir),
+            os.path.basename(run_dir), *map(str, exec_prefix)]
+
+
+def parse_stage(out):
+    """{files, content (base64, when inlined)} from STAGE's output."""
+    head, _, content = out.partition("\n")
+    mode, _, content = content.partition("\n")
+    files = int(head.removeprefix("files="))
+    return {"files": files, **({"content": content.strip()} if mode.strip() == "inline" else {})}
+
 
 def count_files(path):
     return sum(len(files) for _, _, files in os.walk(path))
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    TRANSFERS_FILES = False  # no temporary directory on the target: nothing is uploaded
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -38,16 +70,22 @@ class ActionModule(ActionBase):
         run_dir = str(args["run_dir"]).rstrip("/")
         run_id = os.path.basename(run_dir)
         try:
-            packed = self._execute_module(module_name="wanbench_collect",
-                                          module_args=args, task_vars=task_vars)
-            if packed.get("failed") or self._task.check_mode:
-                result.update(packed)
+            staged = str(args["archive"])
+            if self._task.check_mode:
+                result.update(changed=False, skipped=True, msg="check mode: no run was started, nothing to collect")
                 return result
+            argv = stage_argv(run_dir, staged, args.get("inline_max", 8 << 20), args.get("exec") or [])
+            done = self._low_level_execute_command(shlex.join(argv))
+            if done.get("rc") != 0:
+                result.update(failed=True, cmd=argv, msg=f"cannot pack {run_dir}: "
+                                                         f"{(done.get('stderr') or done.get('stdout') or '').strip()}")
+                return result
+            packed = {"archive": staged, **parse_stage(done.get("stdout", ""))}
             os.makedirs(dest, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=dest, prefix=f".{run_id}.") as work:
                 local = os.path.join(work, "run.tar.gz")
                 inlined = "content" in packed
-                if inlined:  # small archive: it came back in the module's result
+                if inlined:  # small archive: it came back in the command's output
                     with open(local, "wb") as f:
                         f.write(base64.b64decode(packed.pop("content")))
                 else:

@@ -1,17 +1,21 @@
 # -*- coding: utf-8 -*-
-# wanbench: wait for a detached run until it ends, in one task (controller-side loop).
-"""Action plugin of the wanbench_wait module (library/wanbench_wait.py).
+# wanbench: wait for a detached run until it ends, in one task (documented in library/wanbench_wait.py).
+"""Action plugin of wanbench_wait: one task waits out a run of any length.
 
-One task waits out a run of any length: a loop on the controller calls the module on the
-target once per round (a round lasts the module's window, 5 to 20 s), prints one progress
-line per round, and rides out a lost SSH connection. The loop keeps no per-round state, so
-its stack and memory stay constant however long the run lasts (no recursive include).
-The pattern is ansible.builtin.async_status / wait_for_connection's.
+Each round is one plain shell command on the target (no module, no Python there): it looks at
+the run directory every ``interval`` seconds (every 0.25 s in a run's first 5 s) for up to a
+window that follows the run's age (``min_window`` to ``window`` seconds), returns as soon as the
+run has written its exit code or died, and prints the run's state. The controller judges that
+state, prints one progress line per round and goes on; a lost SSH connection is waited out. The
+loop keeps no per-round state, so its stack and memory stay constant however long the run lasts
+(no recursive include). The pattern is ansible.builtin.async_status / wait_for_connection's.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import time
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
@@ -20,56 +24,225 @@ from ansible.utils.display import Display
 
 display = Display()
 
-# Arguments the action plugin keeps for itself; everything else goes to the module.
-OWN_ARGS = ("label", "reconnect_timeout", "reconnect_sleep")
+ARGUMENT_SPEC = {
+    "run_dir": {"type": "path", "required": True},
+    "container": {"type": "str", "default": ""},
+    "docker": {"type": "str", "default": "docker"},
+    "window": {"type": "int", "default": 30},
+    "min_window": {"type": "int", "default": 5},
+    "interval": {"type": "float", "default": 1.0},
+    "timeout": {"type": "int", "default": 3600},
+    "start_grace": {"type": "int", "default": 120},
+    "kill_on_timeout": {"type": "bool", "default": True},
+    "label": {"type": "str", "default": ""},
+    "reconnect_timeout": {"type": "float", "default": 300},
+    "reconnect_sleep": {"type": "float", "default": 2},
+}
+
+EARLY_INTERVAL, EARLY_SECONDS = 0.25, 5
+
+# One round on the target. $1 the run directory, $2 window s, $3 min_window s, $4 interval ms,
+# $5 early interval ms, $6 early seconds. Looks until exit_code exists, the run's process is gone,
+# or the window (the run's age, between min_window and window) would end; then prints the state.
+# Liveness is checked before exit_code: the run writes exit_code before it exits.
+WAIT_SCRIPT = r"""
+cd "$1" 2>/dev/null || { echo state=nodir; exit 0; }
+age() { if [ -f .pid ]; then echo $(( $(date +%s) - $(stat -c %Y .pid) )); else echo 0; fi; }
+t0=$(date +%s%3N) w=$(age)
+[ "$w" -lt "$3" ] && w=$3
+[ "$w" -gt "$2" ] && w=$2
+while [ ! -f exit_code ]; do
+  [ -f .pid ] && ! kill -0 "$(cat .pid)" 2>/dev/null && break
+  p=$4
+  [ "$(age)" -lt "$6" ] && [ "$5" -lt "$p" ] && p=$5
+  [ $(( $(date +%s%3N) + p )) -gt $(( t0 + w * 1000 )) ] && break
+  sleep "$(( p / 1000 )).$(printf %03d $(( p % 1000 )))"
+done
+touch -c ../.holder 2>/dev/null  # the play holding the host lock is alive (see wanbench_preflight)
+echo "now=$(date +%s.%N)"
+[ -f run.sh ] && echo "written=$(stat -c %Y run.sh)"
+if [ -f .pid ]; then
+  echo "start=$(stat -c %Y .pid)"
+  echo "pid=$(cat .pid)"
+  if kill -0 "$(cat .pid)" 2>/dev/null; then echo alive=1; else echo alive=0; fi
+fi
+if [ -f exit_code ]; then
+  echo "exit_code=$(cat exit_code)"
+  echo "ended=$(stat -c %.3Y exit_code 2>/dev/null || stat -c %Y exit_code)"
+fi
+echo "--log--"
+tail -c 65536 run.log 2>/dev/null
+exit 0
+"""
+
+# TERM to the run's process group, KILL after 10 s; the pid arrives as $1.
+KILL_SCRIPT = r"""
+kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$1" 2>/dev/null || exit 0; sleep 1; done
+kill -KILL -- "-$1" 2>/dev/null || kill -KILL "$1" 2>/dev/null
+exit 0
+"""
+
+TQDM_RE = re.compile(r"(\d+)/(\d+) \[")
+PHASES = (("Finished.", "finished"), ("Saving generated video", "saving"),
+          ("Generating video ...", "generating"), ("Warm up", "warm-up"))
+
+
+def where(params, inner):
+    """inner argv, run on the host or through docker exec in the container."""
+    return [params["docker"], "exec", params["container"], *inner] if params["container"] else inner
+
+
+def round_argv(params):
+    """argv of one round (WAIT_SCRIPT) for the task's parameters."""
+    return where(params, ["sh", "-c", WAIT_SCRIPT, "wanbench-wait", params["run_dir"], str(params["window"]),
+                          str(params["min_window"]), str(max(1, int(params["interval"] * 1000))),
+                          str(int(EARLY_INTERVAL * 1000)), str(EARLY_SECONDS)])
+
+
+def kill_argv(params, pid):
+    """argv that stops the run's process group (the run script is its session leader)."""
+    return where(params, ["sh", "-c", KILL_SCRIPT, "wanbench-kill", str(pid)])
+
+
+def parse_status(text):
+    """{key: value} of the header lines, plus 'log' (the log tail)."""
+    head, _, log = text.partition("--log--\n")
+    state = {"log": log}
+    for line in head.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            state[key.strip()] = value.strip()
+    return state
+
+
+def progress_of(log):
+    """(phase, step, total) from a run.log tail."""
+    phase, at = "loading", -1
+    for marker, name in PHASES:
+        pos = log.rfind(marker)
+        if pos > at:
+            phase, at = name, pos
+    step = total = None
+    matches = TQDM_RE.findall(log)
+    if matches:
+        step, total = (int(x) for x in matches[-1])
+    return phase, step, total
+
+
+def describe(phase, step, total, elapsed):
+    bits = [phase]
+    if step is not None and phase in ("warm-up", "generating"):
+        bits.append(f"step {step}/{total}")
+    bits.append(f"elapsed {elapsed} s")
+    return ", ".join(bits)
+
+
+def log_tail(log, lines=10):
+    """The last non-empty lines of a log tail (tqdm carriage returns split)."""
+    return [line for line in log.replace("\r", "\n").splitlines() if line.strip()][-lines:]
+
+
+def failure(params, status, msg, **res):
+    """A failed round: the run's status (died, timeout, not-started, unreadable) and its cause."""
+    return {"run_dir": params["run_dir"], **res, "failed": True, "status": status, "msg": msg, "cause": msg}
+
+
+def judge(params, st):
+    """The round's result from the run's state (parse_status); a result with 'stop' names the pid
+    whose process group is to be stopped (timeout)."""
+    p = params
+    if st.get("state") == "nodir":
+        return failure(p, "not-started", f"run directory {p['run_dir']} does not exist"
+                       + (f" in container {p['container']}" if p["container"] else ""))
+    now = float(st.get("now") or time.time())
+    phase, step, total = progress_of(st["log"])
+    if "start" not in st:  # not started (yet)
+        waited = int(now - int(st.get("written", now)))
+        if waited > p["start_grace"]:
+            return failure(p, "not-started", f"run in {p['run_dir']} did not start within {p['start_grace']} s "
+                                             "(no .pid); see its run.log", log_tail=log_tail(st["log"]))
+        return {"done": False, "exit_code": None, "phase": "starting", "step": None, "total": None,
+                "elapsed": 0, "run_dir": p["run_dir"], "progress": f"starting, {waited} s since launch"}
+    elapsed = int(now - int(st["start"]))
+    res = {"done": False, "exit_code": None, "phase": phase, "step": step, "total": total,
+           "elapsed": elapsed, "run_dir": p["run_dir"]}
+    if "exit_code" in st:
+        try:
+            code = int(st["exit_code"])
+        except ValueError:
+            return failure(p, "unreadable", f"unreadable exit_code {st['exit_code']!r} in {p['run_dir']}")
+        res.update(done=True, exit_code=code, status="ok" if code == 0 else "failed",
+                   noticed_after=round(max(0.0, now - float(st.get("ended", now))), 3),
+                   progress=f"finished with exit code {code} after {elapsed} s")
+        if code != 0:
+            res.update(cause=f"exit code {code}", log_tail=log_tail(st["log"]))
+        return res
+    if st.get("alive") == "0":
+        return failure(p, "died", f"run in {p['run_dir']} ended without an exit code (killed? container "
+                                  "stopped?); last log lines follow", log_tail=log_tail(st["log"]), **res)
+    if elapsed > p["timeout"]:
+        stop = p["kill_on_timeout"] and st.get("pid")
+        stopped = "its process group was stopped" if stop else "it was left running"
+        return {**failure(p, "timeout", f"run in {p['run_dir']} still running after {elapsed} s (timeout "
+                                        f"{p['timeout']} s); {stopped}", log_tail=log_tail(st["log"]), **res),
+                **({"stop": st["pid"]} if stop else {})}
+    res["progress"] = describe(phase, step, total, elapsed)
+    return res
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("run_dir", "container", "docker", "window", "min_window", "interval", "timeout",
-                             "start_grace", *OWN_ARGS))
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
-        args = dict(self._task.args)
-        label = args.pop("label", None) or os.path.basename(str(args.get("run_dir", "")).rstrip("/"))
-        reconnect_timeout = float(args.pop("reconnect_timeout", 300))
-        reconnect_sleep = float(args.pop("reconnect_sleep", 2))
+        _, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        params["label"] = params["label"] or os.path.basename(str(params["run_dir"]).rstrip("/"))
         if self._task.check_mode:
             result.update(skipped=True, msg="check mode: no run was started, nothing to wait for")
             return result
-        try:
-            result.update(self.wait(args, task_vars, label, reconnect_timeout, reconnect_sleep))
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
+        result.update(self.wait(params))
         return result
 
-    def call_module(self, args, task_vars):
-        """One round: the module waits up to its window on the target and returns the run's state."""
-        res = self._execute_module(module_name="wanbench_wait", module_args=args, task_vars=task_vars)
-        if res.get("unreachable"):
-            raise AnsibleConnectionFailure(res.get("msg", "host unreachable"))
+    def call(self, argv):
+        """One command on the target: its stdout, or a failure result."""
+        done = self._low_level_execute_command(shlex.join(argv))
+        if done.get("unreachable"):
+            raise AnsibleConnectionFailure(done.get("msg", "host unreachable"))
+        return done
+
+    def look(self, params):
+        """One round: the run's state after up to one window of looks on the target."""
+        done = self.call(round_argv(params))
+        if done.get("rc") != 0:
+            return failure(params, "unreadable", f"cannot read run directory {params['run_dir']}: "
+                                                 f"{(done.get('stderr') or done.get('stdout') or '').strip()}")
+        res = judge(params, parse_status(done.get("stdout", "")))
+        if res.get("stop"):
+            self.call(kill_argv(params, res.pop("stop")))
         return res
 
-    def wait(self, args, task_vars, label, reconnect_timeout, reconnect_sleep):
+    def wait(self, params):
+        label = params["label"]
         rounds = reconnects = 0
         lost_since = None
         while True:
             try:
-                res = self.call_module(args, task_vars)
+                res = self.look(params)
             except AnsibleConnectionFailure as exc:
                 now = time.monotonic()
                 if lost_since is None:
                     lost_since = now
                     reconnects += 1
                     display.display(f"{label}: SSH connection lost ({str(exc).strip()[:200]}); waiting for it")
-                if now - lost_since > reconnect_timeout:
+                if now - lost_since > params["reconnect_timeout"]:
                     return {"failed": True, "unreachable": True, "rounds": rounds, "reconnects": reconnects,
-                            "msg": f"{label}: host unreachable for more than {reconnect_timeout:g} s while "
-                                   "waiting for the run (it keeps running on the host)"}
-                time.sleep(reconnect_sleep)
+                            "msg": f"{label}: host unreachable for more than {params['reconnect_timeout']:g} s "
+                                   "while waiting for the run (it keeps running on the host)"}
+                time.sleep(params["reconnect_sleep"])
                 try:
                     self._connection.reset()
                 except (AttributeError, AnsibleError):
@@ -80,9 +253,7 @@ class ActionModule(ActionBase):
                 display.display(f"{label}: SSH connection back after {time.monotonic() - lost_since:.0f} s")
                 lost_since = None
             if res.get("failed"):
-                res.update(rounds=rounds, reconnects=reconnects)
-                return res
+                return {**res, "rounds": rounds, "reconnects": reconnects}
             display.display(f"{label}: {res.get('progress', '')}")
             if res.get("done"):
-                res.update(rounds=rounds, reconnects=reconnects, changed=False)
-                return res
+                return {**res, "rounds": rounds, "reconnects": reconnects, "changed": False}

@@ -5,7 +5,10 @@ DOCUMENTATION = r"""
 name: wanbench_run_outcome
 short_description: One entry of bench_collected for a scheduled run, whatever happened to it
 description:
-  - Companion filter in this file, C(wanbench_git_state), parses repo_sync's record command
+  - Companion filters in this file. C(wanbench_render_run) builds in one call what the render role
+    writes for one scheduled run (Python computes it, the template only renders it):
+    C({run_id, run_dir, script, master_port, command, command_line, manifest}).
+    C(wanbench_git_state) parses repo_sync's record command
     (C(git status --porcelain), a separator, C(git log --format='%H %h %s')) into
     C({sha, subject, dirty, log}).
   - Combines the scheduled run, the wait role's result, the collect role's result and the failure
@@ -53,6 +56,24 @@ from ansible.errors import AnsibleFilterError
 
 from wanbench import play as _play
 
+RENDER_OPTIONS = ("generate", "torchrun", "model_dir", "devices", "save_file", "host", "address", "container",
+                  "platform", "play_id")
+
+
+def wanbench_render_run(run, run_id, run_root, repo=None, **options):
+    """A run's directory, command and manifest (see wanbench.play.render_run)."""
+    if not isinstance(run, Mapping) or not {"variant", "args", "env", "flags", "settings"} <= run.keys():
+        raise AnsibleFilterError("wanbench_render_run: expected a scheduled run (variant, args, env, flags, settings)")
+    unknown = sorted(set(options) - set(RENDER_OPTIONS))
+    if unknown:
+        raise AnsibleFilterError(f"wanbench_render_run: unknown option(s) {', '.join(unknown)}")
+    if repo is not None and not isinstance(repo, Mapping):
+        raise AnsibleFilterError(f"wanbench_render_run: repo must be a mapping, got {type(repo).__name__}")
+    if not str(run_id) or not str(run_root):
+        raise AnsibleFilterError("wanbench_render_run: run_id and run_root must not be empty")
+    return _play.render_run(dict(run), str(run_id), str(run_root), repo=dict(repo or {}),
+                            **{k: str(v if v is not None else "") for k, v in options.items()})
+
 
 def wanbench_run_outcome(run, run_id, wait=None, collected=None, failure=None):
     """One bench_collected entry for a scheduled run (see wanbench.play.run_outcome)."""
@@ -75,4 +96,5 @@ class FilterModule:
     """wanbench play filters."""
 
     def filters(self):
-        return {"wanbench_run_outcome": wanbench_run_outcome, "wanbench_git_state": wanbench_git_state}
+        return {"wanbench_run_outcome": wanbench_run_outcome, "wanbench_git_state": wanbench_git_state,
+                "wanbench_render_run": wanbench_render_run}

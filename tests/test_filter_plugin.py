@@ -1,6 +1,7 @@
 """filter_plugins: what loading them costs, and the play filters called directly."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 import textwrap
@@ -102,3 +103,47 @@ def test_health_filters_give_the_capture_and_refuse_bad_input_in_one_line():
             f[name](*args)
     with pytest.raises(AnsibleFilterError, match="^wanbench_output_records: expected the list of wanbench_output_pairs$"):
         f["wanbench_output_records"]("x", "")
+
+
+def test_render_run_builds_directory_command_and_manifest_in_one_call():
+    import yaml
+
+    from wanbench import catalog, command
+
+    cat = yaml.safe_load((PLUGINS.parent / "group_vars/all/catalog.yml").read_text())
+    catalog_dict = {k.removeprefix("wanbench_"): v for k, v in cat.items()}
+    run = {**catalog.resolve(catalog_dict, "ffn_only", platform="cuda"), "role": "candidate",
+           "control_key": "fsdp:profiled", "schedule": {"block": 2}}
+    got = PLAY["wanbench_render_run"](run, RID, "/runs/", repo={"sha": "abc"}, torchrun="torchrun",
+                                      model_dir="/m", devices="0,1,2,3", save_file="out.mp4", host="npu",
+                                      address="", container="c", platform="cuda", play_id="p1")
+    run_dir = f"/runs/{RID}"
+    assert (got["run_id"], got["run_dir"], got["script"]) == (RID, run_dir, f"{run_dir}/run.sh")
+    assert got["master_port"] == command.master_port(RID) and 20000 <= got["master_port"] < 30000
+    argv = got["command"]["argv"]
+    assert argv[:6] == ["torchrun", "--nproc_per_node=4", "--master_addr", "127.0.0.1", "--master_port",
+                        str(got["master_port"])]
+    assert argv[argv.index("--ckpt_dir") + 1] == "/m" and argv[argv.index("--save_file") + 1] == f"{run_dir}/out.mp4"
+    assert argv[argv.index("--profile_stage_file") + 1] == f"{run_dir}/perf.csv"
+    assert got["command"]["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert got["command_line"] == got["command"]["command_line"]
+    m = got["manifest"]
+    assert list(m)[:2] == ["run_id", "variant"] and list(m)[-1] == "schedule"
+    assert (m["variant"], m["role"], m["steps"], m["env"], m["argv"]) == ("ffn_only", "candidate", 20,
+                                                                        got["command"]["env"], argv)
+    assert (m["host"], m["address"], m["container"], m["platform"], m["play_id"]) == ("npu", "npu", "c", "cuda", "p1")
+    assert (m["repo"], m["run_dir"], m["master_port"], m["schedule"]) == ({"sha": "abc"}, run_dir, got["master_port"],
+                                                                         {"block": 2})
+    assert len(m["rendered_at"]) == 20 and m["rendered_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("args,kwargs,needle", [
+    (("ffn_only", RID, "/runs"), {}, "expected a scheduled run"),
+    (({"variant": "x", "args": [], "env": {}, "flags": {}, "settings": {}}, RID, "/runs"), {"devcies": "0"},
+     "unknown option(s) devcies"),
+    (({"variant": "x", "args": [], "env": {}, "flags": {}, "settings": {}}, "", "/runs"), {},
+     "run_id and run_root must not be empty"),
+])
+def test_render_run_refuses_bad_input(args, kwargs, needle):
+    with pytest.raises(AnsibleFilterError, match=re.escape(needle)):
+        PLAY["wanbench_render_run"](*args, **kwargs)

@@ -1,9 +1,12 @@
-"""library/wanbench_wait.py: exact argv, rc handling, changed and check mode."""
+"""The modules and action plugins of library/ and action_plugins/: exact argv, rc handling, changed and
+check mode; the shell each action runs on the target is run for real against real directories."""
 
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,9 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("wanbench_wait", REPO / "library" / "wanbench_wait.py")
-wanbench_wait = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(wanbench_wait)
+spec = importlib.util.spec_from_file_location("wanbench_wait_action", REPO / "action_plugins" / "wanbench_wait.py")
+wait_action = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(wait_action)
 
 RUN = "/root/wanbench/runs/20261126T120000Z-ffn_only-abc123"
 LOG_RUNNING = ("W1126 torchrun warning\n[2026-11-26 12:00:01,000] INFO: Warm up 2 steps...\n"
@@ -31,147 +34,6 @@ def status(now=1000, start=958, alive="1", exit_code=None, log=LOG_RUNNING, writ
     return "\n".join(head) + "\n--log--\n" + log
 
 
-def run_module(monkeypatch, capsys, args, outputs):
-    """Run the module with args; run_command answers from outputs (rc, stdout, stderr)."""
-    calls = []
-    answers = iter(outputs)
-
-    def fake_run_command(self, argv, **kwargs):
-        calls.append(argv)
-        return next(answers)
-
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", fake_run_command)
-    monkeypatch.setattr(wanbench_wait.time, "sleep", lambda s: None)
-    with patch_module_args({"window": 0, "min_window": 0, **args}):
-        with pytest.raises(SystemExit) as exc:
-            wanbench_wait.main()
-    return exc.value.code, json.loads(capsys.readouterr().out), calls
-
-
-def test_running_run_reports_progress_through_docker_exec(monkeypatch, capsys):
-    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "container": "mindie-wan2.1-xysheng"},
-                                [(0, status(), "")])
-    assert calls == [["docker", "exec", "mindie-wan2.1-xysheng", "sh", "-c", wanbench_wait.STATUS_SCRIPT,
-                      "wanbench-wait", RUN]]
-    assert rc == 0 and out["changed"] is False and out["done"] is False
-    assert (out["phase"], out["step"], out["total"], out["elapsed"]) == ("generating", 7, 20, 42)
-    assert out["progress"] == "generating, step 7/20, elapsed 42 s"
-
-
-def test_finished_run_on_the_host(monkeypatch, capsys):
-    log = LOG_RUNNING + "\n[..] INFO: Saving generated video to x\n[..] INFO: Finished.\n"
-    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "docker": "/usr/bin/docker"},
-                                [(0, status(alive="0", exit_code="0", log=log), "")])
-    assert calls == [["sh", "-c", wanbench_wait.STATUS_SCRIPT, "wanbench-wait", RUN]]
-    assert rc == 0 and out["done"] is True and out["exit_code"] == 0 and out["phase"] == "finished"
-    assert out["progress"] == "finished with exit code 0 after 42 s"
-
-
-def test_polls_until_done_within_the_window(monkeypatch, capsys):
-    clock = iter(range(0, 1000, 1))
-    monkeypatch.setattr(wanbench_wait.time, "monotonic", lambda: next(clock))
-    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "window": 30, "interval": 2},
-                                [(0, status(), ""), (0, status(now=1002), ""), (0, status(exit_code="3"), "")])
-    assert len(calls) == 3 and out["done"] is True and out["exit_code"] == 3 and rc == 0
-
-
-@pytest.mark.parametrize("elapsed,looks", [(0, 21), (4, 21), (8, 5), (42, 11), (500, 11)])
-def test_window_adapts_to_the_runs_age(monkeypatch, capsys, elapsed, looks):
-    """The window is the run's age, between min_window (5 s) and window (20 s); a look every 2 s,
-    every 0.25 s in the run's first 5 s (short runs are noticed at once)."""
-    now = [0.0]
-    monkeypatch.setattr(wanbench_wait.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(wanbench_wait.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
-    calls = []
-
-    def fake_run_command(self, argv, **kwargs):
-        calls.append(argv)
-        return 0, status(now=1000, start=1000 - elapsed), ""
-
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", fake_run_command)
-    with patch_module_args({"run_dir": RUN, "window": 20, "min_window": 5, "interval": 2}):
-        with pytest.raises(SystemExit):
-            wanbench_wait.main()
-    assert len(calls) == looks and json.loads(capsys.readouterr().out)["done"] is False
-
-
-def test_a_workload_failure_is_reported_not_failed(monkeypatch, capsys):
-    rc, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", exit_code="1"), "")])
-    assert rc == 0 and out["done"] and out["exit_code"] == 1
-
-
-def test_starting_run(monkeypatch, capsys):
-    rc, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(pid=False, now=960), "")])
-    assert rc == 0 and out["phase"] == "starting" and out["progress"] == "starting, 10 s since launch"
-
-
-@pytest.mark.parametrize("args,answer,needle", [
-    ({}, (0, status(alive="0"), ""), "ended without an exit code"),
-    ({}, (0, status(pid=False, now=2000), ""), "did not start within 120 s"),
-    ({"timeout": 30}, (0, status(), ""), "still running after 42 s (timeout 30 s)"),
-    ({}, (0, "state=nodir\n", ""), "does not exist"),
-    ({"container": "gone"}, (1, "", "Error response from daemon: No such container: gone"), "No such container"),
-    ({}, (0, status(exit_code="x"), ""), "unreadable exit_code"),
-])
-def test_failures_say_why(monkeypatch, capsys, args, answer, needle):
-    rc, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN, **args}, [answer])
-    assert rc == 1 and out["failed"] is True and needle in out["msg"]
-    assert out.get("changed", False) is False
-
-
-def test_dead_run_shows_the_log_tail(monkeypatch, capsys):
-    log = "Traceback (most recent call last):\n  File x\nRuntimeError: rank 2 failed\n"
-    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", log=log), "")])
-    assert out["log_tail"][-1] == "RuntimeError: rank 2 failed"
-
-
-def test_check_mode_is_read_only_and_supported(monkeypatch, capsys):
-    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "_ansible_check_mode": True},
-                                [(0, status(alive="0", exit_code="0"), "")])
-    assert rc == 0 and out["changed"] is False and out["done"] is True and len(calls) == 1
-
-
-def look(path):
-    return wanbench_wait.parse_status(subprocess.run(["sh", "-c", wanbench_wait.STATUS_SCRIPT, "x", str(path)],
-                                                     capture_output=True, check=True).stdout.decode())
-
-
-def test_status_script_reads_a_real_run_directory(tmp_path):
-    """The shell snippet itself, against a directory: liveness before exit_code, log tail last."""
-    (tmp_path / "run.sh").write_text("#!/bin/bash\n")
-    (tmp_path / ".pid").write_text("999999999\n")
-    (tmp_path / "run.log").write_text(LOG_RUNNING)
-    st = look(tmp_path)
-    assert st["alive"] == "0" and "exit_code" not in st and st["log"] == LOG_RUNNING
-    (tmp_path / ".pid").write_text(f"{os.getpid()}\n")
-    (tmp_path / "exit_code").write_text("0\n")
-    st = look(tmp_path)
-    assert st["alive"] == "1" and st["exit_code"] == "0"
-    assert look(tmp_path / "nope")["state"] == "nodir"
-
-
-def test_timeout_stops_the_runs_process_group(monkeypatch, capsys):
-    head = status(now=1000, start=958).replace("alive=1", "alive=1\npid=4242")
-    rc, out, calls = run_module(monkeypatch, capsys, {"run_dir": RUN, "timeout": 30, "container": "c"},
-                                [(0, head, ""), (0, "", "")])
-    assert rc == 1 and out["status"] == "timeout" and "its process group was stopped" in out["msg"]
-    assert calls[1] == ["docker", "exec", "c", "sh", "-c", wanbench_wait.KILL_SCRIPT, "wanbench-kill", "4242"]
-
-
-def test_failed_and_nonzero_runs_name_status_cause_and_log_tail(monkeypatch, capsys):
-    log = "line one\nRuntimeError: rank 2 failed\n"
-    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", exit_code="1", log=log), "")])
-    assert (out["status"], out["cause"], out["log_tail"]) == ("failed", "exit code 1", ["line one", "RuntimeError: rank 2 failed"])
-    _, out, _ = run_module(monkeypatch, capsys, {"run_dir": RUN}, [(0, status(alive="0", log=log), "")])
-    assert out["failed"] and out["status"] == "died" and out["run_dir"] == RUN
-
-
-# ------------------------------------------------------------------ the action plugin: one task, any length
-aspec = importlib.util.spec_from_file_location("wanbench_wait_action", REPO / "action_plugins" / "wanbench_wait.py")
-wait_action = importlib.util.module_from_spec(aspec)
-aspec.loader.exec_module(wait_action)
-
-
 class FakeTask:
     def __init__(self, args, check_mode=False):
         self.args, self.check_mode = args, check_mode
@@ -186,9 +48,166 @@ class FakeConnection:
         self.resets += 1
 
 
+def wait_with(monkeypatch, args, check_mode=False, shell=None):
+    """The wanbench_wait action; its commands on the target are answered by shell(argv) -> (rc, stdout,
+    stderr) (default: run for real by /bin/sh on this machine). Returns the action and the argvs."""
+    action = wait_action.ActionModule.__new__(wait_action.ActionModule)
+    action._task = FakeTask({"window": 0, "min_window": 0, "reconnect_sleep": 0, **args}, check_mode)
+    action._connection = FakeConnection()
+    commands = []
+
+    def low_level(cmd, **kwargs):
+        argv = shlex.split(cmd)
+        commands.append(argv)
+        if shell:
+            rc, out, err = shell(argv)
+        else:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            rc, out, err = done.returncode, done.stdout, done.stderr
+        return {"rc": rc, "stdout": out, "stderr": err}
+
+    action._low_level_execute_command = low_level
+    monkeypatch.setattr(wait_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    monkeypatch.setattr(wait_action.display, "display", lambda msg, *a, **k: None)
+    return action, commands
+
+
+def one_round(monkeypatch, args, answers):
+    """One round of the wait for args, the target's commands answered from answers (rc, stdout, stderr)."""
+    answers = iter(answers)
+    action, commands = wait_with(monkeypatch, args, shell=lambda argv: next(answers))
+    _, params = action.validate_argument_spec(argument_spec=wait_action.ARGUMENT_SPEC)
+    return action.look(params), commands
+
+
+def test_a_running_run_reports_progress_through_docker_exec(monkeypatch):
+    res, commands = one_round(monkeypatch, {"run_dir": RUN, "container": "mindie-wan2.1-xysheng", "window": 20,
+                                            "min_window": 5, "interval": 2}, [(0, status(), "")])
+    assert commands == [["docker", "exec", "mindie-wan2.1-xysheng", "sh", "-c", wait_action.WAIT_SCRIPT,
+                         "wanbench-wait", RUN, "20", "5", "2000", "250", "5"]]
+    assert res["done"] is False and not res.get("failed")
+    assert (res["phase"], res["step"], res["total"], res["elapsed"]) == ("generating", 7, 20, 42)
+    assert res["progress"] == "generating, step 7/20, elapsed 42 s"
+
+
+def test_a_finished_run_on_the_host(monkeypatch):
+    log = LOG_RUNNING + "\n[..] INFO: Saving generated video to x\n[..] INFO: Finished.\n"
+    res, commands = one_round(monkeypatch, {"run_dir": RUN, "docker": "/usr/bin/docker"},
+                              [(0, status(alive="0", exit_code="0", log=log), "")])
+    assert commands[0][:3] == ["sh", "-c", wait_action.WAIT_SCRIPT] and commands[0][4] == RUN
+    assert res["done"] is True and res["exit_code"] == 0 and res["phase"] == "finished" and res["status"] == "ok"
+    assert res["progress"] == "finished with exit code 0 after 42 s"
+
+
+def test_a_workload_failure_is_reported_not_failed(monkeypatch):
+    log = "line one\nRuntimeError: rank 2 failed\n"
+    res, _ = one_round(monkeypatch, {"run_dir": RUN}, [(0, status(alive="0", exit_code="1", log=log), "")])
+    assert res["done"] and res["exit_code"] == 1 and not res.get("failed")
+    assert (res["status"], res["cause"], res["log_tail"]) == ("failed", "exit code 1",
+                                                              ["line one", "RuntimeError: rank 2 failed"])
+
+
+def test_a_starting_run(monkeypatch):
+    res, _ = one_round(monkeypatch, {"run_dir": RUN}, [(0, status(pid=False, now=960), "")])
+    assert res["phase"] == "starting" and res["progress"] == "starting, 10 s since launch"
+
+
+@pytest.mark.parametrize("args,answer,needle,status_", [
+    ({}, (0, status(alive="0"), ""), "ended without an exit code", "died"),
+    ({}, (0, status(pid=False, now=2000), ""), "did not start within 120 s", "not-started"),
+    ({"timeout": 30, "kill_on_timeout": False}, (0, status(), ""), "still running after 42 s (timeout 30 s); it was left running", "timeout"),
+    ({}, (0, "state=nodir\n", ""), "does not exist", "not-started"),
+    ({"container": "gone"}, (1, "", "Error response from daemon: No such container: gone"), "No such container", "unreadable"),
+    ({}, (0, status(exit_code="x"), ""), "unreadable exit_code", "unreadable"),
+])
+def test_failures_say_why(monkeypatch, args, answer, needle, status_):
+    res, commands = one_round(monkeypatch, {"run_dir": RUN, **args}, [answer])
+    assert res["failed"] is True and needle in res["msg"] and res["status"] == status_ and res["cause"] == res["msg"]
+    assert not res.get("changed") and len(commands) == 1
+
+
+def test_a_dead_run_shows_the_log_tail(monkeypatch):
+    log = "Traceback (most recent call last):\n  File x\nRuntimeError: rank 2 failed\n"
+    res, _ = one_round(monkeypatch, {"run_dir": RUN}, [(0, status(alive="0", log=log), "")])
+    assert res["log_tail"][-1] == "RuntimeError: rank 2 failed" and res["run_dir"] == RUN
+
+
+def test_a_timeout_stops_the_runs_process_group(monkeypatch):
+    head = status(now=1000, start=958).replace("alive=1", "alive=1\npid=4242")
+    res, commands = one_round(monkeypatch, {"run_dir": RUN, "timeout": 30, "container": "c"}, [(0, head, ""), (0, "", "")])
+    assert res["failed"] and res["status"] == "timeout" and "its process group was stopped" in res["msg"]
+    assert "stop" not in res
+    assert commands[1] == ["docker", "exec", "c", "sh", "-c", wait_action.KILL_SCRIPT, "wanbench-kill", "4242"]
+
+
+def a_run(tmp_path, pid, age=0, log=LOG_RUNNING):
+    """A run directory whose .pid names pid and was written age seconds ago."""
+    (tmp_path / "run.sh").write_text("#!/bin/bash\n")
+    (tmp_path / "run.log").write_text(log)
+    (tmp_path / ".pid").write_text(f"{pid}\n")
+    stamp = time.time() - age
+    os.utime(tmp_path / ".pid", (stamp, stamp))
+    return tmp_path
+
+
+def test_the_round_reads_a_real_run_directory(monkeypatch, tmp_path):
+    """The shell itself, against a directory: a dead run ends the round at once (liveness before
+    exit_code), an exit code is read with its time, a missing directory is named."""
+    run = a_run(tmp_path, 999999999)
+    action, _ = wait_with(monkeypatch, {"run_dir": str(run), "window": 30, "min_window": 30})
+    started = time.monotonic()
+    res = action.run(task_vars={})
+    assert time.monotonic() - started < 10 and res["failed"] and res["status"] == "died"
+    (run / ".pid").write_text(f"{os.getpid()}\n")
+    (run / "exit_code").write_text("0\n")
+    res = action.run(task_vars={})
+    assert res["done"] and res["exit_code"] == 0 and 0 <= res["noticed_after"] < 10 and res["rounds"] == 1
+    action, _ = wait_with(monkeypatch, {"run_dir": str(tmp_path / "nope")})
+    assert action.run(task_vars={})["msg"] == f"run directory {tmp_path / 'nope'} does not exist"
+
+
+@pytest.mark.parametrize("age,low,high", [(0, 0.7, 2.6), (100, 2.7, 5.0)])  # a round ends an interval (0.2 s) early rather than late
+def test_a_round_lasts_the_runs_age_between_min_window_and_window(monkeypatch, tmp_path, age, low, high):
+    """A young run (age 0) gets a round of min_window (1 s), an old one of window (3 s): progress
+    shows early, long runs print few lines. Real shell, real sleeps."""
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        run = a_run(tmp_path, sleeper.pid, age=age)
+        action, _ = wait_with(monkeypatch, {"run_dir": str(run), "window": 3, "min_window": 1, "interval": 0.2})
+        _, params = action.validate_argument_spec(argument_spec=wait_action.ARGUMENT_SPEC)
+        started = time.monotonic()
+        res = action.look(params)
+        took = time.monotonic() - started
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert res["done"] is False and res["elapsed"] >= age and low <= took <= high, (res, took)
+
+
+def test_the_end_is_noticed_within_the_interval(monkeypatch, tmp_path):
+    """A run that writes its exit code 1.5 s into a round: the round returns at once after it."""
+    writer = subprocess.Popen(["sh", "-c", 'sleep 1.5; echo 3 > "$1/exit_code"; sleep 1', "w", str(tmp_path)])
+    try:
+        run = a_run(tmp_path, writer.pid, age=100)
+        action, _ = wait_with(monkeypatch, {"run_dir": str(run), "window": 20, "min_window": 20, "interval": 0.5})
+        started = time.monotonic()
+        res = action.run(task_vars={})
+        took = time.monotonic() - started
+    finally:
+        writer.wait()
+    assert res["done"] and res["exit_code"] == 3 and res["rounds"] == 1 and took < 8, (res, took)
+    assert 0 <= res["noticed_after"] <= 1.5, res
+
+
+def test_check_mode_waits_for_nothing(monkeypatch):
+    action, commands = wait_with(monkeypatch, {"run_dir": RUN}, check_mode=True)
+    assert action.run(task_vars={})["skipped"] and not commands
+
+
+# ------------------------------------------------------------------ the action's loop: one task, any length
 def make_action(monkeypatch, answers, args=None, check_mode=False, keep=None):
-    """An ActionModule whose module calls answer from the iterator answers (a result or an exception);
-    the module calls and the printed lines are recorded (the last `keep` of them when given)."""
+    """A wanbench_wait action whose rounds answer from the iterator answers (a result or an exception);
+    the rounds and the printed lines are recorded (the last `keep` of them when given)."""
     import collections
 
     action = wait_action.ActionModule.__new__(wait_action.ActionModule)
@@ -198,17 +217,17 @@ def make_action(monkeypatch, answers, args=None, check_mode=False, keep=None):
     calls, lines = collections.deque(maxlen=keep), collections.deque(maxlen=keep)
     counted = {"calls": 0, "lines": 0}
 
-    def execute_module(module_name, module_args, task_vars):
-        calls.append((module_name, module_args))
+    def look(params):
+        calls.append(params)
         counted["calls"] += 1
         answer = next(answers)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    action._execute_module = execute_module
-    action._remove_tmp_path = lambda path: None
+    action.look = look
     monkeypatch.setattr(wait_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+
     def show(msg, *args, **kwargs):
         lines.append(msg)
         counted["lines"] += 1
@@ -247,8 +266,7 @@ def test_a_run_over_two_hours_is_waited_out_with_constant_stack_and_memory(monke
     finally:
         tracemalloc.stop()
     assert res["done"] and res["exit_code"] == 0 and res["rounds"] == rounds and res["elapsed"] > 2 * 3600
-    assert action.counted["calls"] == rounds and {name for name, _ in calls} == {"wanbench_wait"}
-    assert "label" not in calls[-1][1] and calls[-1][1]["run_dir"] == RUN
+    assert action.counted["calls"] == rounds and calls[-1]["run_dir"] == RUN
     assert len(set(depths)) == 1, "the stack grew from round to round"
     assert memory[rounds] - memory[10] < 4096, memory
     assert action.counted["lines"] == rounds
@@ -258,7 +276,7 @@ def test_a_run_over_two_hours_is_waited_out_with_constant_stack_and_memory(monke
 
 def test_a_lost_ssh_connection_is_waited_out(monkeypatch):
     lost = wait_action.AnsibleConnectionFailure("ssh: connect to host 127.0.0.1 port 2222: Connection refused")
-    answers = iter([{"done": False, "progress": "generating, elapsed 5 s"}, lost, {"unreachable": True, "msg": "x"},
+    answers = iter([{"done": False, "progress": "generating, elapsed 5 s"}, lost, lost,
                     {"done": True, "exit_code": 0, "progress": "finished with exit code 0 after 30 s"}])
     action, calls, lines = make_action(monkeypatch, answers)
     res = action.run(task_vars={})
@@ -280,11 +298,6 @@ def test_a_failed_run_ends_the_wait_with_its_cause(monkeypatch):
     action, _, lines = make_action(monkeypatch, iter([{"failed": True, "status": "died", "msg": "ended without"}]))
     res = action.run(task_vars={})
     assert res["failed"] and res["status"] == "died" and not lines
-
-
-def test_check_mode_waits_for_nothing(monkeypatch):
-    action, calls, _ = make_action(monkeypatch, iter([]), check_mode=True)
-    assert action.run(task_vars={})["skipped"] and not calls
 
 
 WAIT_PLAY = """\
@@ -320,8 +333,13 @@ def test_the_end_of_a_run_is_noticed_within_two_seconds(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "run.sh").write_text("#!/bin/bash\n")
     (tmp_path / "play.yml").write_text(WAIT_PLAY)
-    workload = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/.pid"; touch -d "-130 minutes" "$1/.pid"; sleep 6; '
-                                 'echo 0 > "$1/exit_code.tmp"; mv "$1/exit_code.tmp" "$1/exit_code"', "fake",
+    # The workload ends 5 s after the wait's first round touched the lock file (however long the
+    # play took to start on a loaded machine): at 2 s a round, the wait prints progress first.
+    (run_dir.parent / ".holder").write_text("{}\n")
+    os.utime(run_dir.parent / ".holder", (1, 1))
+    workload = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/.pid"; touch -d "-130 minutes" "$1/.pid"; '
+                                 'for _ in $(seq 600); do [ "$(stat -c %Y "$1/../.holder")" != 1 ] && break; sleep 0.1; done; '
+                                 'sleep 5; echo 0 > "$1/exit_code.tmp"; mv "$1/exit_code.tmp" "$1/exit_code"', "fake",
                                  str(run_dir)])
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ANSIBLE_LIBRARY": str(REPO / "library"), "ANSIBLE_ACTION_PLUGINS": str(REPO / "action_plugins"),
@@ -461,77 +479,171 @@ def test_stale_holders(holder, age, expected):
 
 
 # ------------------------------------------------------------------ wanbench_rundir and wanbench_collect
-wanbench_rundir = load("wanbench_rundir")
 wanbench_collect = load("wanbench_collect")
+rundir_action = load("wanbench_rundir", "action_plugins")
 
 
-def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(capsys, tmp_path):
+def make_rundir_action(monkeypatch, args, check_mode=False, shell=None):
+    """The wanbench_rundir action with its one command run by shell(cmd, in_data) -> (rc, stdout, stderr)
+    (default: really, by /bin/sh on this machine); the commands are recorded."""
+    action = rundir_action.ActionModule.__new__(rundir_action.ActionModule)
+    action._task = FakeTask(args, check_mode)
+    commands = []
+
+    def low_level(cmd, in_data=None, **kwargs):
+        commands.append((cmd, in_data))
+        if shell:
+            rc, out, err = shell(cmd, in_data)
+        else:
+            done = subprocess.run(["sh", "-c", cmd], input=in_data, capture_output=True)
+            rc, out, err = done.returncode, done.stdout.decode(), done.stderr.decode()
+        return {"rc": rc, "stdout": out, "stderr": err}
+
+    action._low_level_execute_command = low_level
+    monkeypatch.setattr(rundir_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    return action, commands
+
+
+def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(monkeypatch, tmp_path):
     args = {"path": str(tmp_path / "runs" / "r1"), "files": {"run.sh": "#!/bin/bash\n", "manifest.json": "{}\n"},
             "executable": ["run.sh"]}
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        wanbench_rundir.main()
-    assert exc.value.code == 0 and json.loads(capsys.readouterr().out)["files"] == ["manifest.json", "run.sh"]
+    action, commands = make_rundir_action(monkeypatch, args)
+    res = action.run(task_vars={})
+    assert res["changed"] and not res.get("failed") and res["files"] == ["manifest.json", "run.sh"], res
     assert oct((tmp_path / "runs" / "r1" / "run.sh").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "runs" / "r1" / "manifest.json").stat().st_mode & 0o777) == "0o644"
     assert (tmp_path / "runs" / "r1" / "manifest.json").read_text() == "{}\n"
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        wanbench_rundir.main()
-    assert exc.value.code == 1 and "File exists" in json.loads(capsys.readouterr().out)["msg"]
+    assert len(commands) == 1, "one command per run directory"
+    res = action.run(task_vars={})
+    assert res["failed"] and res["msg"].startswith(f"cannot write {tmp_path}/runs/r1: mkdir:") and "File exists" in res["msg"]
 
 
-def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch, capsys):
-    seen = {}
-
-    def fake_run(argv, input=None, **kwargs):
-        seen["argv"], seen["input"] = argv, input
-        return subprocess.CompletedProcess(argv, 0, b"", b"")
-
-    monkeypatch.setattr(wanbench_rundir.subprocess, "run", fake_run)
-    with patch_module_args({"path": RUN, "container": "c", "files": {"run.sh": "echo hi\n"}, "executable": ["run.sh"]}):
-        with pytest.raises(SystemExit) as exc:
-            wanbench_rundir.main()
-    assert exc.value.code == 0
-    assert seen["argv"] == ["docker", "exec", "-i", "c", "sh", "-c", wanbench_rundir.UNPACK, "wanbench-rundir", RUN]
+def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch):
     import io
+    import shlex
     import tarfile
-    with tarfile.open(fileobj=io.BytesIO(seen["input"])) as tar:
+
+    action, commands = make_rundir_action(
+        monkeypatch, {"path": RUN, "container": "c", "files": {"run.sh": "echo hi\n"}, "executable": ["run.sh"]},
+        shell=lambda cmd, data: (0, "", ""))
+    res = action.run(task_vars={})
+    assert res["changed"] and not res.get("failed")
+    ((cmd, data),) = commands
+    assert shlex.split(cmd) == ["docker", "exec", "-i", "c", "sh", "-c", rundir_action.UNPACK, "wanbench-rundir", RUN]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         (member,) = tar.getmembers()
         assert (member.name, member.mode, tar.extractfile(member).read()) == ("run.sh", 0o755, b"echo hi\n")
 
 
-def test_collect_packs_a_run_directory_on_the_host(capsys, tmp_path):
+@pytest.mark.parametrize("args,needle", [
+    ({"path": RUN, "files": {"../run.sh": "x"}}, "file names must be plain names, got ['../run.sh']"),
+    ({"path": RUN, "files": {}}, "path and files (a mapping of names to text) are required"),
+    ({"files": {"run.sh": "x"}}, "path and files (a mapping of names to text) are required"),
+])
+def test_rundir_refuses_bad_arguments_before_any_command(monkeypatch, args, needle):
+    action, commands = make_rundir_action(monkeypatch, args)
+    res = action.run(task_vars={})
+    assert res["failed"] and needle in res["msg"] and not commands
+
+
+def test_rundir_in_check_mode_writes_nothing(monkeypatch, tmp_path):
+    action, commands = make_rundir_action(monkeypatch, {"path": str(tmp_path / "r"), "files": {"run.sh": "x"}},
+                                          check_mode=True)
+    assert action.run(task_vars={})["changed"] and not commands and not (tmp_path / "r").exists()
+
+
+collect_action = load("wanbench_collect", "action_plugins")
+
+
+def make_collect_action(monkeypatch, args, check_mode=False):
+    """The wanbench_collect action with its commands run by /bin/sh on this machine (the host) and
+    fetch_file a copy; the commands are recorded."""
+    import shutil
+
+    action = collect_action.ActionModule.__new__(collect_action.ActionModule)
+    action._task = FakeTask(args, check_mode)
+    action._connection = FakeConnection()
+    commands, fetched = [], []
+
+    def low_level(cmd, in_data=None, **kwargs):
+        commands.append(cmd)
+        done = subprocess.run(["sh", "-c", cmd], input=in_data, capture_output=True, text=True)
+        return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+    action._low_level_execute_command = low_level
+    action._connection.fetch_file = lambda src, dst: (fetched.append(src), shutil.copy(src, dst))
+    action._remove_tmp_path = lambda path: None
+    monkeypatch.setattr(collect_action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    return action, commands, fetched
+
+
+def a_run_dir(tmp_path, names=("run.log", "exit_code", ".pid")):
     run_dir = tmp_path / "runs" / "20261127T000000Z-ffn_only-abc123"
     run_dir.mkdir(parents=True)
-    for name in ("run.log", "exit_code", ".pid"):
+    for name in names:
         (run_dir / name).write_text(name)
+    return run_dir
+
+
+def test_collect_fetches_a_small_run_in_one_command(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path)
     archive = tmp_path / "stage" / "a.tar.gz"
-    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive)}), pytest.raises(SystemExit) as exc:
-        wanbench_collect.main()
-    out = json.loads(capsys.readouterr().out)
-    assert exc.value.code == 0 and out["files"] == 3 and out["changed"]
-    assert not archive.exists(), "a small archive comes back in the result, none is left on the host"
-    import base64
-    import io
-    import tarfile
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(out["content"]))) as tar:
-        assert sorted(tar.getnames()) == sorted([run_dir.name] + [f"{run_dir.name}/{n}" for n in ("run.log", "exit_code", ".pid")])
+    action, commands, fetched = make_collect_action(
+        monkeypatch, {"run_dir": str(run_dir), "archive": str(archive), "dest": str(tmp_path / "results")})
+    res = action.run(task_vars={})
+    assert res["changed"] and not res.get("failed") and res["files"] == 3, res
+    got = tmp_path / "results" / run_dir.name
+    assert res["path"] == str(got) and sorted(p.name for p in got.iterdir()) == [".pid", "exit_code", "run.log"]
+    assert (got / "exit_code").read_text() == "exit_code"
+    assert len(commands) == 1 and not fetched, "a small archive comes back in the one command's output"
+    assert not archive.exists() and not (tmp_path / "stage" / "a.tar.gz.err").exists()
+    assert run_dir.is_dir(), "the run directory is kept unless keep_run_dir is false"
 
 
-def test_collect_leaves_a_large_archive_for_the_fetch(capsys, tmp_path):
-    run_dir = tmp_path / "runs" / "r"
-    run_dir.mkdir(parents=True)
+def test_collect_fetches_a_large_archive_and_cleans_up(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path, names=())
     (run_dir / "perf.csv").write_bytes(os.urandom(4096))
     archive = tmp_path / "stage" / "a.tar.gz"
-    with patch_module_args({"run_dir": str(run_dir), "archive": str(archive), "inline_max": 1024}):
-        with pytest.raises(SystemExit):
-            wanbench_collect.main()
-    out = json.loads(capsys.readouterr().out)
-    assert "content" not in out and archive.stat().st_size > 1024 and out["files"] == 1
+    action, commands, fetched = make_collect_action(
+        monkeypatch, {"run_dir": str(run_dir), "archive": str(archive), "dest": str(tmp_path / "results"),
+                      "inline_max": 1024, "keep_run_dir": False})
+    res = action.run(task_vars={})
+    assert res["files"] == 1 and not res.get("failed"), res
+    assert fetched == [str(archive)] and len(commands) == 2, "pack, then one clean-up command"
+    assert (tmp_path / "results" / run_dir.name / "perf.csv").stat().st_size == 4096
+    assert not archive.exists() and not run_dir.exists()
 
 
-def test_collect_names_a_missing_run_directory(capsys, tmp_path):
-    with patch_module_args({"run_dir": str(tmp_path / "gone"), "archive": str(tmp_path / "a.tar.gz")}):
-        with pytest.raises(SystemExit) as exc:
-            wanbench_collect.main()
-    out = json.loads(capsys.readouterr().out)
-    assert exc.value.code == 1 and out["msg"] == f"cannot pack {tmp_path / 'gone'}: no run directory {tmp_path}/gone"
+def test_collect_names_a_missing_run_directory(monkeypatch, tmp_path):
+    action, _, _ = make_collect_action(monkeypatch, {"run_dir": str(tmp_path / "gone"),
+                                                     "archive": str(tmp_path / "a.tar.gz"), "dest": str(tmp_path)})
+    res = action.run(task_vars={})
+    assert res["failed"] and res["msg"] == f"cannot pack {tmp_path / 'gone'}: no run directory {tmp_path}/gone"
     assert not (tmp_path / "a.tar.gz").exists()
+
+
+def test_collect_through_an_exec_prefix_and_in_check_mode(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path)
+    args = {"run_dir": str(run_dir), "archive": str(tmp_path / "a.tar.gz"), "dest": str(tmp_path / "results"),
+            "exec": ["env", "WANBENCH_WHERE=container"]}
+    action, commands, _ = make_collect_action(monkeypatch, args, check_mode=True)
+    assert action.run(task_vars={})["skipped"] and not commands
+    action, commands, _ = make_collect_action(monkeypatch, args)
+    assert action.run(task_vars={})["files"] == 3
+    assert commands[0].endswith(shlex_join(["env", "WANBENCH_WHERE=container"]))
+
+
+def shlex_join(words):
+    import shlex
+    return shlex.join(words)
+
+
+@pytest.mark.parametrize("module", ["wanbench_collect", "wanbench_rundir", "wanbench_wait"])
+def test_ansible_doc_reads_each_action_only_module(module):
+    """These files are only documentation (their action plugins do the work): ansible-doc shows it;
+    a description line that YAML reads as a mapping breaks it."""
+    import sys
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-M", str(REPO / "library"), module],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert module in done.stdout.split("\n", 1)[0] and "RETURN VALUES" in done.stdout, done.stdout[:500]

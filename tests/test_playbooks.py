@@ -242,7 +242,7 @@ def test_each_advertised_tag_and_check_mode(bench, args, rendered, ran, reported
     if rendered:
         files = {p.name for p in runs[0].iterdir()}
         assert {"run.sh", "manifest.json"} <= files
-        assert ("exit_code" in files) == ran, files
+        assert ("exit_code" in files) == ran and (".pid" in files) == ran, files  # --tags render starts nothing
     got = collected(bench.paths)
     assert len(got) == (1 if ran else 0), got
     if ran:

@@ -1,4 +1,4 @@
-"""What the play computes on the controller: run outcomes, the host lock's holder, git and df output.
+"""What the play computes on the controller: a run's files, run outcomes, the host lock's holder, git output.
 
 The filter plugin ``filter_plugins/wanbench_play.py`` and the ``wanbench_preflight`` module's
 action plugin are thin skins over these functions; Jinja only renders their results.
@@ -6,7 +6,37 @@ action plugin are thin skins over these functions; Jinja only renders their resu
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from . import command
+
 STATUSES = ("ok", "failed", "died", "timeout", "not-started", "unreadable", "error", "not-run")
+
+
+def render_run(run, run_id, run_root, *, generate="generate.py", torchrun="torchrun", model_dir="", devices="",
+               save_file="output.npy", repo=None, host="", address="", container="", platform="", play_id="",
+               now=None):
+    """What the render role writes for one scheduled run: its directory, command and manifest.
+
+    Returns ``{run_id, run_dir, script, master_port, command, command_line, manifest}``;
+    ``command`` is ``{env, argv, command_line}`` (command.command), ``manifest`` the
+    manifest.json the run script completes with its start, end and exit code.
+    """
+    run_dir = f"{str(run_root).rstrip('/')}/{run_id}"
+    port = command.master_port(run_id)
+    cmd = command.command(run, run_dir, generate=generate, torchrun=torchrun, master_port_=port,
+                          ckpt_dir=model_dir, devices=devices, save_file=save_file)
+    manifest = {key: run[key] for key in ("variant", "family", "base", "role", "control_key", "description", "mode",
+                                          "steps", "settings", "fingerprint", "common_fingerprint")}
+    manifest = {
+        "run_id": run_id, **manifest, "env": cmd["env"], "flags": run["flags"], "argv": cmd["argv"],
+        "command": cmd["command_line"], "repo": dict(repo or {}), "host": host, "address": address or host,
+        "container": container, "platform": platform, "run_dir": run_dir, "master_port": port,
+        "rendered_at": (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"), "play_id": play_id,
+        "schedule": dict(run.get("schedule") or {}),
+    }
+    return {"run_id": run_id, "run_dir": run_dir, "script": f"{run_dir}/run.sh", "master_port": port,
+            "command": cmd, "command_line": cmd["command_line"], "manifest": manifest}
 
 
 def run_outcome(run, run_id, wait=None, collected=None, failure=None):
