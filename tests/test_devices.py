@@ -2,6 +2,7 @@
 
 import json
 import shlex
+import os
 import subprocess
 import sys
 import time
@@ -334,7 +335,22 @@ def test_ps_leaves_out_the_capturing_shell_and_its_ancestors():
     text = "300\n  1     0  0.1  9000 systemd\n 200     1 95.0  50000 ansible-module\n 300   200 90.0 1000 sh\n" \
            " 301   300 80.0 900 ps\n 400     1 99.0 204800 python3\n"
     part = D.parse_ps(text)
-    assert part["processes"] == [{"device": 0, "pid": 400, "name": "python3", "mem_mb": 200.0, "cpu_pct": 99.0}]
+    assert part["processes"] == [{"device": 0, "pid": 400, "ppid": 1, "name": "python3", "mem_mb": 200.0,
+                                  "cpu_pct": 99.0}]
+
+
+def test_the_controller_and_its_workers_are_not_another_load():
+    """The CLI passes its own ancestors: on the embedded default the controller (ansible-playbook and
+    the workers it forks) runs on the measured host and is the suite itself, not another job."""
+    chain = D.ancestors()
+    assert chain[:2] == [os.getpid(), os.getppid()]
+    controller = chain[1]
+    snap = {"platform": "reference", "status": "ok", "devices": [{"index": 0, "name": "cpu"}],
+            "processes": [{"pid": controller, "ppid": 1, "name": "python3", "cpu_pct": 80.0},
+                          {"pid": 99001, "ppid": controller, "name": "python3", "cpu_pct": 100.0},
+                          {"pid": 99002, "ppid": 1, "name": "python3", "cpu_pct": 70.0}]}
+    assert D.judge(snap) and len(D.judge(snap)) == 3
+    assert D.judge(snap, own_pids=chain) == ["host busy before the run: pid 99002 python3 at 70 % CPU"]
 
 
 # ------------------------------------------------------------------ the run directory (health/<phase>/)

@@ -571,7 +571,7 @@ def parse_ps(text, busy_floor_pct=1.0):
         own.add(pid)
         pid = rows[pid][0]
     own |= {p for p, r in rows.items() if r[0] == me}
-    processes = [{"device": 0, "pid": p, "name": r[3], "mem_mb": round(r[2] / 1024, 1), "cpu_pct": r[1]}
+    processes = [{"device": 0, "pid": p, "ppid": r[0], "name": r[3], "mem_mb": round(r[2] / 1024, 1), "cpu_pct": r[1]}
                  for p, r in sorted(rows.items()) if p not in own and r[1] >= busy_floor_pct]
     return _part(processes=processes, errors=errors)
 
@@ -733,6 +733,19 @@ def _fmt(v, unit):
     return "?" if v is None else f"{v:g} {unit}"
 
 
+def ancestors(pid=None):
+    """This process and its ancestors below init (pids, from /proc; as far as /proc can be read)."""
+    chain, pid = [], os.getpid() if pid is None else pid
+    while pid > 1 and pid not in chain:
+        chain.append(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return chain
+
+
 def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
           throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=()):
     """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
@@ -744,8 +757,9 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     * before or after: clocks throttled (``throttling`` reasons; gpu_idle is not one), health not OK;
     * after: another process on a device (it ran during the run);
     * the environment differs from ``control_env`` (the control run's snapshot or versions).
-    ``own_pids``: processes of the run itself, never counted as others; ``ignore_names``: process
-    names never counted (e.g. the controller itself when it runs on the measured host).
+    ``own_pids``: processes of the run or of the controller, never counted as others, nor are their
+    children (the CLI passes its own ancestors: a controller on the measured host, e.g. the embedded
+    default, is the suite itself, not another load); ``ignore_names``: process names never counted.
     Snapshots that are None (not captured) give no reason.
     """
     reasons = []
@@ -777,7 +791,7 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             if health is not None and str(health).upper() != "OK":
                 reasons.append(f"{dev} health {when} the run: {health}")
         for p in snap.get("processes") or []:
-            if p.get("pid") in own or p.get("name") in ignore_names:
+            if p.get("pid") in own or p.get("ppid") in own or p.get("name") in ignore_names:
                 continue
             if platform == "reference":
                 cpu = p.get("cpu_pct")
