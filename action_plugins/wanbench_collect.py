@@ -21,16 +21,19 @@ import tempfile
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-# $1 the run root, $2 the run id: prints the number of files to stderr, then tar.gz to stdout.
+# $1 the run root, $2 the run id, $3 a file name left out ("" none): prints the number of files to
+# stderr, then tar.gz to stdout.
 PACK = ('{ cd "$1" && [ -d "$2" ]; } 2>/dev/null || { echo "no run directory $1/$2" >&2; exit 1; }; '
-        'find "$2" -type f | wc -l >&2 && exec tar -cz "$2"')
+        'x=${3:+"$2/$3"}; find "$2" -type f ${x:+! -path "$x"} | wc -l >&2 && '
+        'exec tar -cz --no-wildcards ${x:+--exclude="$x"} "$2"')
 
-# On the host: $1 the archive, $2 inline_max, $3 the run root, $4 the run id, then the exec prefix.
+# On the host: $1 the archive, $2 inline_max, $3 the run root, $4 the run id, $5 the file left out,
+# then the exec prefix.
 # Prints files=N, then either "inline" and the archive in base64 (the archive removed) or "kept".
 STAGE = r"""
-archive=$1 max=$2 root=$3 id=$4; shift 4
+archive=$1 max=$2 root=$3 id=$4 leave=$5; shift 5
 mkdir -p -m 700 "$(dirname "$archive")" || exit 1
-"$@" sh -c "$0" wanbench-collect "$root" "$id" >"$archive" 2>"$archive.err"
+"$@" sh -c "$0" wanbench-collect "$root" "$id" "$leave" >"$archive" 2>"$archive.err"
 rc=$? files=$(head -n 1 "$archive.err") err=$(tail -n +2 "$archive.err")
 rm -f "$archive.err"
 case "$rc:$files" in 0:*[!0-9]*|0:) rc=1 ;; esac
@@ -40,10 +43,10 @@ if [ "$(stat -c %s "$archive")" -le "$max" ]; then echo inline; base64 -w 0 "$ar
 """
 
 
-def stage_argv(run_dir, archive, inline_max, exec_prefix):
-    """argv of the one command that packs run_dir into archive on the host (see STAGE)."""
+def stage_argv(run_dir, archive, inline_max, exec_prefix, leave_out=""):
+    """argv of the one command that packs run_dir (less the file leave_out) into archive on the host (STAGE)."""
     return ["sh", "-c", STAGE, PACK, archive, str(int(inline_max)), os.path.dirname(run_dir),
-            os.path.basename(run_dir), *map(str, exec_prefix)]
+            os.path.basename(run_dir), str(leave_out or ""), *map(str, exec_prefix)]
 
 
 def parse_stage(out):
@@ -74,7 +77,11 @@ class ActionModule(ActionBase):
             if self._task.check_mode:
                 result.update(changed=False, skipped=True, msg="check mode: no run was started, nothing to collect")
                 return result
-            argv = stage_argv(run_dir, staged, args.get("inline_max", 8 << 20), args.get("exec") or [])
+            leave_out = str(args.get("leave_out") or "")
+            if "/" in leave_out or leave_out in (".", ".."):
+                result.update(failed=True, msg=f"leave_out must be a file name in the run directory, got {leave_out!r}")
+                return result
+            argv = stage_argv(run_dir, staged, args.get("inline_max", 8 << 20), args.get("exec") or [], leave_out)
             done = self._low_level_execute_command(shlex.join(argv))
             if done.get("rc") != 0:
                 result.update(failed=True, cmd=argv, msg=f"cannot pack {run_dir}: "

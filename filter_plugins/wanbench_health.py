@@ -11,8 +11,7 @@ description:
   - Companion filters in this file: C(wanbench_host_capture_plan) and C(wanbench_host_capture_records)
     (the container's image, read on the host once per play, recorded in each run's health/host/),
     C(wanbench_output_pairs) (the play's control/candidate pairs
-    with the outputs' paths on the host), C(wanbench_collected_outputs) (the collected output
-    files on the controller), C(wanbench_output_records) (what to write into each
+    with the outputs' paths on the host), C(wanbench_output_records) (what to write into each
     candidate's collected run directory from the output check's printed JSON).
 options:
   _input:
@@ -90,14 +89,6 @@ def wanbench_output_pairs(collected):
     return _outputs.play_pairs(collected)
 
 
-def wanbench_collected_outputs(collected):
-    """The output files of the collected runs on the controller."""
-    _need("wanbench_collected_outputs")
-    if not isinstance(collected, list):
-        raise AnsibleFilterError("wanbench_collected_outputs: expected the list of collected runs (bench_collected)")
-    return _outputs.collected_outputs(collected)
-
-
 def wanbench_output_records(pairs, printed):
     """[{dest, content}] for each pair, from the output check's printed JSON."""
     _need("wanbench_output_records")
@@ -116,5 +107,4 @@ class FilterModule:
             "wanbench_host_capture_records": wanbench_host_capture_records,
             "wanbench_output_pairs": wanbench_output_pairs,
             "wanbench_output_records": wanbench_output_records,
-            "wanbench_collected_outputs": wanbench_collected_outputs,
         }

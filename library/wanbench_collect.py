@@ -38,6 +38,11 @@ options:
       fetch, nothing left on the host); a larger one is left at O(archive) for the action to fetch.
     type: int
     default: 8388608
+  leave_out:
+    description: A file name in the run directory that stays where the run lives and is not fetched
+      (the generated output, scored on the host; "" fetches everything).
+    type: str
+    default: ""
   dest:
     description: Controller directory the action plugin unpacks into (action plugin only).
     type: str

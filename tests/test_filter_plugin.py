@@ -97,7 +97,7 @@ def test_health_filters_give_the_capture_and_refuse_bad_input_in_one_line():
     with pytest.raises(AnsibleFilterError, match=r"^wanbench_capture_plan: unknown platform 'gpu' \(known: npu, cuda,"
                                                   r" reference\)$"):
         f["wanbench_capture_plan"]("gpu")
-    for name in ("wanbench_output_pairs", "wanbench_collected_outputs", "wanbench_host_capture_records"):
+    for name in ("wanbench_output_pairs", "wanbench_host_capture_records"):
         args = ({"not": "a list"},) if name != "wanbench_host_capture_records" else ({"not": "a list"}, {})
         with pytest.raises(AnsibleFilterError, match=f"^{name}: expected the list of collected runs"):
             f[name](*args)

@@ -614,6 +614,23 @@ def test_collect_fetches_a_large_archive_and_cleans_up(monkeypatch, tmp_path):
     assert not archive.exists() and not run_dir.exists()
 
 
+def test_collect_leaves_the_output_where_the_run_lives(monkeypatch, tmp_path):
+    run_dir = a_run_dir(tmp_path, names=("run.log", "exit_code", "output.npy", "output.npy.sha"))
+    args = {"run_dir": str(run_dir), "archive": str(tmp_path / "a.tar.gz"), "dest": str(tmp_path / "results"),
+            "leave_out": "output.npy"}
+    action, _, _ = make_collect_action(monkeypatch, args)
+    res = action.run(task_vars={})
+    assert res["files"] == 3 and not res.get("failed"), res
+    assert sorted(p.name for p in (tmp_path / "results" / run_dir.name).iterdir()) == [
+        "exit_code", "output.npy.sha", "run.log"]
+    assert (run_dir / "output.npy").is_file(), "scored on the host, kept there"
+    for bad in ("../x", "."):
+        action, commands, _ = make_collect_action(monkeypatch, {**args, "leave_out": bad,
+                                                                "dest": str(tmp_path / "other")})
+        res = action.run(task_vars={})
+        assert res["failed"] and "leave_out must be a file name" in res["msg"] and not commands
+
+
 def test_collect_names_a_missing_run_directory(monkeypatch, tmp_path):
     action, _, _ = make_collect_action(monkeypatch, {"run_dir": str(tmp_path / "gone"),
                                                      "archive": str(tmp_path / "a.tar.gz"), "dest": str(tmp_path)})

@@ -270,8 +270,6 @@ def test_play_pairs_match_each_candidate_with_the_control_of_its_block(tmp_path)
                            "dest": str(tmp_path / "c1" / O.OUTPUT_CHECK)}
     assert pairs["c2"]["control_run"] == "b2"
     assert pairs["s"]["skip"] == "--base_seed differs: 42 (control) vs 7 (candidate)"
-    assert sorted(O.collected_outputs(runs)) == sorted(str(tmp_path / r / "output.npy")
-                                                       for r in ("w", "b1", "c1", "c2", "b2", "s"))
 
 
 def test_play_pairs_say_why_a_pair_cannot_be_compared(tmp_path):

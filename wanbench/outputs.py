@@ -353,18 +353,6 @@ def play_pairs(collected):
     return pairs
 
 
-def collected_outputs(collected):
-    """The output files of a play's collected runs on the controller (dropped unless kept)."""
-    found = []
-    for c in collected or []:
-        if c.get("path"):
-            name = _arg(_manifest(c["path"]).get("argv"), "--save_file")
-            path = os.path.join(c["path"], os.path.basename(name)) if name else None
-            if path and os.path.isfile(path):
-                found.append(path)
-    return found
-
-
 def check_records(pairs, printed):
     """What to write per candidate (``dest``, ``content``) from the pairs and the script's printed JSON."""
     try:
