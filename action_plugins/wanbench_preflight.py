@@ -57,7 +57,7 @@ class ActionModule(ActionBase):
                                    f"{old.get('variant') or '?'}, {old.get('controller', '?')}): {why}")
                         res.setdefault("warnings", []).append(warning)
                         res["stale_holder"] = old
-            if results_dir and not res.get("failed") and args.get("lock", "check") in ("acquire", "check"):
+            if results_dir and res.get("lock_state", "none") != "none" and args.get("lock", "check") in ("acquire", "check"):
                 # A run never silently stays behind: name the runs this controller has not collected.
                 listed = self._execute_module(module_name="wanbench_runs", task_vars=task_vars, module_args={
                     "run_root": args["run_root"], "exec": args.get("exec", []), "action": "list"})
