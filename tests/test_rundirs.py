@@ -4,6 +4,7 @@ the preflight's line about uncollected runs, and a cancelled run in the parser a
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -170,3 +171,60 @@ def test_a_cancelled_run_is_shown_never_judged(tmp_path):
     assert (row["status"], row["verdict"], row["excluded"]) == ("cancelled", None, "cancelled (never judged)")
     assert summary(data) == ("ffn_only: 1 run(s) CANCELLED, not judged\n"
                              "nothing judged (no candidate, or no control run): raw metrics only\n")
+
+
+# ------------------------------------------------------------------ cancel.yml and collect.yml on the embedded default
+BIN = Path(__import__("sys").executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+       "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+
+
+def play(tmp_path, playbook, *args, wait=True):
+    argv = [str(BIN / "ansible-playbook"), playbook, "-e", f"wanbench_run_root={tmp_path / 'runs'}",
+            "-e", f"wanbench_results_dir={tmp_path / 'results'}", "-e", f"wanbench_torchrun={tmp_path / 'bin' / 'torchrun'}",
+            *args]
+    if not wait:
+        return subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_cancel_then_collect_on_the_embedded_default(tmp_path):
+    """bench.yml with a fake workload (4 ranks in sessions of their own) that would sleep 300 s;
+    cancel.yml stops the bench play, kills the run's processes, marks, collects and reports it;
+    the lock is free; collect.yml then finds nothing left."""
+    import shutil
+
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "bin" / "sleep-seconds").write_text("300\n")
+    (tmp_path / "bin" / "ranks").write_text("4\n")
+    bench = play(tmp_path, "bench.yml", "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1",
+                 "-e", "wanbench_warmup_runs=0", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").glob("*/run.log")) or len(run_processes(
+                next((tmp_path / "runs").glob("*-ffn_only-*")))) < 6:
+            assert bench.poll() is None and time.monotonic() < deadline, bench.stdout.read()[-3000:]
+            time.sleep(0.2)
+        (run,) = (tmp_path / "runs").glob("*-ffn_only-*")
+        started = time.monotonic()
+        cancel = play(tmp_path, "playbooks/cancel.yml")
+        took = time.monotonic() - started
+        bench_out = bench.communicate(timeout=60)[0]
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        for pid in run_processes(next((tmp_path / "runs").glob("*-ffn_only-*"), tmp_path / "none")):
+            os.kill(pid, 9)
+    out = cancel.stdout + cancel.stderr
+    assert cancel.returncode == 0, out[-4000:]
+    assert bench.returncode != 0 and "User interrupted execution" in bench_out
+    assert run_processes(run) == [] and (run / "cancelled").is_file()
+    assert re.search(rf"cancelled {run.name} \(\d+ processes killed\); bench play \S+ stopped; host lock released",
+                     re.sub(r"\s+", " ", out)), out[-3000:]
+    assert not (tmp_path / "runs" / ".holder").exists()
+    assert (tmp_path / "results" / "localhost" / run.name / "cancelled").is_file()
+    assert "ffn_only: 1 run(s) CANCELLED, not judged" in out
+    print(f"cancel.yml took {took:.1f} s")
+    again = play(tmp_path, "playbooks/collect.yml")
+    assert again.returncode == 0 and "no run to collect" in again.stdout, again.stdout[-3000:]

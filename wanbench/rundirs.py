@@ -28,13 +28,18 @@ def controller():
 
 
 def pid_alive(pid):
+    """Whether a process of this machine runs (a zombie, exited but not yet reaped, does not)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError, TypeError, OverflowError):
         return True
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def stale_reason(holder, age, stale_after, here):
