@@ -9,10 +9,12 @@ SSH once mid-run with the real workload: tests/integration/test_bench.py::test_s
 """
 
 import json
+import os
 import re
 import signal
-import os
 import time
+
+import pytest
 
 from .testhost_lib import (CONTAINER, RESULTS, RUN_ROOT, container_processes, container_runs, docker, finish,
                            kill_ssh_sessions, live_runs, manifest, restart_sshd)
@@ -215,3 +217,23 @@ def test_collect_a_run_whose_play_died(fake, playbook):
     assert "| ffn_only" in messages(later, "Print the report")
     again = playbook(playbook="playbooks/collect.yml")
     assert again.rc == 0 and "no run to collect" in messages(again, "Show the runs to collect")
+
+
+# ------------------------------------------------------------------ the disk
+TINY = "/root/wanbench/tiny"  # a 16 MiB tmpfs in the test container (tests/testhost/up.sh)
+
+
+@pytest.mark.xfail(strict=True, reason="open (docs/faults.md): the wait reports a run whose disk filled as "
+                                       "'ended without an exit code'; naming the full disk needs roles/wait")
+def test_disk_full_during_the_run(fake, playbook):
+    """The run root is a 16 MiB tmpfs that the workload fills: the play fails with one clear line
+    naming the full disk, and nothing half-written lands in results/ as a result."""
+    fake.set(fill_disk=1)
+    docker("exec", CONTAINER, "sh", "-c", f"rm -rf {TINY}/* {TINY}/.holder {TINY}/.lock")
+    result = playbook(extravars=fake_play(fake, variant="ffn_only", wanbench_run_root=TINY, wanbench_min_free_gb="0"))
+    docker("exec", CONTAINER, "sh", "-c", f"rm -rf {TINY}/* {TINY}/.holder {TINY}/.lock")
+    assert result.rc != 0
+    assert not [p for p in RESULTS.rglob("*.tmp")], "half-written files in results/"
+    assert not result.task_results("Print the verdicts") or "ffn_only: PASS" not in result.stdout
+    assert re.search(r"(no space left|disk is full|file system is full)[^\n]*" + re.escape(TINY), result.stdout, re.I), \
+        result.stdout[-4000:]

@@ -100,7 +100,9 @@ pyprefix=$(cd "$(dirname "$(readlink -f "$venv/bin/python")")/.." && pwd)
 # A .venv that is a link (a worktree sharing a checkout's environment) is mounted at its target
 # too: its scripts' #! lines name the target.
 venv_real=$(readlink -f "$venv")
-want="$venv|$venv_real|$pyprefix|$state|$(stat -c %i "$venv")"
+# A 16 MiB tmpfs at $tiny: a run root whose disk fills during a run (tests/integration/test_faults.py).
+tiny=/root/wanbench/tiny
+want="$venv|$venv_real|$pyprefix|$state|$(stat -c %i "$venv")|$tiny"
 have=$("$docker" inspect -f '{{ index .Config.Labels "wanbench.mounts" }}' "$container" 2>/dev/null || true)
 if [ -n "$have" ] && [ "$have" != "$want" ]; then
   log "recreating $container (mounts changed)"
@@ -112,7 +114,7 @@ if [ -z "$have" ]; then
   "$docker" run -d --init --name "$container" --network none --shm-size 1g \
     --label "wanbench.mounts=$want" \
     -v "$state/wan.git:/srv/git/wan.git" \
-    -v "$venv:$venv:ro" -v "$venv_real:$venv_real:ro" -v "$pyprefix:$pyprefix:ro" \
+    -v "$venv:$venv:ro" -v "$venv_real:$venv_real:ro" -v "$pyprefix:$pyprefix:ro" --tmpfs "$tiny:size=16m" \
     "$image" sleep infinity >/dev/null
   "$docker" exec -i "$container" bash -euc '
     ln -sf "$1/bin/torchrun" /usr/local/bin/torchrun
