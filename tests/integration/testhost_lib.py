@@ -113,8 +113,16 @@ def restart_sshd(down_s=3):
         time.sleep(0.1)
     time.sleep(down_s)
     sh("/usr/sbin/sshd", "-f", str(STATE / "sshd_config"), "-E", str(STATE / "sshd.log"))
-    while int((STATE / "sshd.pid").read_text() or 0) == master and time.monotonic() < deadline + down_s + 10:
+
+    def pid():
+        try:
+            return int((STATE / "sshd.pid").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    while pid() in (0, master) and time.monotonic() < deadline + down_s + 10:
         time.sleep(0.1)
+    assert pid() not in (0, master), "sshd did not come back"
 
 
 def container_runs():
