@@ -7,8 +7,8 @@ DOCUMENTATION = r"""
 module: wanbench_runs
 short_description: List the runs of a wanbench run root, or cancel runs and mark them cancelled
 description:
-  - O(action=list) lists the started runs (directories with C(.pid)) of O(run_root): whether each
-    still runs, its exit code, whether it was cancelled and its play; and the host lock's holder.
+  - "O(action=list) lists the started runs (directories with C(.pid)) of O(run_root): whether each
+    still runs, its exit code, whether it was cancelled and its play; and the host lock's holder."
   - "O(action=cancel) stops each run of O(run_ids) that has not ended: every process of the run is
     frozen (SIGSTOP), then killed (SIGKILL), and the call waits until none is left. A run's
     processes are its run script (C(.pid), checked against its command line), everything in that
