@@ -104,7 +104,7 @@ run_busy:
   type: bool
   returned: always
 cancelled:
-  description: Runs stopped and marked cancelled, with the number of processes killed ({run id: n}).
+  description: Runs stopped and marked cancelled, each with the number of its processes killed.
   type: dict
   returned: action=cancel
 ended:
