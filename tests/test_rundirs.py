@@ -228,3 +228,17 @@ def test_cancel_then_collect_on_the_embedded_default(tmp_path):
     print(f"cancel.yml took {took:.1f} s")
     again = play(tmp_path, "playbooks/collect.yml")
     assert again.returncode == 0 and "no run to collect" in again.stdout, again.stdout[-3000:]
+
+
+def test_the_module_and_filter_documentation_parse():
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("wanbench_rundirs_filter", REPO / "filter_plugins" / "wanbench_rundirs.py")
+    filt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(filt)
+    for mod in (wanbench_runs, filt):
+        for block in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
+            assert yaml.safe_load(getattr(mod, block)), f"{mod.__name__}.{block}"
+    options = yaml.safe_load(wanbench_runs.DOCUMENTATION)["options"]
+    source = (REPO / "library" / "wanbench_runs.py").read_text()
+    assert all(f"{name}=dict(" in source for name in options), "a documented option missing from the argument spec"
