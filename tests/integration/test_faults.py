@@ -34,7 +34,8 @@ def wait_live(thread, before, pattern="", timeout=300):
             if run not in before and pattern in run and "Generating video" in log_of(run):
                 return run
         time.sleep(0.2)
-    raise AssertionError(f"no run{' ' + pattern if pattern else ''} started within {timeout} s")
+    why = "the play ended before" if not thread.is_alive() else f"within {timeout} s no"
+    raise AssertionError(f"{why} run{' ' + pattern if pattern else ''} started (held: {holder()})")
 
 
 def log_of(run):
@@ -131,14 +132,17 @@ def test_one_rank_killed(testhost, playbook):
     assert "Fail when a run did not finish cleanly" in result.stdout
 
 
+@pytest.mark.xfail(strict=True, reason="open (docs/faults.md): the wait's timeout kill runs `kill -TERM -- -PGID` "
+                                       "under dash, which refuses it, so only the run script dies and torchrun, "
+                                       "/usr/bin/time and the ranks are left (holding the run lock)")
 def test_run_past_its_timeout(testhost, playbook):
     """The real workload with a 6 s timeout: the wait stops it; afterwards no process of it is
     left in the container (ranks included, the devices idle), and the cause says timeout."""
-    thread, runner, runs_before, started = playbook(
-        extravars={"variant": "baseline", **ONE_FAKE_RUN, "wanbench_job_timeout": "6"}, wait=False)
-    thread.join(timeout=600)
-    result = finish(runner, runs_before, started)
+    result = playbook(extravars={"variant": "baseline", **ONE_FAKE_RUN, "wanbench_job_timeout": "6"})
+    time.sleep(2)  # a moment for torchrun to take its ranks down
     left = container_processes()
+    for pid, _ in left:  # whatever is left would hold the run lock for every later test
+        docker("exec", CONTAINER, "kill", "-9", str(pid), check=False)
     assert result.rc != 0
     assert "still running after" in result.stdout and "(timeout 6 s); its process group was stopped" in result.stdout
     (run,) = result.new_runs()
