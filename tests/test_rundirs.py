@@ -242,3 +242,37 @@ def test_the_module_and_filter_documentation_parse():
     options = yaml.safe_load(wanbench_runs.DOCUMENTATION)["options"]
     source = (REPO / "library" / "wanbench_runs.py").read_text()
     assert all(f"{name}=dict(" in source for name in options), "a documented option missing from the argument spec"
+
+
+def test_collect_later_on_the_embedded_default(tmp_path):
+    """Ctrl-C of bench.yml mid-run: the run goes on; the next preflight names it in one warning;
+    collect.yml waits for it, collects and reports it."""
+    import shutil
+    import signal
+
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "bin" / "sleep-seconds").write_text("20\n")
+    bench = play(tmp_path, "bench.yml", "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1",
+                 "-e", "wanbench_warmup_runs=0", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").glob("*/.pid")):
+            assert bench.poll() is None and time.monotonic() < deadline, bench.stdout.read()[-3000:]
+            time.sleep(0.2)
+        bench.send_signal(signal.SIGINT)  # the controller's Ctrl-C
+        bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    (run,) = (tmp_path / "runs").glob("*-ffn_only-*")
+    assert not (run / "exit_code").exists(), "the run should outlive its play"
+    nxt = play(tmp_path, "playbooks/preflight.yml", "--tags", "preflight")
+    out = re.sub(r"\s+", " ", nxt.stdout + nxt.stderr)
+    assert f"1 run(s) in {tmp_path / 'runs'} not collected: {run.name} (1 still running)" in out, out[-3000:]
+    later = play(tmp_path, "playbooks/collect.yml")
+    out = later.stdout + later.stderr
+    assert later.returncode == 0, out[-4000:]
+    assert f"{run.name}: finished with exit code 0" in out, "collect.yml did not wait for the live run"
+    assert (tmp_path / "results" / "localhost" / run.name / "exit_code").read_text() == "0\n"
+    assert "| ffn_only" in out and "Print the verdicts" in out
