@@ -100,6 +100,12 @@ class ActionModule(ActionBase):
                 if not stopped:
                     result.update(failed=True, msg=f"the bench play {holder_play} (pid {holder['pid']}) did not stop")
                     return result
+                # the play may have started a run between the listing and its end: list again
+                res = self._module({**args, "action": "list"}, task_vars)
+                if res.get("failed"):
+                    result.update(res)
+                    return result
+                targets, _ = rundirs.select(res["runs"], run_ids, play_ids, live_only=not run_ids)
             elif ours and alive:
                 warnings.append(f"play {holder_play} runs on {holder.get('controller', '?')}: its remaining runs "
                                 "will refuse to start (the host lock is released); stop that play there")
