@@ -204,14 +204,17 @@ def test_cancel_a_bench(fake, playbook):
 def test_collect_a_run_whose_play_died(fake, playbook):
     """Ctrl-C of the bench play mid-run: the run goes on; the next preflight names it as not
     collected; collect.yml waits for it, collects and reports it."""
-    fake.set(sleep_seconds=25)
+    fake.set(sleep_seconds=60)
     before = container_runs()
     thread, runner, runs_before, started = playbook(extravars=fake_play(fake, variant="ffn_only"), wait=False)
     run = wait_live(thread, before)
     os.kill(holder()["pid"], signal.SIGINT)  # the controller's Ctrl-C
+    interrupted = time.monotonic()
     thread.join(timeout=60)
     assert not thread.is_alive() and finish(runner, runs_before, started).rc != 0
-    assert run in live_runs(), "the run should outlive its play"
+    took = time.monotonic() - interrupted
+    assert run in live_runs(), (f"the run should outlive its play (stopped {took:.0f} s after Ctrl-C): "
+                                f"{docker('exec', CONTAINER, 'cat', f'{RUN_ROOT}/{run}/exit_code', check=False).stdout}")
     nxt = playbook(extravars=fake_play(fake, variant="nofsdp"), cmdline="--tags preflight")
     assert f"1 run(s) in {RUN_ROOT} not collected: {run} (1 still running)" in flat(nxt.stdout), nxt.stdout[-3000:]
     later = playbook(playbook="playbooks/collect.yml")
