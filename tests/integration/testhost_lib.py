@@ -87,12 +87,23 @@ def sshd_children():
     return children
 
 
+def ssh_session_pids():
+    """PIDs of the sshd processes serving a connection to the test port: the master's children, and
+    sessions whose master is gone (an earlier sshd of this port whose connection the controller's
+    ControlPersist keeps reusing)."""
+    import re as _re
+
+    port = os.environ.get("WANBENCH_TESTHOST_PORT", "2222")
+    out = sh("ss", "-Htnp", "state", "established", "sport", "=", f":{port}", check=False).stdout
+    return sorted(set(sshd_children()) | {int(p) for p in _re.findall(r'"sshd[^"]*",pid=(\d+)', out)})
+
+
 def kill_ssh_sessions():
     """SIGKILL every SSH session of the test sshd (the controller's connections drop); how many."""
     import signal
 
     killed = 0
-    for pid in sshd_children():
+    for pid in ssh_session_pids():
         try:
             os.kill(pid, signal.SIGKILL)
             killed += 1
