@@ -1,55 +1,29 @@
 # -*- coding: utf-8 -*-
 # wanbench: controller side of the wanbench_preflight module (library/wanbench_preflight.py).
-"""Names this play as the lock holder and takes over stale locks.
+"""Names this play as the lock holder, takes over stale locks, warns of uncollected runs.
 
 The holder is filled on the controller: play id (O(holder.play_id) or a fresh one), the
 variant, the controller's user@host, the ansible-playbook PID and the start time. When the
 module finds the lock held, the holder is stale if its controller is this machine and its
 PID is gone, or if it has not been seen for O(stale_after) seconds; when no run holds the
-run lock, the module is called again to take the lock over, with a warning.
+run lock, the module is called again to take the lock over, with a warning. With
+O(results_dir) (the controller's results of this host), the run root is listed
+(wanbench_runs) and one warning names the runs this controller has not collected.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 import secrets
-import socket
 from datetime import datetime, timezone
 
 from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
 
-display = Display()
-
-
-def controller():
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+from wanbench.rundirs import controller, leftover_warning, stale_reason, uncollected
 
 
 def new_play_id():
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError):
-        return True
-    return True
-
-
-def stale_reason(holder, age, stale_after, here):
-    """Why a holder is stale, or '' when it may still be alive."""
-    if not isinstance(holder, dict) or "play_id" not in holder:
-        return ""
-    if holder.get("controller") == here and not pid_alive(holder.get("pid")):
-        return f"its ansible-playbook (pid {holder.get('pid')} on {here}) is gone"
-    if age is not None and age > stale_after:
-        return f"it was last seen {age} s ago (more than {stale_after} s)"
-    return ""
 
 
 class ActionModule(ActionBase):
@@ -63,6 +37,7 @@ class ActionModule(ActionBase):
         variant = str(args.pop("variant", "") or "")
         play_id = str(args.pop("play_id", "") or "") or new_play_id()
         stale_after = int(args.pop("stale_after", 900))
+        results_dir = str(args.pop("results_dir", "") or "")
         here = controller()
         if args.get("lock", "check") in ("acquire", "check") and not args.get("holder"):
             # The worker's parent is the ansible-playbook process itself.
@@ -82,6 +57,14 @@ class ActionModule(ActionBase):
                                    f"{old.get('variant') or '?'}, {old.get('controller', '?')}): {why}")
                         res.setdefault("warnings", []).append(warning)
                         res["stale_holder"] = old
+            if results_dir and res.get("lock_state", "none") != "none" and args.get("lock", "check") in ("acquire", "check"):
+                # A run never silently stays behind: name the runs this controller has not collected.
+                listed = self._execute_module(module_name="wanbench_runs", task_vars=task_vars, module_args={
+                    "run_root": args["run_root"], "exec": args.get("exec", []), "action": "list"})
+                warning = "" if listed.get("failed") else leftover_warning(listed["runs"], results_dir, args["run_root"])
+                if warning:
+                    res.setdefault("warnings", []).append(warning)
+                    res["uncollected"] = [r["name"] for r in uncollected(listed["runs"], results_dir)]
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         result.update(res)

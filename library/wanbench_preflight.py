@@ -99,6 +99,11 @@ options:
     description: Seconds without a sign of life after which another controller's holder is stale (action plugin).
     type: int
     default: 900
+  results_dir:
+    description: The controller's results of this host (C(results/<host>)); started runs of O(run_root) not
+      there are named in one warning (action plugin, O(lock=acquire) or O(lock=check)).
+    type: str
+    default: ""
 author: wanbench
 """
 
@@ -147,6 +152,11 @@ holder_age:
   description: Seconds since the holder was last seen (the wait refreshes it every round).
   type: int
   returned: when a holder exists
+uncollected:
+  description: Started runs of the run root that the controller has not collected (action plugin).
+  type: list
+  elements: str
+  returned: when O(results_dir) is set and such runs exist
 """
 
 import json
@@ -261,6 +271,7 @@ def main():
             variant=dict(type="str", default=""),
             play_id=dict(type="str", default=""),
             stale_after=dict(type="int", default=900),
+            results_dir=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )

@@ -50,6 +50,7 @@ METRICS = (
 # rounding tolerance when two files disagree and for rendering.
 DECIMALS = {"reserved_peak": 1, "gen_time": 4, "real_time": 2}
 STATUSES = ("ok", "incomplete", "failed", "unreadable")  # best to worst
+CANCELLED = "cancelled"  # a run directory with this file was cancelled: status "cancelled", never judged
 JITTER_FACTOR = 1.5  # warn when denoise_step_total max > factor x p50
 
 NOT_TEXT = "not text"
@@ -766,7 +767,7 @@ def _not_regular(mode):
 
 
 OUTPUT_CHECK = "output_check.json"  # the output check's score against the control (wanbench.outputs)
-_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK}  # read by name, or not a run output
+_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK, CANCELLED}  # read by name, or not a run output
 _PRECEDENCE = {"profile": 0, "log": 1, "time": 2}  # the profile file is the most precise
 
 
@@ -777,6 +778,17 @@ def _read_exit_code(path, warnings):
     except (OSError, ValueError) as e:
         warnings.append(f"exit_code unreadable ({e}); exit status unknown")
         return None
+
+
+def _cancel_note(path):
+    """'cancelled at <when> by <who>' from a run directory's cancelled file (one JSON line)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            note = json.loads(f.read(4096) or "{}")
+    except (OSError, ValueError):
+        note = {}
+    note = note if isinstance(note, dict) else {}
+    return f"cancelled at {note.get('cancelled_at', '?')} by {note.get('by', '?')}"
 
 
 def parse_run(path, jitter_factor=JITTER_FACTOR):
@@ -840,6 +852,8 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
     elif not logs:
         problems.append(("failed", "no run log in the directory"))
     status, reason = max(problems, key=lambda p: STATUSES.index(p[0]), default=("ok", ""))
+    if os.path.isfile(os.path.join(path, CANCELLED)):  # stopped on purpose: never judged (wanbench.rundirs)
+        status, reason = "cancelled", _cancel_note(os.path.join(path, CANCELLED))
 
     notes = {}
     for s in sources:

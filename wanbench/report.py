@@ -170,7 +170,12 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
         check_manifest(run)
-    seen = {os.path.realpath(b["path"]) for b in baselines}
+    # A cancelled run is never judged: it is listed as cancelled and left out of every comparison.
+    cancelled = [(r, "baseline") for r in baselines if r["status"] == "cancelled"]
+    baselines = [b for b in baselines if b["status"] != "cancelled"]
+    cancelled += [(r, "candidate") for r in runs if r["status"] == "cancelled"
+                  and os.path.realpath(r["path"]) not in {os.path.realpath(b["path"]) for b, _ in cancelled}]
+    seen = {os.path.realpath(b["path"]) for b in baselines + [r for r, _ in cancelled]}
     candidates = group([r for r in runs if os.path.realpath(r["path"]) not in seen])
     groups, verdict_of = [], {}
     if baselines:
@@ -181,20 +186,24 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
             verdict_of.update({m["path"]: result["verdict"] for m in members})
     excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
     rows = []
-    ordered = sorted([(b, "baseline") for b in baselines] + [(r, "candidate") for _, rs in candidates for r in rs],
-                     key=lambda x: _position(x[0]))
+    ordered = sorted([(b, "baseline") for b in baselines] + [(r, "candidate") for _, rs in candidates for r in rs]
+                     + cancelled, key=lambda x: _position(x[0]))
     for run, role in ordered:
         note = excluded.get(run["path"]) or ("warm-up (discarded)" if is_warmup(run) else "")
+        note = "cancelled (never judged)" if run["status"] == "cancelled" else note
         rows.append({"variant": variant_name(run), "log_file": _log_file(run), **run["metrics"],
                      "status": run["status"], "role": role,
-                     "verdict": "baseline" if role == "baseline" else verdict_of.get(run["path"]),
+                     "verdict": None if run["status"] == "cancelled" else "baseline" if role == "baseline"
+                     else verdict_of.get(run["path"]),
                      "excluded": note, **_provenance(run.get("manifest", {})),
                      "reason": run["reason"], "warnings": run["warnings"],
                      "output": _output_cell(run), "machine": machine(run),
                      "diagnostics": diagnostics.markdown(run)})
     header = {key: ", ".join(dict.fromkeys(str(r[key] or UNKNOWN) for r in rows)) or UNKNOWN
               for key in ("commit", "host", "date")}
-    header.update(baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
+    names = [variant_name(r) for r, _ in cancelled]
+    header.update(cancelled={n: names.count(n) for n in dict.fromkeys(names)},
+                  baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
                   noise=noise, confidence=confidence, min_psnr_db=min_psnr_db,
                   require_same_output=require_same_output, order=_order(baselines + [r for _, rs in candidates for r in rs]))
@@ -255,6 +264,8 @@ def summary(data):
         lines.append(line)
         if g["variant"] == AA:
             lines.append(aa_noise(g))
+    for name, n in data["header"].get("cancelled", {}).items():
+        lines.append(f"{name}: {n} run(s) CANCELLED, not judged")
     if not data["groups"]:
         lines.append("nothing judged (no candidate, or no control run): raw metrics only")
     return "\n".join(lines) + "\n"

@@ -54,7 +54,8 @@ def testhost():
         shutil.rmtree(RESULTS_ROOT, ignore_errors=True)
 
 
-def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost", event_handler=None, wait=True):
+def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost", event_handler=None, wait=True,
+                 cmdline=None):
     """Run a playbook with a fresh private data dir; returns a Result (or thread, runner, before, started)."""
     before = existing_runs()
     started = time.monotonic()
@@ -63,7 +64,7 @@ def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost"
         inventory=str(REPO / "inventory" / inventory),
         extravars={"wanbench_results_dir": str(RESULTS_ROOT), **(extravars or {})},
         envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": os.environ["PATH"], "ANSIBLE_FORCE_COLOR": "0"},
-        quiet=True, event_handler=event_handler, timeout=1800)
+        quiet=True, event_handler=event_handler, timeout=1800, cmdline=cmdline)
     if not wait:
         thread, runner = ansible_runner.run_async(**kwargs)
         return thread, runner, before, started
@@ -72,7 +73,7 @@ def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost"
 
 @pytest.fixture
 def playbook(tmp_path_factory):
-    """playbook(extravars=..., playbook='bench.yml', inventory='testhost', event_handler=None, wait=True)."""
+    """playbook(extravars=..., playbook='bench.yml', inventory='testhost', event_handler=None, wait=True, cmdline=None)."""
     return lambda **kw: run_playbook(tmp_path_factory.mktemp("runner"), **kw)
 
 
@@ -82,3 +83,34 @@ def e2e(testhost, tmp_path_factory):
     result = run_playbook(tmp_path_factory.mktemp("e2e"),
                           extravars={"variant": "ffn_only", "baseline": "rerun", "repeats": "1"})
     return result, testhost
+
+
+class FakeWorkload:
+    """tests/testhost/fake_torchrun copied into the container; set(name=value) writes its control files."""
+
+    CONTROLS = ("sleep-seconds", "fail-variants", "ranks", "fill-disk")
+
+    def __init__(self):
+        from .testhost_lib import CONTAINER, FAKE_DIR, docker
+
+        self._docker, self._container, self.dir = docker, CONTAINER, FAKE_DIR
+        self.torchrun = f"{FAKE_DIR}/torchrun"
+        docker("exec", CONTAINER, "mkdir", "-p", FAKE_DIR)
+        docker("cp", str(REPO / "tests" / "testhost" / "fake_torchrun"), f"{CONTAINER}:{self.torchrun}")
+        self.clear()
+
+    def set(self, **controls):
+        for name, value in controls.items():
+            self._docker("exec", self._container, "sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",
+                         f"{self.dir}/{name.replace('_', '-')}", str(value))
+
+    def clear(self):
+        self._docker("exec", self._container, "rm", "-f", *[f"{self.dir}/{c}" for c in self.CONTROLS])
+
+
+@pytest.fixture
+def fake(testhost):
+    """The zero-work fake workload in the container (control files cleared before and after)."""
+    workload = FakeWorkload()
+    yield workload
+    workload.clear()

@@ -66,3 +66,96 @@ def finish(runner, before, started):
 
 def manifest(run_dir):
     return json.loads((run_dir / "manifest.json").read_text())
+
+
+# ------------------------------------------------------------------ faults: SSH, sshd, container processes
+RUN_ROOT = "/root/wanbench/runs"  # wanbench_run_root of inventory/testhost
+FAKE_DIR = "/opt/wanbench-fake"   # the fake workload's copy in the container (tests/testhost/fake_torchrun)
+
+
+def sshd_children():
+    """PIDs of the test sshd's session processes (children of its master)."""
+    master = int((STATE / "sshd.pid").read_text())
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def ssh_session_pids():
+    """PIDs of the sshd processes serving a connection to the test port: the master's children, and
+    sessions whose master is gone (an earlier sshd of this port whose connection the controller's
+    ControlPersist keeps reusing)."""
+    import re as _re
+
+    port = os.environ.get("WANBENCH_TESTHOST_PORT", "2222")
+    out = sh("ss", "-Htnp", "state", "established", "sport", "=", f":{port}", check=False).stdout
+    return sorted(set(sshd_children()) | {int(p) for p in _re.findall(r'"sshd[^"]*",pid=(\d+)', out)})
+
+
+def kill_ssh_sessions():
+    """SIGKILL every SSH session of the test sshd (the controller's connections drop); how many."""
+    import signal
+
+    killed = 0
+    for pid in ssh_session_pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    return killed
+
+
+def restart_sshd(down_s=3):
+    """Stop the test sshd (master and sessions), wait down_s, start it again with its config."""
+    import signal
+
+    kill_ssh_sessions()
+    master = int((STATE / "sshd.pid").read_text())
+    os.kill(master, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{master}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(down_s)
+    sh("/usr/sbin/sshd", "-f", str(STATE / "sshd_config"), "-E", str(STATE / "sshd.log"))
+
+    def pid():
+        try:
+            return int((STATE / "sshd.pid").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    while pid() in (0, master) and time.monotonic() < deadline + down_s + 10:
+        time.sleep(0.1)
+    assert pid() not in (0, master), "sshd did not come back"
+
+
+def container_runs():
+    """Run directories in the container's run root."""
+    return set(docker("exec", CONTAINER, "sh", "-c", f"ls {RUN_ROOT} 2>/dev/null", check=False).stdout.split())
+
+
+def live_runs(names=None):
+    """Runs of the container's run root that started (.pid) and have not written exit_code."""
+    script = (f'cd {RUN_ROOT} 2>/dev/null || exit 0; for d in */; do d=${{d%/}}; '
+              '[ -f "$d/.pid" ] && [ ! -f "$d/exit_code" ] && echo "$d"; done; exit 0')
+    found = docker("exec", CONTAINER, "sh", "-c", script, check=False).stdout.split()
+    return [d for d in found if names is None or d in names]
+
+
+def container_processes():
+    """Processes in the container other than its init, its `sleep infinity` and this look: [(pid, args)]."""
+    out = docker("exec", CONTAINER, "ps", "-eo", "pid=,ppid=,args=").stdout
+    procs = []
+    for line in out.splitlines():
+        pid, ppid, args = (line.split(None, 2) + ["", ""])[:3]
+        if pid == "1" or args in ("sleep infinity", "ps -eo pid=,ppid=,args="):
+            continue
+        procs.append((int(pid), args))
+    return procs

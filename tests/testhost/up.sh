@@ -40,8 +40,11 @@ docker=/usr/bin/docker
 # --- docker engine --------------------------------------------------------------------------
 if ! "$docker" info >/dev/null 2>&1; then
   log "starting dockerd"
-  setsid /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
-    --pidfile "$state/dockerd.pid" </dev/null >"$state/dockerd.log" 2>&1 &
+  # Without the caller's other descriptors: a daemon that inherits the fd of `flock LOCK up.sh`
+  # would hold the test host's lock for as long as it runs.
+  ( for fd in /proc/$BASHPID/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done
+    exec setsid /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
+      --pidfile "$state/dockerd.pid" </dev/null >"$state/dockerd.log" 2>&1 ) &
   for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
   "$docker" info >/dev/null 2>&1 || die "dockerd did not start; see $state/dockerd.log"
 fi
@@ -94,7 +97,12 @@ bash "$root/tests/testhost/push_perf.sh" >/dev/null
 pyprefix=$(cd "$(dirname "$(readlink -f "$venv/bin/python")")/.." && pwd)
 # The .venv's inode too: a clone made again at the same path has a new .venv that the old bind mount
 # does not see.
-want="$venv|$pyprefix|$state|$(stat -c %i "$venv")"
+# A .venv that is a link (a worktree sharing a checkout's environment) is mounted at its target
+# too: its scripts' #! lines name the target.
+venv_real=$(readlink -f "$venv")
+# A 16 MiB tmpfs at $tiny: a run root whose disk fills during a run (tests/integration/test_faults.py).
+tiny=/root/wanbench/tiny
+want="$venv|$venv_real|$pyprefix|$state|$(stat -c %i "$venv")|$tiny"
 have=$("$docker" inspect -f '{{ index .Config.Labels "wanbench.mounts" }}' "$container" 2>/dev/null || true)
 if [ -n "$have" ] && [ "$have" != "$want" ]; then
   log "recreating $container (mounts changed)"
@@ -106,7 +114,7 @@ if [ -z "$have" ]; then
   "$docker" run -d --init --name "$container" --network none --shm-size 1g \
     --label "wanbench.mounts=$want" \
     -v "$state/wan.git:/srv/git/wan.git" \
-    -v "$venv:$venv:ro" -v "$pyprefix:$pyprefix:ro" \
+    -v "$venv:$venv:ro" -v "$venv_real:$venv_real:ro" -v "$pyprefix:$pyprefix:ro" --tmpfs "$tiny:size=16m" \
     "$image" sleep infinity >/dev/null
   "$docker" exec -i "$container" bash -euc '
     ln -sf "$1/bin/torchrun" /usr/local/bin/torchrun

@@ -1,0 +1,184 @@
+"""Run directories left on a host: which are live, collected, cancelled; the lock holder's liveness.
+
+The ``wanbench_runs`` module lists the run root (``name``, ``live``, ``ended``, ``cancelled``,
+``play``); the action plugins of ``wanbench_runs`` and ``wanbench_preflight`` decide on the
+controller with these functions what to cancel, what to collect and when a holder is stale;
+``report_inputs`` rebuilds the report role's inputs from collected run directories (their
+manifests), for runs whose play died before its report.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+
+from .parse import CANCELLED
+from .store import read_manifest
+
+RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_,-]+-[0-9a-f]{6}$")
+PLAY_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
+SHOWN = 10               # run ids named in one line
+
+
+def controller():
+    """user@host of this controller, as a lock holder names it."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def pid_alive(pid):
+    """Whether a process of this machine runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def stale_reason(holder, age, stale_after, here):
+    """Why a lock holder is stale, or '' when it may still be alive."""
+    if not isinstance(holder, dict) or "play_id" not in holder:
+        return ""
+    if holder.get("controller") == here and not pid_alive(holder.get("pid")):
+        return f"its ansible-playbook (pid {holder.get('pid')} on {here}) is gone"
+    if age is not None and age > stale_after:
+        return f"it was last seen {age} s ago (more than {stale_after} s)"
+    return ""
+
+
+def ids_arg(text, what="run_id"):
+    """A comma-separated -e value -> list of ids; ValueError naming the bad one."""
+    ids = [t.strip() for t in str(text or "").split(",") if t.strip()]
+    pattern = RUN_ID if what == "run_id" else PLAY_ID
+    for i in ids:
+        if not pattern.match(i):
+            raise ValueError(f"{what} {i!r} is not a {what.replace('_', ' ')} (e.g. "
+                             f"{'20261127T101500Z-ffn_only-a1b2c3' if what == 'run_id' else '20261127T101500Z-a1b2c3'})")
+    return ids
+
+
+def collected(results_host_dir, run_id):
+    """Whether the controller holds this run already (results/<host>/<run_id>/ with its files)."""
+    return os.path.isdir(os.path.join(results_host_dir, run_id))
+
+
+def uncollected(runs, results_host_dir):
+    """The started runs of the run root that this controller has not collected, in name order."""
+    return [r for r in sorted(runs, key=lambda r: r["name"]) if not collected(results_host_dir, r["name"])]
+
+
+def name_ids(ids):
+    """'a, b, c' with at most SHOWN ids, then 'and N more'."""
+    ids = list(ids)
+    more = f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
+    return ", ".join(ids[:SHOWN]) + more
+
+
+def leftover_warning(runs, results_host_dir, run_root):
+    """The preflight's one line about run directories left uncollected, or ''."""
+    left = uncollected(runs, results_host_dir)
+    if not left:
+        return ""
+    live = [r["name"] for r in left if r["live"]]
+    return (f"{len(left)} run(s) in {run_root} not collected: {name_ids(r['name'] for r in left)}"
+            + (f" ({len(live)} still running)" if live else "")
+            + "; collect and report them with `ansible-playbook playbooks/collect.yml`"
+            + (", or stop them with `ansible-playbook playbooks/cancel.yml`" if live else ""))
+
+
+def cancel_summary(res, stopped_play=""):
+    """One line about a cancel: the runs stopped, those that had ended, the play and the lock."""
+    done = res.get("cancelled") or {}
+    parts = [("cancelled " + ", ".join(f"{n} ({k} processes killed)" for n, k in done.items())) if done
+             else "no live run to cancel"]
+    if res.get("ended"):
+        parts.append(f"already ended, left as they are: {name_ids(res['ended'])}")
+    if stopped_play:
+        parts.append(f"bench play {stopped_play} stopped")
+    parts.append("host lock released" if res.get("released") else "host lock unchanged")
+    return "; ".join(parts)
+
+
+def select(runs, run_ids=(), play_ids=(), holder=None, holder_alive=False, live_only=False):
+    """(selected, skipped) from the listed runs.
+
+    ``run_ids`` / ``play_ids`` pick runs by id or by play (unknown ids raise ValueError);
+    without either every run is a candidate. ``live_only`` keeps runs still running. Runs of
+    a live lock holder's play are skipped (that play collects its own runs): skipped is
+    [(name, why)].
+    """
+    by_name = {r["name"]: r for r in runs}
+    missing = [i for i in run_ids if i not in by_name]
+    if missing:
+        raise ValueError(f"no run {name_ids(missing)} in the run root")
+    picked = [by_name[i] for i in run_ids] if run_ids else list(runs)
+    if play_ids:
+        picked = [r for r in picked if r.get("play") in play_ids]
+        if not picked:
+            raise ValueError(f"no run of play {name_ids(play_ids)} in the run root")
+    if live_only:
+        picked = [r for r in picked if r["live"]]
+    selected, skipped = [], []
+    busy = (holder or {}).get("play_id") if holder_alive else None
+    for r in picked:
+        if busy and r.get("play") == busy:
+            skipped.append((r["name"], f"play {busy} is still running and collects it"))
+        else:
+            selected.append(r)
+    return selected, skipped
+
+
+def _exit_code(run_dir):
+    try:
+        with open(os.path.join(run_dir, "exit_code"), encoding="utf-8") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def report_inputs(paths, results_host_dir=None):
+    """The report role's inputs for collected run directories whose play ended without a report.
+
+    With ``results_host_dir``, the already collected runs of the same plays join them (the
+    control runs a cancelled play had finished). Returns {runs: [{variant, role, control_key,
+    path, exit_code, cancelled}] in run order, controls: {key: {variant, source, path}},
+    confidence, unhealthy: [paths that failed, cancelled ones left out]}.
+    """
+    found = {os.path.realpath(p): read_manifest(p) or {} for p in paths}
+    plays = {m.get("schedule", {}).get("play") for m in found.values() if isinstance(m.get("schedule"), dict)}
+    plays.discard(None)
+    if results_host_dir and plays and os.path.isdir(results_host_dir):
+        for name in sorted(os.listdir(results_host_dir)):
+            path = os.path.realpath(os.path.join(results_host_dir, name))
+            if path in found or not os.path.isdir(path):
+                continue
+            m = read_manifest(path)
+            if m and isinstance(m.get("schedule"), dict) and m["schedule"].get("play") in plays:
+                found[path] = m
+
+    def order(item):
+        s = item[1].get("schedule") if isinstance(item[1].get("schedule"), dict) else {}
+        return (str(s.get("play", "")), s.get("position") if isinstance(s.get("position"), int) else 10 ** 9, item[0])
+
+    runs, controls, confidence = [], {}, None
+    for path, m in sorted(found.items(), key=order):
+        key = str(m.get("control_key") or "unknown")
+        role = m.get("role") if m.get("role") in ("control", "candidate") else "candidate"
+        runs.append({"variant": str(m.get("variant") or os.path.basename(path)), "role": role, "control_key": key,
+                     "path": path, "exit_code": _exit_code(path),
+                     "cancelled": os.path.exists(os.path.join(path, CANCELLED))})
+        controls.setdefault(key, {"variant": None, "source": "rerun", "path": None})
+        if role == "control":
+            controls[key]["variant"] = runs[-1]["variant"]
+        s = m.get("schedule")
+        if confidence is None and isinstance(s, dict) and isinstance(s.get("confidence"), (int, float)):
+            confidence = s["confidence"]
+    unhealthy = [r["path"] for r in runs if r["exit_code"] != 0 and not r["cancelled"]]
+    return {"runs": runs, "controls": controls, "confidence": confidence or 0.95, "unhealthy": unhealthy}
