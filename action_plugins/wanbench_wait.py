@@ -60,6 +60,7 @@ while [ ! -f exit_code ]; do
 done
 touch -c ../.holder 2>/dev/null  # the play holding the host lock is alive (see wanbench_preflight)
 echo "now=$(date +%s.%N)"
+echo "free_kb=$(df -Pk . 2>/dev/null | tail -n 1 | tr -s ' ' | cut -d ' ' -f 4)"
 [ -f run.sh ] && echo "written=$(stat -c %Y run.sh)"
 if [ -f .pid ]; then
   echo "start=$(stat -c %Y .pid)"
@@ -75,13 +76,20 @@ tail -c 65536 run.log 2>/dev/null
 exit 0
 """
 
-# TERM to the run's process group, KILL after 10 s; the pid arrives as $1.
+# TERM to the run's process group and to every process writing the run's log (ranks in sessions
+# of their own included), KILL after 10 s to what is left; $1 the run script's pid, $2 the run dir.
 KILL_SCRIPT = r"""
-kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null
-for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$1" 2>/dev/null || exit 0; sleep 1; done
-kill -KILL -- "-$1" 2>/dev/null || kill -KILL "$1" 2>/dev/null
+log=$2/run.log
+members() { for f in /proc/[0-9]*/fd/1 /proc/[0-9]*/fd/2; do
+  [ "$f" -ef "$log" ] 2>/dev/null && { p=${f#/proc/}; echo "${p%%/*}"; }; done | sort -u; }
+stop() { kill -s "$1" "-$2" 2>/dev/null; kill -s "$1" "$2" $(members) 2>/dev/null; }
+stop TERM "$1"
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  kill -0 "$1" 2>/dev/null || [ -n "$(members)" ] || exit 0; sleep 1; done
+stop KILL "$1"
 exit 0
 """
+FULL_KB = 1024  # a run root with less free space than this is full
 
 TQDM_RE = re.compile(r"(\d+)/(\d+) \[")
 PHASES = (("Finished.", "finished"), ("Saving generated video", "saving"),
@@ -101,8 +109,8 @@ def round_argv(params):
 
 
 def kill_argv(params, pid):
-    """argv that stops the run's process group (the run script is its session leader)."""
-    return where(params, ["sh", "-c", KILL_SCRIPT, "wanbench-kill", str(pid)])
+    """argv that stops the run: its process group (the run script leads it) and whatever writes its log."""
+    return where(params, ["sh", "-c", KILL_SCRIPT, "wanbench-kill", str(pid), params["run_dir"]])
 
 
 def parse_status(text):
@@ -148,6 +156,14 @@ def failure(params, status, msg, **res):
     return {"run_dir": params["run_dir"], **res, "failed": True, "status": status, "msg": msg, "cause": msg}
 
 
+def full_disk(params, st):
+    """'; the file system ... is full (...)' when the run root had (almost) no space left, else ''."""
+    free = st.get("free_kb", "")
+    if not free.isdigit() or int(free) >= FULL_KB:
+        return ""
+    return f"; the file system is full: {free} KiB free on {os.path.dirname(params['run_dir'].rstrip('/'))}"
+
+
 def judge(params, st):
     """The round's result from the run's state (parse_status); a result with 'stop' names the pid
     whose process group is to be stopped (timeout)."""
@@ -171,16 +187,18 @@ def judge(params, st):
         try:
             code = int(st["exit_code"])
         except ValueError:
-            return failure(p, "unreadable", f"unreadable exit_code {st['exit_code']!r} in {p['run_dir']}")
+            return failure(p, "unreadable", f"unreadable exit_code {st['exit_code']!r} in {p['run_dir']}"
+                                            + full_disk(p, st))
         res.update(done=True, exit_code=code, status="ok" if code == 0 else "failed",
                    noticed_after=round(max(0.0, now - float(st.get("ended", now))), 3),
                    progress=f"finished with exit code {code} after {elapsed} s")
         if code != 0:
-            res.update(cause=f"exit code {code}", log_tail=log_tail(st["log"]))
+            res.update(cause=f"exit code {code}{full_disk(p, st)}", log_tail=log_tail(st["log"]))
         return res
     if st.get("alive") == "0":
-        return failure(p, "died", f"run in {p['run_dir']} ended without an exit code (killed? container "
-                                  "stopped?); last log lines follow", log_tail=log_tail(st["log"]), **res)
+        why = full_disk(p, st) or "; killed? container stopped?"
+        return failure(p, "died", f"run in {p['run_dir']} ended without an exit code{why}; last log lines follow",
+                       log_tail=log_tail(st["log"]), **res)
     if elapsed > p["timeout"]:
         stop = p["kill_on_timeout"] and st.get("pid")
         stopped = "its process group was stopped" if stop else "it was left running"

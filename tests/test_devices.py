@@ -312,7 +312,7 @@ def test_reference_host_snapshot_and_a_busy_stand_in():
     """On CPU a busy device is simulated by a process that spins on a core (docs/health.md)."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        time.sleep(1.0)
+        time.sleep(D.BUSY_MIN_AGE_S + 0.5)
         snap = _capture("reference")
     finally:
         spinner.kill()
@@ -332,11 +332,16 @@ def test_reference_host_snapshot_and_a_busy_stand_in():
 
 
 def test_ps_leaves_out_the_capturing_shell_and_its_ancestors():
-    text = "300\n  1     0  0.1  9000 systemd\n 200     1 95.0  50000 ansible-module\n 300   200 90.0 1000 sh\n" \
-           " 301   300 80.0 900 ps\n 400     1 99.0 204800 python3\n"
+    text = "300\n  1     0  0.1  9000 99 systemd\n 200     1 95.0  50000 9 ansible-module\n 300   200 90.0 1000 0 sh\n" \
+           " 301   300 80.0 900 0 ps\n 400     1 99.0 204800 42 python3\n 401     1 99.0 1024 1 docker\n"
     part = D.parse_ps(text)
     assert part["processes"] == [{"device": 0, "pid": 400, "ppid": 1, "name": "python3", "mem_mb": 200.0,
-                                  "cpu_pct": 99.0}]
+                                  "cpu_pct": 99.0, "age_s": 42},
+                                 {"device": 0, "pid": 401, "ppid": 1, "name": "docker", "mem_mb": 1.0,
+                                  "cpu_pct": 99.0, "age_s": 1}]
+    snap = {"platform": "reference", "status": "ok", "devices": [{"index": 0, "name": "cpu"}], **part}
+    # a one-second docker call shows 99 % over its short life: not a sustained load
+    assert D.judge(snap) == ["host busy before the run: pid 400 python3 at 99 % CPU"]
 
 
 def test_the_controller_and_its_workers_are_not_another_load():
@@ -420,7 +425,7 @@ def test_run_health_of_an_npu_run_and_the_host_image(tmp_path):
 
 
 def test_ignored_process_names_are_not_other_users():
-    text = "300\n 500     1 95.0  50000 ansible-playboo\n 300     1 0.0 1000 sh\n 400     1 99.0 204800 python3\n"
+    text = "300\n 500     1 95.0  50000 60 ansible-playboo\n 300     1 0.0 1000 60 sh\n 400     1 99.0 204800 60 python3\n"
     snap = D.snapshot("reference", {"ps": text})
     assert [r.split(": ", 1)[1] for r in D.judge(snap, ignore_names=("ansible-playboo",))] == [
         "pid 400 python3 at 99 % CPU"]

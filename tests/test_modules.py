@@ -137,7 +137,46 @@ def test_a_timeout_stops_the_runs_process_group(monkeypatch):
     res, commands = one_round(monkeypatch, {"run_dir": RUN, "timeout": 30, "container": "c"}, [(0, head, ""), (0, "", "")])
     assert res["failed"] and res["status"] == "timeout" and "its process group was stopped" in res["msg"]
     assert "stop" not in res
-    assert commands[1] == ["docker", "exec", "c", "sh", "-c", wait_action.KILL_SCRIPT, "wanbench-kill", "4242"]
+    assert commands[1] == ["docker", "exec", "c", "sh", "-c", wait_action.KILL_SCRIPT, "wanbench-kill", "4242", RUN]
+
+
+def test_the_timeout_kill_stops_every_process_of_the_run(tmp_path):
+    """The kill command for real (dash where /bin/sh is dash): the run script's process group, a rank
+    in a session of its own and one that ignores TERM all end; nothing else is touched."""
+    (tmp_path / "run.sh").write_text(f"""#!/bin/sh
+exec >{tmp_path}/run.log 2>&1
+setsid sh -c 'sleep 300' &
+sh -c 'trap "" TERM; sleep 300' &
+sleep 300
+""")
+    bystander = subprocess.Popen(["sleep", "300"])
+    run = subprocess.Popen(["setsid", "sh", str(tmp_path / "run.sh")])
+    try:
+        time.sleep(1)
+        def members():
+            return [p for p in os.listdir("/proc") if p.isdigit()
+                    and any(os.path.realpath(f"/proc/{p}/fd/{fd}") == str(tmp_path / "run.log")
+                            for fd in (1, 2) if os.path.exists(f"/proc/{p}/fd/{fd}"))]
+        assert len(members()) >= 4
+        argv = wait_action.kill_argv({"docker": "docker", "container": "", "run_dir": str(tmp_path)}, run.pid)
+        assert subprocess.run(argv, timeout=60).returncode == 0
+        run.wait(timeout=5)
+        assert members() == [] and bystander.poll() is None
+    finally:
+        bystander.kill()
+        run.kill()
+
+
+@pytest.mark.parametrize("answer,needle", [
+    (status(alive="0").replace("now=1000", "now=1000\nfree_kb=12"), "ended without an exit code; the file system is full"),
+    (status(exit_code="x").replace("now=1000", "now=1000\nfree_kb=0"), "unreadable exit_code 'x'"),
+])
+def test_a_full_run_root_is_named(monkeypatch, answer, needle):
+    res, _ = one_round(monkeypatch, {"run_dir": RUN}, [(0, answer, "")])
+    assert res["failed"] and needle in res["msg"]
+    assert "the file system is full: " in res["msg"] and "KiB free on /root/wanbench/runs" in res["msg"]
+    res, _ = one_round(monkeypatch, {"run_dir": RUN}, [(0, status(alive="0").replace("now=1000", "now=1000\nfree_kb=4096"), "")])
+    assert "killed? container stopped?" in res["msg"] and "full" not in res["msg"]
 
 
 def a_run(tmp_path, pid, age=0, log=LOG_RUNNING):

@@ -105,7 +105,7 @@ except Exception:
 """
 # Everything but the shell running ps, its ancestors (ssh, docker exec, the Ansible module) and
 # its children: the first line is the shell's own pid.
-_PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,comm="
+_PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,etimes=,comm="
 
 
 class _Bad(ValueError):
@@ -550,7 +550,7 @@ def parse_key_values(text, sep="="):
 def parse_ps(text, busy_floor_pct=1.0):
     """The reference platform's stand-in for "processes on the device": processes using CPU.
 
-    Input: the shell's pid, then ``ps -eo pid=,ppid=,pcpu=,rss=,comm=``.  The shell, its ancestors
+    Input: the shell's pid, then ``ps -eo pid=,ppid=,pcpu=,rss=,etimes=,comm=``.  The shell, its ancestors
     (the session that runs the capture) and its children (ps) are left out; so are processes
     below ``busy_floor_pct`` CPU (ps's %CPU: CPU time over lifetime).  mem_mb is the RSS.
     """
@@ -560,10 +560,10 @@ def parse_ps(text, busy_floor_pct=1.0):
     me = int(lines[0])
     rows, errors = {}, []
     for line in lines[1:]:
-        parts = line.split(None, 4)
+        parts = line.split(None, 5)
         try:
-            pid, ppid, pcpu, rss = int(parts[0]), int(parts[1]), float(parts[2]), int(parts[3])
-            rows[pid] = (ppid, pcpu, rss, parts[4].strip() if len(parts) > 4 else "")
+            pid, ppid, pcpu, rss, age = int(parts[0]), int(parts[1]), float(parts[2]), int(parts[3]), int(parts[4])
+            rows[pid] = (ppid, pcpu, rss, parts[5].strip() if len(parts) > 5 else "", age)
         except (IndexError, ValueError):
             errors.append(f"ps: unreadable line: {line[:80]!r}")
     own, pid = set(), me
@@ -571,7 +571,8 @@ def parse_ps(text, busy_floor_pct=1.0):
         own.add(pid)
         pid = rows[pid][0]
     own |= {p for p, r in rows.items() if r[0] == me}
-    processes = [{"device": 0, "pid": p, "ppid": r[0], "name": r[3], "mem_mb": round(r[2] / 1024, 1), "cpu_pct": r[1]}
+    processes = [{"device": 0, "pid": p, "ppid": r[0], "name": r[3], "mem_mb": round(r[2] / 1024, 1), "cpu_pct": r[1],
+                  "age_s": r[4]}
                  for p, r in sorted(rows.items()) if p not in own and r[1] >= busy_floor_pct]
     return _part(processes=processes, errors=errors)
 
@@ -733,6 +734,9 @@ def _fmt(v, unit):
     return "?" if v is None else f"{v:g} {unit}"
 
 
+BUSY_MIN_AGE_S = 3  # seconds a process must have run to count as a load on the reference platform
+
+
 def ancestors(pid=None):
     """This process and its ancestors below init (pids, from /proc; as far as /proc can be read)."""
     chain, pid = [], os.getpid() if pid is None else pid
@@ -795,7 +799,10 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
                 continue
             if platform == "reference":
                 cpu = p.get("cpu_pct")
-                if when == "before" and cpu is not None and cpu >= busy_cpu_pct:
+                # ps's %CPU is over the process's lifetime: a process younger than BUSY_MIN_AGE_S (a
+                # docker or git call of a second) is not a sustained load, whatever it shows
+                if when == "before" and cpu is not None and cpu >= busy_cpu_pct and \
+                        (p.get("age_s") is None or p["age_s"] >= BUSY_MIN_AGE_S):
                     reasons.append(f"host busy before the run: pid {p['pid']} {p.get('name') or '?'} "
                                    f"at {_fmt(cpu, '%')} CPU")
                 continue

@@ -132,9 +132,6 @@ def test_one_rank_killed(testhost, playbook):
     assert "Fail when a run did not finish cleanly" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="open (docs/faults.md): the wait's timeout kill runs `kill -TERM -- -PGID` "
-                                       "under dash, which refuses it, so only the run script dies and torchrun, "
-                                       "/usr/bin/time and the ranks are left (holding the run lock)")
 def test_run_past_its_timeout(testhost, playbook):
     """The real workload with a 6 s timeout: the wait stops it; afterwards no process of it is
     left in the container (ranks included, the devices idle), and the cause says timeout."""
@@ -230,8 +227,6 @@ def test_collect_a_run_whose_play_died(fake, playbook):
 TINY = "/root/wanbench/tiny"  # a 16 MiB tmpfs in the test container (tests/testhost/up.sh)
 
 
-@pytest.mark.xfail(strict=True, reason="open (docs/faults.md): the wait reports a run whose disk filled as "
-                                       "'ended without an exit code'; naming the full disk needs roles/wait")
 def test_disk_full_during_the_run(fake, playbook):
     """The run root is a 16 MiB tmpfs that the workload fills: the play fails with one clear line
     naming the full disk, and nothing half-written lands in results/ as a result."""
