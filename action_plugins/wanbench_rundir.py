@@ -14,7 +14,6 @@ import shlex
 import tarfile
 import time
 
-from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 # Unpacks the tar stream on stdin into a new directory $1 (mkdir without -p on the last level:

@@ -160,7 +160,6 @@ uncollected:
 """
 
 import json
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 

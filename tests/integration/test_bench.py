@@ -8,11 +8,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 
 from wanbench.parse import parse_run
 
-from .testhost_lib import CONTAINER, CONTAINER_REPO, RESULTS_ROOT, STATE, docker, finish, manifest, sh
+from .testhost_lib import CONTAINER, CONTAINER_REPO, RESULTS_ROOT, docker, finish, manifest, sh, sshd_children
 
 VERDICTS = {"pass", "fail", "inconclusive", "invalid"}
 RUN_ROOT = "/root/wanbench/runs"  # wanbench_run_root of inventory/testhost
@@ -88,19 +87,6 @@ def test_record_wall_times(e2e):
     assert result.seconds > sum(workload), "the play cannot take less time than the runs it waited for"
 
 
-def _sshd_children():
-    master = int((STATE / "sshd.pid").read_text())
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            children.append(int(stat.parent.name))
-    return children
-
-
 def test_ssh_loss_mid_run_is_survived(e2e, playbook):
     """Kill every SSH session (the sshd master's children) while the workload runs, three times;
     the run is still waited for, collected and judged (against e2e's stored control run)."""
@@ -119,7 +105,7 @@ def test_ssh_loss_mid_run_is_survived(e2e, playbook):
         time.sleep(0.2)
     killed = []
     for _ in range(3):
-        for pid in _sshd_children():
+        for pid in sshd_children():
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(time.time())

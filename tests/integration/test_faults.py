@@ -14,7 +14,6 @@ import re
 import signal
 import time
 
-import pytest
 
 from .testhost_lib import (CONTAINER, RESULTS, RUN_ROOT, container_processes, container_runs, docker, finish,
                            kill_ssh_sessions, live_runs, manifest, restart_sshd)
