@@ -51,7 +51,7 @@ NCCL = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHM
 def capture(folder, python):
     """Run the workload-side capture commands, raw files as the run script writes them."""
     folder.mkdir(parents=True, exist_ok=True)
-    for cmd in devices.workload_plan("cuda", python=python):
+    for cmd in devices.workload_plan("cuda", python=python) + devices.host_plan("cuda", "", python=python):
         try:
             proc = subprocess.run(cmd["argv"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
             rc, out, err = proc.returncode, proc.stdout, proc.stderr

@@ -63,12 +63,14 @@ def wanbench_capture_plan(platform, python="python3"):
     return _devices.workload_plan(str(platform), python=str(python or "python3"))
 
 
-def wanbench_host_capture_plan(platform, container):
-    """The host-side capture commands (the container's image); [] without a container."""
+def wanbench_host_capture_plan(platform, container, python="python3", exec_prefix=()):
+    """The capture commands of once per play (the container's image; the Python versions through exec)."""
     _need("wanbench_host_capture_plan")
     if platform not in _devices.PLATFORMS:
         raise AnsibleFilterError(f"wanbench_host_capture_plan: unknown platform {platform!r}")
-    return _devices.host_plan(str(platform), str(container or ""))
+    if not isinstance(exec_prefix, (list, tuple)):
+        raise AnsibleFilterError("wanbench_host_capture_plan: exec_prefix must be an argv prefix (a list)")
+    return _devices.host_plan(str(platform), str(container or ""), str(python or "python3"), exec_prefix)
 
 
 def wanbench_host_capture_records(collected, results):

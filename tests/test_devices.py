@@ -374,9 +374,11 @@ def _phase(run_dir, phase, outputs):
 def test_workload_plan_is_what_runs_in_the_container_and_host_plan_the_rest():
     for platform in D.PLATFORMS:
         plan = D.capture_plan(platform, container="c", python="py")
-        assert D.workload_plan(platform, python="py") == [c for c in plan if c["where"] == "workload"]
-        assert D.host_plan(platform, "c") == [c for c in plan if c["where"] == "host"] != []
-        assert D.host_plan(platform, "") == []
+        assert D.workload_plan(platform, python="py") == [c for c in plan if c["where"] == "workload"
+                                                          and c["name"] != "python"]
+        assert [c["name"] for c in D.host_plan(platform, "c", python="py")] == ["python", "image"]
+        once = D.host_plan(platform, "", python="py", exec_prefix=["docker", "exec", "c"])
+        assert [c["argv"][:5] for c in once] == [["docker", "exec", "c", "py", "-c"]]
     assert [c["name"] for c in D.workload_plan("cuda")][:3] == ["nvidia_query", "nvidia_table", "nvidia_apps"]
 
 

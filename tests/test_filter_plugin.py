@@ -92,8 +92,11 @@ def test_health_filters_give_the_capture_and_refuse_bad_input_in_one_line():
     f = _health_filters()
     names = [c["name"] for c in f["wanbench_capture_plan"]("npu", python="/py")]
     assert names[:2] == ["npu_smi", "cann"] and "image" not in names
-    assert [c["name"] for c in f["wanbench_host_capture_plan"]("npu", "mindie")] == ["image"]
-    assert f["wanbench_host_capture_plan"]("npu", "") == []
+    assert [c["name"] for c in f["wanbench_host_capture_plan"]("npu", "mindie")] == ["python", "image"]
+    (once,) = f["wanbench_host_capture_plan"]("npu", "", python="/py", exec_prefix=["docker", "exec", "m"])
+    assert once["argv"][:4] == ["docker", "exec", "m", "/py"]
+    with pytest.raises(AnsibleFilterError, match="^wanbench_host_capture_plan: exec_prefix must be an argv prefix"):
+        f["wanbench_host_capture_plan"]("npu", "", exec_prefix="docker exec m")
     with pytest.raises(AnsibleFilterError, match=r"^wanbench_capture_plan: unknown platform 'gpu' \(known: npu, cuda,"
                                                   r" reference\)$"):
         f["wanbench_capture_plan"]("gpu")

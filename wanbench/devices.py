@@ -147,7 +147,9 @@ def capture_plan(platform, container=None, python="python3"):
         {"name": "nproc", "argv": ["nproc"], "where": "workload", "optional": True},
         {"name": "governor", "argv": ["cat", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"],
          "where": "workload", "optional": True},
-        {"name": "python", "argv": [python, "-c", _VERSIONS_PY], "where": "workload", "optional": True},
+        # importing torch takes seconds: read once per play (host_plan), not around every run
+        {"name": "python", "argv": [python, "-c", _VERSIONS_PY], "where": "workload", "optional": True,
+         "once": True},
     ]
     if container:
         plan.append({"name": "image", "where": "host", "optional": True, "argv": [
@@ -171,15 +173,16 @@ HOST_PHASE = "host"
 
 
 def workload_plan(platform, python="python3"):
-    """The commands the run script runs where the workload runs (``capture_plan``'s ``workload`` ones)."""
-    return [c for c in capture_plan(platform, python=python) if c["where"] == "workload"]
+    """The commands the run script runs where the workload runs, before and after it (``capture_plan``'s
+    ``workload`` ones that are not read once per play)."""
+    return [c for c in capture_plan(platform, python=python) if c["where"] == "workload" and not c.get("once")]
 
 
-def host_plan(platform, container):
-    """The commands run on the host itself (the container's image), once per play; [] without a container."""
-    if not container:
-        return []
-    return [c for c in capture_plan(platform, container) if c["where"] == "host"]
+def host_plan(platform, container, python="python3", exec_prefix=()):
+    """The commands run once per play, argv ready to run on the host: the container's image (on the host
+    itself, with a container) and the Python versions (where the workload runs: ``exec_prefix``)."""
+    return [{**c, "argv": [*map(str, exec_prefix or ()), *c["argv"]] if c["where"] == "workload" else c["argv"]}
+            for c in capture_plan(platform, container or None, python) if c["where"] == "host" or c.get("once")]
 
 
 def host_records(collected, results):

@@ -8,8 +8,11 @@ test host) is that stand-in; it must make the verdict `invalid`, never pass or f
 """
 
 import json
+import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,8 +82,9 @@ def test_capture_lands_in_the_run_directory_and_the_report(outputs_play):
     for run_dir in runs:
         for phase in ("before", "after"):
             files = {p.name for p in (run_dir / "health" / phase).iterdir()}
-            assert {"ps.out", "ps.rc", "loadavg.out", "kernel.out", "python.out"} <= files, files
+            assert {"ps.out", "ps.rc", "loadavg.out", "kernel.out"} <= files and "python.out" not in files, files
             assert (run_dir / "health" / phase / "ps.rc").read_text().strip() == "0"
+        assert (run_dir / "health" / "host" / "python.out").is_file()  # the versions: once per play
         parsed = parse_run(run_dir)
         before = parsed["devices"]["before"]
         assert before["platform"] == "reference" and before["status"] == "ok", before["errors"]
@@ -131,7 +135,7 @@ def test_an_environment_that_differs_from_the_control_makes_the_run_invalid(outp
     control, candidate = tmp_path / "control", tmp_path / "candidate"
     shutil.copytree(runs["baseline"], control)
     shutil.copytree(runs["ffn_only"], candidate)
-    probe = candidate / "health" / "before" / "python.out"
+    probe = candidate / "health" / "host" / "python.out"
     torch = re.search(r"^torch=(.+)$", probe.read_text(), re.M).group(1)
     probe.write_text(re.sub(r"^torch=.*$", "torch=9.9.9", probe.read_text(), flags=re.M))
     proc = subprocess.run([str(REPO / ".venv/bin/python"), "-m", "wanbench.cli", "compare", str(candidate),
@@ -148,10 +152,12 @@ def spinner(request):
     """The documented stand-in for a busy device on CPU: a process spinning where the workload runs
     (this machine for inventory/local, the container on the test host). Yields (inventory, pid, name)."""
     if request.param == "local":
-        proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        yield "local", proc.pid, Path(sys.executable).name[:15]
-        proc.kill()
-        proc.wait()
+        # not a child of this test process: the controller's own children are not another load
+        started = subprocess.run(["sh", "-c", f'{shlex.quote(sys.executable)} -c "while True: pass" '
+                                  '</dev/null >/dev/null 2>&1 & echo $!'], capture_output=True, text=True, check=True)
+        pid = int(started.stdout.strip())
+        yield "local", pid, Path(sys.executable).name[:15]
+        os.kill(pid, signal.SIGKILL)
         return
     request.getfixturevalue("testhost")
     started = docker("exec", CONTAINER, "sh", "-c",
