@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / "build" / "testhost"
 CONTAINER = "mindie-wan2.1-xysheng"
 FAKE_DIR = "/opt/wanbench-fake"
+RUN_ROOT = "/root/wanbench/runs"  # wanbench_run_root of inventory/testhost
 MATRIX = ["baseline", "gate0", "gate1", "fence1", "nofsdp", "ffn_only", "reshard0", "group2", "agwait1"]
 
 
@@ -130,6 +131,7 @@ def main():
     if not args.no_up:
         say("bringing the test host up (tests/testhost/up.sh)")
         sh("bash", "tests/testhost/up.sh", timeout=1800)
+    runs_before = set(sh("docker", "exec", CONTAINER, "sh", "-c", f"ls {RUN_ROOT} 2>/dev/null || true").stdout.split())
     sh("docker", "exec", CONTAINER, "mkdir", "-p", FAKE_DIR)
     sh("docker", "cp", str(REPO / "tests" / "testhost" / "fake_torchrun"), f"{CONTAINER}:{FAKE_DIR}/torchrun")
     fake = f"{FAKE_DIR}/torchrun"
@@ -152,6 +154,10 @@ def main():
         say(f"hand loop x{args.loops}")
         (tmp / "hand").mkdir()
         loops = [shell_loop(fake, tmp / "hand") for _ in range(args.loops)]
+    # the benchmark's runs leave the test host's run root as they found it
+    left = set(sh("docker", "exec", CONTAINER, "sh", "-c", f"ls {RUN_ROOT}").stdout.split()) - runs_before
+    if left:
+        sh("docker", "exec", CONTAINER, "rm", "-rf", "--", *(f"{RUN_ROOT}/{r}" for r in sorted(left)))
 
     overhead1 = wall1 - sum(work1)
     per_run = (wall_m - sum(work_m) - overhead1) / (args.matrix - 1)

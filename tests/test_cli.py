@@ -167,3 +167,24 @@ def test_python_dash_m(s):
     done = wanbench("parse", s["perf_sample_baseline.csv"], "--json", command=(sys.executable, "-m", "wanbench"))
     assert done.returncode == 0
     assert json.loads(done.stdout)[0]["metrics"]["request_total"] == 104321.987
+
+
+def test_write_records_writes_whole_files_below_the_folder_only(tmp_path):
+    runs = tmp_path / "results" / "host"
+    records = [{"dest": str(runs / "r1" / "health" / "host" / "image.out"), "content": "sha256:abc\n"},
+               {"dest": str(runs / "r2" / "output_check.json"), "content": {"score": {"psnr_db": 31.2}}}]
+    done = subprocess.run([sys.executable, "-m", "wanbench", "write-records", "--under", str(tmp_path / "results")],
+                          input=json.dumps(records), capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "2 file(s) written", done.stderr
+    assert (runs / "r1" / "health" / "host" / "image.out").read_text() == "sha256:abc\n"
+    assert json.loads((runs / "r2" / "output_check.json").read_text()) == {"score": {"psnr_db": 31.2}}
+    assert not list(runs.rglob("*.tmp"))
+    outside = [{"dest": str(tmp_path / "elsewhere" / "x"), "content": "x"}, *records]
+    done = subprocess.run([sys.executable, "-m", "wanbench", "write-records", "--under", str(tmp_path / "results")],
+                          input=json.dumps(outside), capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"wanbench: write-records: {tmp_path / 'elsewhere' / 'x'} is not below {tmp_path / 'results'}")
+    assert not (tmp_path / "elsewhere").exists()
+    done = subprocess.run([sys.executable, "-m", "wanbench", "write-records", "--under", str(tmp_path)],
+                          input="not json", capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("wanbench: write-records: stdin is not JSON")

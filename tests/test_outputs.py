@@ -272,6 +272,18 @@ def test_play_pairs_match_each_candidate_with_the_control_of_its_block(tmp_path)
     assert pairs["s"]["skip"] == "--base_seed differs: 42 (control) vs 7 (candidate)"
 
 
+def test_play_pairs_of_runs_collected_later_come_from_their_manifests(tmp_path):
+    """collect.yml hands the report only {path, status}: role, control key and run id are the manifest's."""
+    runs = [_collected_run(tmp_path, "b1", "baseline", "control", 1), _collected_run(tmp_path, "c1", "ffn_only",
+                                                                                       "candidate", 1)]
+    for r in runs:
+        m = json.loads(open(os.path.join(r["path"], "manifest.json")).read())
+        open(os.path.join(r["path"], "manifest.json"), "w").write(json.dumps(
+            {**m, "role": r["role"], "control_key": r["control_key"]}))
+    (pair,) = O.play_pairs([{"path": r["path"], "status": "ok"} for r in runs])
+    assert (pair["candidate_run"], pair["control_run"], pair["candidate"]) == ("c1", "b1", "/host/runs/c1/output.npy")
+
+
 def test_play_pairs_say_why_a_pair_cannot_be_compared(tmp_path):
     seedless = [_collected_run(tmp_path, "b", "baseline", "control", 1, seed=None),
                 _collected_run(tmp_path, "c", "ffn_only", "candidate", 1, seed=None)]

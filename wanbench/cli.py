@@ -84,6 +84,9 @@ def _parser():
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per candidate")
     thresholds(p)
 
+    p = sub.add_parser("write-records", help="write [{dest, content}] JSON from stdin into run directories"
+                                             " (the play's once-per-play capture and output scores)")
+    p.add_argument("--under", required=True, metavar="DIR", help="every dest must lie below this folder")
     p = sub.add_parser("report", help="render the raw and percent-change tables")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", choices=report.FORMATS, default="md")
@@ -170,7 +173,31 @@ def _report(args):
     return inputs, text, [g["verdict"] for g in data["groups"]]
 
 
-_COMMANDS = {"parse": _parse, "compare": _compare, "report": _report}
+def _write_records(args):
+    """Each record's file, written whole (a temporary name, then renamed); a dest outside --under is refused."""
+    under = os.path.realpath(args.under)
+    try:
+        records = json.load(sys.stdin)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"write-records: stdin is not JSON ({e})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("dest"), str)
+                                                and "content" in r for r in records):
+        raise ValueError("write-records: expected a JSON list of {dest, content}")
+    for r in records:
+        dest = os.path.realpath(r["dest"])
+        if not dest.startswith(under + os.sep):
+            raise ValueError(f"write-records: {r['dest']} is not below {args.under}")
+    for r in records:
+        dest = os.path.realpath(r["dest"])
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        content = r["content"]  # text as it is; anything else as JSON
+        with open(dest + ".tmp", "w") as f:
+            f.write(content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
+        os.replace(dest + ".tmp", dest)
+    return [], f"{len(records)} file(s) written", []
+
+
+_COMMANDS = {"parse": _parse, "compare": _compare, "report": _report, "write-records": _write_records}
 
 
 def _error(message):

@@ -321,8 +321,12 @@ def play_pairs(collected):
     """
     runs = []
     for c in collected or []:
-        if c.get("path") and c.get("role") in ("control", "candidate"):
-            m = _manifest(c["path"])
+        if not c.get("path"):
+            continue
+        m = _manifest(c["path"])  # runs collected later (collect.yml) carry only what the manifest says
+        c = {"run_id": os.path.basename(str(c["path"]).rstrip("/")), "role": m.get("role"),
+             "control_key": m.get("control_key"), **c}
+        if c["role"] in ("control", "candidate"):
             runs.append({**c, "manifest": m, "schedule": m.get("schedule") if isinstance(m.get("schedule"), dict)
                          else {}})
     pairs = []
