@@ -67,18 +67,8 @@ try:
     from wanbench import command as _command
     from wanbench import schedule as _schedule
     from wanbench import store as _store
-except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    _catalog = _command = _schedule = _store = None
-    _IMPORT_ERROR = exc
-else:
-    _IMPORT_ERROR = None
-
-
-def _need():
-    if _catalog is None:
-        raise AnsibleFilterError(
-            f"wanbench filters: the wanbench package is not importable ({_IMPORT_ERROR}); "
-            "run ansible-playbook from the repository's .venv (scripts/setup.sh)")
+except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
+    raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
 
 def _fail(name, exc):
@@ -89,7 +79,6 @@ def _fail(name, exc):
 
 def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="fsdp"):
     """Validate the catalog and resolve the selected variants (+ each family's control)."""
-    _need()
     if not isinstance(catalog, dict):
         raise AnsibleFilterError(f"wanbench_plan: expected the catalog mapping, got {type(catalog).__name__}")
     try:
@@ -101,7 +90,6 @@ def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="
 
 def wanbench_selection_text(selection, baseline="rerun"):
     """The resolved selection as one line: variants, platform, modes, control policy."""
-    _need()
     if not isinstance(selection, dict) or "variants" not in selection:
         raise AnsibleFilterError("wanbench_selection_text: expected the result of wanbench_plan")
     return _catalog.selection_text(selection, str(baseline))
@@ -112,7 +100,6 @@ def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed=
 
     ``repeats=auto`` plans ``max_runs`` blocks as a budget and marks the schedule adaptive.
     """
-    _need()
     if not isinstance(selection, dict) or "controls" not in selection:
         raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
     adaptive = str(repeats).strip() == "auto"
@@ -127,7 +114,6 @@ def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed=
 
 def wanbench_decided(results):
     """Whether a look settles its control key (the JSON of ``wanbench compare``): see wanbench.schedule.decided."""
-    _need()
     if not isinstance(results, list):
         raise AnsibleFilterError("wanbench_decided: expected the list that wanbench compare --json prints")
     return _schedule.decided(results)
@@ -142,13 +128,11 @@ def _int(name, value):
 
 def wanbench_plan_text(sched):
     """The schedule as one line: play, seed, runs in order, controls."""
-    _need()
     return _schedule.plan_text(sched)
 
 
 def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
     """{control key: stored run dir or None} for each family control of the selection."""
-    _need()
     if not isinstance(selection, dict) or "controls" not in selection:
         raise AnsibleFilterError("wanbench_stored_controls: expected the result of wanbench_plan")
     if dirty:
@@ -160,20 +144,17 @@ def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
 
 def wanbench_run_id(variant):
     """A fresh run id ``<UTCstamp>-<variant>-<random>`` (set_fact it once; it changes each call)."""
-    _need()
     return _command.run_id(str(variant))
 
 
 def wanbench_master_port(run_id):
     """The torchrun master port of a run, derived from its id."""
-    _need()
     return _command.master_port(str(run_id))
 
 
 def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchrun", master_port=29500,
                      ckpt_dir="", devices="", save_file="output.npy"):
     """The run's environment and torchrun argv: {env, argv, command_line}."""
-    _need()
     if not isinstance(resolved, dict) or "args" not in resolved:
         raise AnsibleFilterError("wanbench_command: expected one resolved variant from wanbench_plan")
     return _command.command(resolved, str(run_dir), generate=str(generate), torchrun=str(torchrun),
@@ -183,7 +164,6 @@ def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchr
 
 def wanbench_report_groups(collected, controls, out_root=None):
     """Collected runs grouped by control key: [{key, family, mode, controls, control_source, candidates, out}]."""
-    _need()
     if not isinstance(collected, list) or not isinstance(controls, dict):
         raise AnsibleFilterError("wanbench_report_groups: expected a list of collected runs and the schedule's controls")
     return _schedule.report_groups(collected, controls, out_root=str(out_root) if out_root else None)

@@ -41,22 +41,12 @@ from ansible.errors import AnsibleFilterError
 try:
     from wanbench import devices as _devices
     from wanbench import outputs as _outputs
-except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    _devices = _outputs = None
-    _IMPORT_ERROR = exc
-else:
-    _IMPORT_ERROR = None
-
-
-def _need(name):
-    if _devices is None:
-        raise AnsibleFilterError(f"{name}: the wanbench package is not importable ({_IMPORT_ERROR}); "
-                                 "run ansible-playbook from the repository's .venv (scripts/setup.sh)")
+except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
+    raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
 
 def wanbench_capture_plan(platform, python="python3"):
     """The workload-side capture commands of a platform."""
-    _need("wanbench_capture_plan")
     if platform not in _devices.PLATFORMS:
         raise AnsibleFilterError(f"wanbench_capture_plan: unknown platform {platform!r} "
                                  f"(known: {', '.join(_devices.PLATFORMS)})")
@@ -65,7 +55,6 @@ def wanbench_capture_plan(platform, python="python3"):
 
 def wanbench_host_capture_plan(platform, container, python="python3", exec_prefix=()):
     """The capture commands of once per play (the container's image; the Python versions through exec)."""
-    _need("wanbench_host_capture_plan")
     if platform not in _devices.PLATFORMS:
         raise AnsibleFilterError(f"wanbench_host_capture_plan: unknown platform {platform!r}")
     if not isinstance(exec_prefix, (list, tuple)):
@@ -75,7 +64,6 @@ def wanbench_host_capture_plan(platform, container, python="python3", exec_prefi
 
 def wanbench_host_capture_records(collected, results):
     """[{dest, content}]: the host-side capture's raw files for each collected run (health/host/)."""
-    _need("wanbench_host_capture_records")
     if not isinstance(collected, list):
         raise AnsibleFilterError("wanbench_host_capture_records: expected the list of collected runs (bench_collected)")
     if isinstance(results, list):  # a looped command's registered results
@@ -85,7 +73,6 @@ def wanbench_host_capture_records(collected, results):
 
 def wanbench_output_pairs(collected):
     """The play's (control, candidate) output pairs (see wanbench.outputs.play_pairs)."""
-    _need("wanbench_output_pairs")
     if not isinstance(collected, list):
         raise AnsibleFilterError("wanbench_output_pairs: expected the list of collected runs (bench_collected)")
     return _outputs.play_pairs(collected)
@@ -93,7 +80,6 @@ def wanbench_output_pairs(collected):
 
 def wanbench_output_records(pairs, printed):
     """[{dest, content}] for each pair, from the output check's printed JSON."""
-    _need("wanbench_output_records")
     if not isinstance(pairs, list):
         raise AnsibleFilterError("wanbench_output_records: expected the list of wanbench_output_pairs")
     return _outputs.check_records(pairs, printed)

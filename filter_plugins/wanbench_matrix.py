@@ -53,21 +53,15 @@ _value:
   type: dict
 """
 
-from ansible.errors import AnsibleFilterError
 
 try:
     from wanbench import matrix as _matrix
-except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    _matrix = None
-    _IMPORT_ERROR = exc
-else:
-    _IMPORT_ERROR = None
+except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
+    raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
 
 def wanbench_matrix(matrices, name, catalog, hosts, platform="npu", variant=""):
     """This night's matrix and every host's share of it (see wanbench.matrix)."""
-    if _matrix is None:
-        raise AnsibleFilterError(f"wanbench_matrix: the wanbench package is not importable ({_IMPORT_ERROR})")
     try:
         return _matrix.plan(matrices, name, catalog, list(hosts or []), platform=platform, variant=variant)
     except ValueError as exc:

@@ -54,7 +54,10 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from wanbench import play as _play
+try:
+    from wanbench import play as _play
+except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
+    raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
 RENDER_OPTIONS = ("generate", "torchrun", "model_dir", "devices", "save_file", "host", "address", "container",
                   "platform", "play_id")

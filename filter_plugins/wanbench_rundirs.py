@@ -35,7 +35,10 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from wanbench import rundirs as _rundirs
+try:
+    from wanbench import rundirs as _rundirs
+except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
+    raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
 
 def wanbench_report_inputs(paths, results_dir=""):

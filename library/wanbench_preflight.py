@@ -162,6 +162,7 @@ uncollected:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.wanbench_lines import lock_holder, parse_lines
 
 # Runs where the repo lives, in a login shell (the container's PATH). Arguments, never text:
 # $1 run root, $2 lock mode, $3 holder line, $4 takeover play id, $5 repo dir, $6 model dir,
@@ -195,16 +196,6 @@ exit 0
 """
 
 NPU_IDLE = "No running processes found in NPU {}"
-
-
-def parse_lines(text):
-    """key=value lines -> {key: [values]}."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out.setdefault(key, []).append(value)
-    return out
 
 
 def describe_holder(holder):
@@ -307,12 +298,7 @@ def main():
         if free_kb < p["min_free_gb"] * 1048576:
             problems.append(f"only {res['free_gb']} GiB free on {res['mount'] or p['run_root']}; "
                             f"{p['min_free_gb']:g} GiB required")
-    if "holder" in got:
-        try:
-            res["holder"] = json.loads(got["holder"][0])
-        except ValueError:
-            res["holder"] = {"unreadable": got["holder"][0][:200]}
-        res["holder_age"] = int(got.get("holder_age", ["0"])[0])
+    res.update(lock_holder(got))
     mine = bool(p["holder"]) and res["holder"].get("play_id") == p["holder"].get("play_id")
     if mode == "acquire":
         if got.get("lock") == ["acquired"] and mine:

@@ -122,6 +122,7 @@ import json
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.wanbench_lines import lock_holder, parse_lines
 
 # Runs where the runs live. Arguments, never text: $1 run root, $2 action, $3 kill timeout (s),
 # $4 the cancelled note (JSON line), $5 play id to release, then run ids. Prints key=value lines.
@@ -210,16 +211,6 @@ exit 0
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.,:-]+$")
 
 
-def parse(text):
-    """key=value lines -> {key: [values]}."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out.setdefault(key, []).append(value)
-    return out
-
-
 def listed(lines):
     runs = []
     for line in lines:
@@ -258,14 +249,9 @@ def main():
         json.dumps(p["note"], sort_keys=True), p["release"], *(p["run_ids"] if action == "cancel" else [])])
     if rc != 0:
         module.fail_json(msg=f"cannot read the run root {p['run_root']}: {err.strip() or out.strip()}", rc=rc)
-    got = parse(out)
+    got = parse_lines(out)
     res = {"runs": listed(got.get("run", [])), "holder": {}, "run_busy": got.get("run_busy") == ["1"], "changed": False}
-    if "holder" in got:
-        try:
-            res["holder"] = json.loads(got["holder"][0])
-        except ValueError:
-            res["holder"] = {"unreadable": got["holder"][0][:200]}
-        res["holder_age"] = int(got.get("holder_age", ["0"])[0])
+    res.update(lock_holder(got))
     if p["action"] == "cancel":
         cancelled = {}
         for item in got.get("cancelled", []):

@@ -6,11 +6,16 @@ import sys
 import time
 from pathlib import Path
 
+import ansible.module_utils
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SAMPLES = FIXTURES / "samples"
+
+# The modules in library/ import ansible.module_utils.wanbench_lines, which Ansible ships with them
+# from module_utils/ (ansible.cfg); tests that load a module file directly find it there too.
+ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 
 
 @pytest.fixture(scope="session")

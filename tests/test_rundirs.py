@@ -28,7 +28,7 @@ def script(root, action, *ids, note=None, release="", limit=10):
     out = subprocess.run(["bash", "-c", wanbench_runs.SCRIPT, "wanbench-runs", str(root), action, str(limit),
                           json.dumps(note or {}), release, *ids], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return wanbench_runs.parse(out.stdout)
+    return wanbench_runs.parse_lines(out.stdout)
 
 
 # The shape of a real run: the run script is a session leader (setsid), writes .pid, runs the

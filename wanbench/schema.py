@@ -37,37 +37,32 @@ ENV_SCHEMA = {
 }
 
 #: generate.py flags a variant may set ("bool" = store_true switch).
+#: Switch flags: a bare --flag when true, left out when false.
+SWITCH_FLAGS = (
+    "dit_fsdp", "t5_fsdp", "t5_cpu", "vae_parallel", "serialize_comm", "cfg_fused_forward", "cache_cross_kv",
+    "use_attentioncache", "use_rainfusion", "profile_stage", "profile_attn", "profile_block",
+)
+
 FLAG_SCHEMA = {
     "ring_size": {"type": "int", "min": 1},
     "cfg_size": {"type": "int", "choices": (1, 2)},
     "tp_size": {"type": "int", "min": 1},
-    "dit_fsdp": {"type": "bool"},
-    "t5_fsdp": {"type": "bool"},
-    "t5_cpu": {"type": "bool"},
-    "vae_parallel": {"type": "bool"},
     "offload_model": {"type": "bool", "value": True},  # takes True/False (str2bool)
-    "serialize_comm": {"type": "bool"},
-    "cfg_fused_forward": {"type": "bool"},
-    "cache_cross_kv": {"type": "bool"},
     "base_seed": {"type": "int", "min": 0},
     "quant_dit_path": {"type": "str"},
-    "use_attentioncache": {"type": "bool"},
     "attentioncache_ratio": {"type": "float"},
     "attentioncache_interval": {"type": "int", "min": 1},
     "start_step": {"type": "int", "min": 0},
     "end_step": {"type": "int", "min": 0},
-    "use_rainfusion": {"type": "bool"},
     "sparsity": {"type": "float"},
     "sparse_start_step": {"type": "int", "min": 0},
-    "profile_stage": {"type": "bool"},
-    "profile_attn": {"type": "bool"},
-    "profile_block": {"type": "bool"},
     "profile_mode": {"type": "str", "choices": ("normal", "detailed")},
     "profile_mode_steps": {"type": "int", "min": 1},  # steps of detailed mode's second, traced generation
     "perf_logic": {"type": "str", "choices": ("legacy", "optimized")},
     "sample_solver": {"type": "str", "choices": ("unipc", "dpm++")},
     "sample_shift": {"type": "float"},
     "sample_guide_scale": {"type": "float"},
+    **{name: {"type": "bool"} for name in SWITCH_FLAGS},
 }
 
 #: Flags that belong to the common settings or to the run, never to a variant.

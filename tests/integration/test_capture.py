@@ -49,6 +49,11 @@ COMMON = {"baseline": "rerun", "repeats": "1", "wanbench_warmup_runs": 0,
 QUIET = {"local": {"wanbench_health_busy_cpu_pct": 1000}, "testhost": {}}
 
 
+def _run_root(inventory, folder):
+    """inventory/local keeps its runs under build/local/runs; the tests keep theirs in a temp folder."""
+    return {"wanbench_run_root": str(folder)} if inventory == "local" else {}
+
+
 def _report(result):
     (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv, report.json and summary.txt")]
     out = Path(cmd[cmd.index("--out") + 1])
@@ -70,7 +75,7 @@ def outputs_play(request, tmp_path_factory):
     if request.param == "testhost":
         request.getfixturevalue("testhost")
     return run_playbook(tmp_path_factory.mktemp("outputs"), inventory=request.param, extravars={
-        **COMMON, **QUIET[request.param], "variant": "ffn_only,shifted", "wanbench_variants": _variants(),
+        **COMMON, **QUIET[request.param], **_run_root(request.param, tmp_path_factory.mktemp("runs")), "variant": "ffn_only,shifted", "wanbench_variants": _variants(),
         "require_same_output": True})
 
 
@@ -167,12 +172,12 @@ def spinner(request):
     docker("exec", CONTAINER, "kill", str(pid), check=False)
 
 
-def test_a_busy_host_makes_the_verdict_invalid_not_pass_or_fail(spinner, playbook):
+def test_a_busy_host_makes_the_verdict_invalid_not_pass_or_fail(spinner, playbook, tmp_path):
     inventory, pid, name = spinner
     # ps's %CPU is CPU time over the process's lifetime; on this 2-core machine shared with other
     # jobs the spinner got as little as 14 % of a core (recorded on inventory/local while other plays
     # ran), so the play asks for 5 %, as tests/test_devices.py does (docs/health.md).
-    result = playbook(inventory=inventory, extravars={**COMMON, "variant": "ffn_only",
+    result = playbook(inventory=inventory, extravars={**COMMON, **_run_root(inventory, tmp_path), "variant": "ffn_only",
                                                       "wanbench_health_busy_cpu_pct": 5})
     assert result.rc == 0, result.stdout[-4000:]
     _, data = _report(result)
