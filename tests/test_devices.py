@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from wanbench import devices as D
+from wanbench import report
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "tests" / "fixtures" / "devices"
@@ -356,6 +357,11 @@ def test_the_controller_and_its_workers_are_not_another_load():
                           {"pid": 99002, "ppid": 1, "name": "python3", "cpu_pct": 70.0}]}
     assert D.judge(snap) and len(D.judge(snap)) == 3
     assert D.judge(snap, own_pids=chain) == ["host busy before the run: pid 99002 python3 at 70 % CPU"]
+    # the report's machine lines leave the same processes out of "other processes"
+    run = {"devices": {"before": snap}}
+    assert "other processes: " + f"{controller} python3, 99001 python3, 99002 python3" in report.machine(run)[0]
+    assert report.machine(run, {"own_pids": chain}) == ["before: cpu; other processes: 99002 python3"]
+    assert report.machine(run, {"own_pids": chain, "ignore_names": ("python3",)}) == ["before: cpu; other processes: none"]
 
 
 # ------------------------------------------------------------------ the run directory (health/<phase>/)

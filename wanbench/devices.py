@@ -753,6 +753,14 @@ def ancestors(pid=None):
     return chain
 
 
+def others(processes, own_pids=(), ignore_names=()):
+    """The processes that are another load: not in ``own_pids`` (the run's, the controller's), not their
+    children, not named in ``ignore_names``."""
+    own = set(own_pids or ())
+    return [p for p in processes or [] if p.get("pid") not in own and p.get("ppid") not in own
+            and p.get("name") not in ignore_names]
+
+
 def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
           throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=()):
     """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
@@ -770,7 +778,6 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     Snapshots that are None (not captured) give no reason.
     """
     reasons = []
-    own = set(own_pids or ())
     for when, snap in (("before", before), ("after", after)):
         if snap is None:
             continue
@@ -797,9 +804,7 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             health = d.get("health")
             if health is not None and str(health).upper() != "OK":
                 reasons.append(f"{dev} health {when} the run: {health}")
-        for p in snap.get("processes") or []:
-            if p.get("pid") in own or p.get("ppid") in own or p.get("name") in ignore_names:
-                continue
+        for p in others(snap.get("processes"), own_pids, ignore_names):
             if platform == "reference":
                 cpu = p.get("cpu_pct")
                 # ps's %CPU is over the process's lifetime: a process younger than BUSY_MIN_AGE_S (a

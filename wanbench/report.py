@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 
-from . import diagnostics
+from . import devices, diagnostics
 from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .stats import CONFIDENCE
@@ -93,12 +93,16 @@ def _max(devs, key):
     return max(vals) if vals else None
 
 
-def machine(run):
-    """One line per captured phase of a run: device state, other processes, environment; [] if none."""
-    health = run.get("devices") or {}
+def machine(run, health=None):
+    """One line per captured phase of a run: device state, other processes, environment; [] if none.
+
+    ``health``: the limits given to the judgement; its ``own_pids`` and ``ignore_names`` are not listed
+    as other processes (the controller, on the embedded default, is not another job)."""
+    own = {k: (health or {}).get(k, ()) for k in ("own_pids", "ignore_names")}
+    captured = run.get("devices") or {}
     lines = []
     for phase in ("before", "after"):
-        snap = health.get(phase)
+        snap = captured.get(phase)
         if not snap:
             continue
         devs = snap.get("devices") or []
@@ -117,6 +121,7 @@ def machine(run):
         if throttled:
             parts.append("clock events " + ", ".join(throttled))
         procs = snap.get("processes")
+        procs = None if procs is None else devices.others(procs, **own)
         parts.append("other processes: " + ("not read" if procs is None else
                                             ", ".join(f"{p.get('pid')} {p.get('name')}" for p in procs[:5]) or "none"))
         host = snap.get("host") or {}
@@ -197,7 +202,7 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                      else verdict_of.get(run["path"]),
                      "excluded": note, **_provenance(run.get("manifest", {})),
                      "reason": run["reason"], "warnings": run["warnings"],
-                     "output": _output_cell(run), "machine": machine(run),
+                     "output": _output_cell(run), "machine": machine(run, health),
                      "diagnostics": diagnostics.markdown(run)})
     header = {key: ", ".join(dict.fromkeys(str(r[key] or UNKNOWN) for r in rows)) or UNKNOWN
               for key in ("commit", "host", "date")}
