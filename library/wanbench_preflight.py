@@ -162,7 +162,7 @@ uncollected:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wanbench_lines import lock_holder, parse_lines
+from ansible.module_utils.wanbench_lines import PRINT_HOLDER, lock_holder, parse_lines
 
 # Runs where the repo lives, in a login shell (the container's PATH). Arguments, never text:
 # $1 run root, $2 lock mode, $3 holder line, $4 takeover play id, $5 repo dir, $6 model dir,
@@ -182,16 +182,19 @@ case $mode in
   acquire)
     mkdir -p "$root" || exit 1
     if [ -n "$takeover" ] && [ "$busy" = 0 ] && names "$takeover"; then rm -f "$hold"; echo took_over=1; fi
-    if [ "$busy" = 0 ] && (set -C; printf '%s\n' "$new" > "$hold") 2>/dev/null; then echo lock=acquired; fi ;;
+    # written whole, then linked into place: ln fails when a holder exists, and a cut write never shows
+    # (a file system without hard links: written in place, refused when one exists)
+    if [ "$busy" = 0 ] && printf '%s\n' "$new" > "$hold.$$" &&
+       { ln "$hold.$$" "$hold" 2>/dev/null || { [ ! -e "$hold" ] && (set -C; cat "$hold.$$" > "$hold") 2>/dev/null; }; }; then
+      echo lock=acquired
+    fi
+    rm -f "$hold.$$" ;;
   release)
     if [ -n "$new" ] && names "$(printf '%s' "$new" | sed -n 's/.*"play_id": "\([^"]*\)".*/\1/p')"; then
       rm -f "$hold"; echo lock=released
     fi ;;
 esac
-if [ -f "$hold" ]; then
-  echo "holder=$(head -c 4096 "$hold" | tr -d '\n')"
-  echo "holder_age=$(( $(date +%s) - $(stat -c %Y "$hold") ))"
-fi
+""" + PRINT_HOLDER + r"""
 exit 0
 """
 
@@ -200,8 +203,9 @@ NPU_IDLE = "No running processes found in NPU {}"
 
 def describe_holder(holder):
     """One line naming a lock holder for people."""
-    if not isinstance(holder, dict):
-        return f"an unreadable holder ({holder!r:.200})"
+    if not isinstance(holder, dict) or "unreadable" in holder:
+        text = holder.get("unreadable") if isinstance(holder, dict) else holder
+        return f"an unreadable holder ({text!r:.200}; remove the file if no bench runs there)"
     return (f"play {holder.get('play_id', '?')} (variant {holder.get('variant') or '?'}, "
             f"{holder.get('controller', '?')}, pid {holder.get('pid', '?')}, since {holder.get('started_at', '?')})")
 
@@ -276,6 +280,8 @@ def main():
         if problems:  # nothing else can be looked at in a missing or stopped container
             module.fail_json(msg="; ".join(problems), problems=problems, lock_state="none", holder={})
         check_devices(module, p, problems)
+    if mode == "acquire" and not p["holder"].get("play_id"):
+        module.fail_json(msg="lock=acquire needs the play's holder record (with its play_id)")
     line = json.dumps(p["holder"], sort_keys=True) if p["holder"] else ""
     rc, out, err = module.run_command(p["exec"] + [
         "bash", "-lc", WORKSPACE_SCRIPT, "wanbench-preflight", p["run_root"], mode, line, p["takeover"],

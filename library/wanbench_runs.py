@@ -122,7 +122,7 @@ import json
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wanbench_lines import lock_holder, parse_lines
+from ansible.module_utils.wanbench_lines import PRINT_HOLDER, lock_holder, parse_lines
 
 # Runs where the runs live. Arguments, never text: $1 run root, $2 action, $3 kill timeout (s),
 # $4 the cancelled note (JSON line), $5 play id to release, then run ids. Prints key=value lines.
@@ -163,11 +163,8 @@ members() {
 }
 holder() {
   echo "run_busy=$(if [ -e "$root/.lock" ] && ! flock -n "$root/.lock" true 2>/dev/null; then echo 1; else echo 0; fi)"
-  if [ -f "$root/.holder" ]; then
-    echo "holder=$(head -c 4096 "$root/.holder" | tr -d '\n')"
-    echo "holder_age=$(( $(date +%s) - $(stat -c %Y "$root/.holder") ))"
-  fi
-}
+  hold=$root/.holder
+""" + PRINT_HOLDER + r"""}
 [ -d "$root" ] || { holder; exit 0; }
 case $action in
   list)
@@ -177,8 +174,9 @@ case $action in
       code=-; live=0; m=; play=
       if [ -f "$d/exit_code" ]; then read -r code < "$d/exit_code" || code=?
       elif [ -n "$(members "$d")" ]; then live=1; fi
-      read -r m < "$d/manifest.json" 2>/dev/null
-      [[ $m =~ \"play\":\ \"([^\"]*)\" ]] && play=${BASH_REMATCH[1]}
+      # the play's id: the manifest is indented JSON until the run script rewrites it at the end
+      m=$(grep -o -m1 '"play_id": "[^"]*"' "$d/manifest.json" 2>/dev/null)
+      [[ $m =~ :\ \"([^\"]*)\" ]] && play=${BASH_REMATCH[1]}
       printf 'run=%s\t%s\t%s\t%s\t%s\n' "$id" "$live" "$code" "$([ -f "$d/cancelled" ] && echo 1 || echo 0)" "$play"
     done ;;
   cancel)

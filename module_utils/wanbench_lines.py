@@ -3,6 +3,15 @@
 
 import json
 
+#: bash lines printing the host lock's record ($hold: its path) as holder= and holder_age= (read by
+#: lock_holder); nothing when it is missing or goes between the two reads (a release racing this one).
+PRINT_HOLDER = r"""
+if t=$(stat -c %Y "$hold" 2>/dev/null) && h=$(head -c 4096 "$hold" 2>/dev/null); then
+  echo "holder=${h//$'\n'/}"
+  echo "holder_age=$(( $(date +%s) - t ))"
+fi
+"""
+
 
 def parse_lines(text):
     """key=value lines -> {key: [values]}, in the order printed; other lines are ignored."""
@@ -21,5 +30,7 @@ def lock_holder(got):
     try:
         holder = json.loads(got["holder"][0])
     except ValueError:
+        holder = None
+    if not isinstance(holder, dict) or not holder:  # cut, empty, or not a record
         holder = {"unreadable": got["holder"][0][:200]}
     return {"holder": holder, "holder_age": int(got.get("holder_age", ["0"])[0])}

@@ -364,6 +364,35 @@ def test_the_controller_and_its_workers_are_not_another_load():
     assert report.machine(run, {"own_pids": chain, "ignore_names": ("python3",)}) == ["before: cpu; other processes: none"]
 
 
+PRINT_CONTROLLER = "from wanbench import devices; print(list(devices.controller_pids()))"
+
+
+def test_the_controller_is_the_chain_up_to_ansible_playbook_not_the_shell_above(tmp_path):
+    """A load that the user's shell (above ansible-playbook) started is another job: only the chain from
+    the CLI up to the nearest ansible-playbook is the play's own."""
+    play = tmp_path / "ansible-playbook"  # a real process of that name with the CLI as its child
+    play.write_text(f'#!/bin/sh\n"$1" -c "$2"\necho "playbook $$"\n')
+    play.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([str(play), sys.executable, PRINT_CONTROLLER], capture_output=True, text=True, env=env,
+                         check=True).stdout.splitlines()
+    chain, playbook = json.loads(out[0]), int(out[1].split()[1])
+    assert len(chain) == 2 and chain[1] == playbook and os.getpid() not in chain
+    alone = subprocess.run([sys.executable, "-c", PRINT_CONTROLLER], capture_output=True, text=True, env=env,
+                           check=True).stdout
+    assert json.loads(alone) == []  # no play above: nothing is the controller's
+
+
+def test_the_controller_pids_never_apply_to_a_run_in_a_container():
+    """A container has a pid space of its own: a controller pid there is another process."""
+    snap = {"platform": "reference", "status": "ok", "devices": [{"index": 0, "name": "cpu"}],
+            "processes": [{"pid": 4242, "ppid": 1, "name": "python3", "cpu_pct": 99.0, "age_s": 60}]}
+    local, contained = ({"manifest": {"container": c}, "devices": {"before": snap}} for c in ("", "mindie"))
+    assert D.own_pids_of(local, [4242]) == (4242,) and D.own_pids_of(contained, [4242]) == ()
+    assert "other processes: none" in report.machine(local, {"own_pids": [4242]})[0]
+    assert "other processes: 4242 python3" in report.machine(contained, {"own_pids": [4242]})[0]
+
+
 # ------------------------------------------------------------------ the run directory (health/<phase>/)
 
 def _phase(run_dir, phase, outputs):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from ansible.module_utils.wanbench_lines import PRINT_HOLDER, lock_holder, parse_lines
 
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("wanbench_wait_action", REPO / "action_plugins" / "wanbench_wait.py")
@@ -449,6 +450,41 @@ def test_preflight_takes_checks_and_releases_the_lock(monkeypatch, capsys, tmp_p
     assert rc == 0 and out["lock_state"] == "released" and not (root / ".holder").exists()
     rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "check"})
     assert rc == 0 and out["lock_state"] == "free" and not out["changed"]
+
+
+@pytest.mark.parametrize("content", ["", "1\n", "[]\n", '{"play_id": "2026'])
+def test_preflight_names_a_broken_holder_without_a_traceback(monkeypatch, capsys, tmp_path, content):
+    """An empty, cut or non-record .holder (written by hand, or by an older version on a full disk) is
+    named as unreadable, never a crash; acquiring leaves it as it is."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / ".holder").write_text(content)
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": HOLDER})
+    assert rc == 1 and out["lock_state"] == "held" and set(out["holder"]) == {"unreadable"}
+    assert "the host is locked by an unreadable holder" in out["msg"] and str(root / ".holder") in out["msg"]
+    assert (root / ".holder").read_text() == content and sorted(p.name for p in root.iterdir()) == [".holder"]
+
+
+def test_preflight_acquire_needs_a_holder_and_writes_it_whole(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "runs"
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": {}})
+    assert rc == 1 and "needs the play's holder record" in out["msg"] and not (root / ".holder").exists()
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(root), "lock": "acquire", "holder": HOLDER})
+    assert rc == 0 and sorted(p.name for p in root.iterdir()) == [".holder"]  # no temporary file left
+
+
+def test_the_holder_lines_survive_a_release_between_the_two_reads(tmp_path):
+    """The lock's record is printed only when both of its reads succeed: a holder removed between them
+    (another play releasing) prints nothing, and the script's status stays 0."""
+    hold = tmp_path / ".holder"
+    script = f'hold={shlex.quote(str(hold))}; stat() {{ command stat "$@"; rm -f "$hold"; }}\n' + PRINT_HOLDER
+    hold.write_text(json.dumps(HOLDER) + "\n")
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
+    hold.write_text(json.dumps(HOLDER) + "\n")
+    out = subprocess.run(["bash", "-c", f"hold={shlex.quote(str(hold))}\n" + PRINT_HOLDER], capture_output=True,
+                         text=True)
+    assert lock_holder(parse_lines(out.stdout))["holder"] == HOLDER
 
 
 def test_preflight_takeover_only_when_no_run_holds_the_run_lock(monkeypatch, capsys, tmp_path):

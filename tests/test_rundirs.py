@@ -50,7 +50,9 @@ def start_run(root, name=RUN, play="20261127T101400Z-abcdef"):
     d = root / name
     d.mkdir(parents=True)
     (d / "run.sh").write_text(RUN_SH)
-    (d / "manifest.json").write_text(json.dumps({"variant": "ffn_only", "schedule": {"play": play}}) + "\n")
+    # as the render step writes it (to_nice_json): indented, so the play id is not on the first line
+    (d / "manifest.json").write_text(json.dumps({"play_id": play, "variant": "ffn_only", "schedule": {"play": play}},
+                                                indent=4, sort_keys=True) + "\n")
     subprocess.Popen(["setsid", "-f", "bash", str(d / "run.sh"), str(d)], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30

@@ -124,7 +124,7 @@ def _build(args, paths):
     health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
               if getattr(args, k, None) is not None}
     health["ignore_names"] = tuple(getattr(args, "ignore_process", None) or ())
-    health["own_pids"] = tuple(devices.ancestors())  # the controller, where it runs on the measured host
+    health["own_pids"] = devices.controller_pids()  # the play's processes, where it runs on the measured host
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
                         health=health, min_psnr_db=getattr(args, "min_psnr_db", None),

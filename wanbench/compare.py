@@ -117,7 +117,8 @@ def _health(baseline, candidate, limits):
         if not snap:
             continue
         env = None if r is control else control_env
-        for why in devices.judge(snap.get("before"), snap.get("after"), env, **limits):
+        own = devices.own_pids_of(r, limits.get("own_pids"))
+        for why in devices.judge(snap.get("before"), snap.get("after"), env, **{**limits, "own_pids": own}):
             reasons.append(f"{role} run {_short(r)}: {why}")
         if env is not None:
             mine = snap.get("before") or snap.get("after")

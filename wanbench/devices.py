@@ -753,6 +753,28 @@ def ancestors(pid=None):
     return chain
 
 
+def controller_pids(pid=None):
+    """The play's own processes on this machine: this process and its ancestors up to the nearest
+    ansible-playbook (whose direct children are its workers); () when none is among them (a report
+    built by hand). Not the shell above it: a load that shell started is another job."""
+    chain = ancestors(pid)
+    for i, p in enumerate(chain):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")[:2]
+        except OSError:
+            break
+        if any(os.path.basename(a.decode(errors="replace")) == "ansible-playbook" for a in argv):
+            return tuple(chain[:i + 1])
+    return ()
+
+
+def own_pids_of(run, own_pids):
+    """``own_pids`` where a run's snapshots can hold them: not for a run in a container (another pid
+    space)."""
+    return () if (run.get("manifest") or {}).get("container") else tuple(own_pids or ())
+
+
 def others(processes, own_pids=(), ignore_names=()):
     """The processes that are another load: not in ``own_pids`` (the run's, the controller's), not their
     children, not named in ``ignore_names``."""
@@ -773,8 +795,8 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     * after: another process on a device (it ran during the run);
     * the environment differs from ``control_env`` (the control run's snapshot or versions).
     ``own_pids``: processes of the run or of the controller, never counted as others, nor are their
-    children (the CLI passes its own ancestors: a controller on the measured host, e.g. the embedded
-    default, is the suite itself, not another load); ``ignore_names``: process names never counted.
+    children (the CLI passes ``controller_pids()``, for runs outside a container: a controller on the
+    measured host, e.g. the embedded default, is the suite itself, not another load); ``ignore_names``: process names never counted.
     Snapshots that are None (not captured) give no reason.
     """
     reasons = []

@@ -98,7 +98,8 @@ def machine(run, health=None):
 
     ``health``: the limits given to the judgement; its ``own_pids`` and ``ignore_names`` are not listed
     as other processes (the controller, on the embedded default, is not another job)."""
-    own = {k: (health or {}).get(k, ()) for k in ("own_pids", "ignore_names")}
+    own = {"own_pids": devices.own_pids_of(run, (health or {}).get("own_pids")),
+           "ignore_names": (health or {}).get("ignore_names", ())}
     captured = run.get("devices") or {}
     lines = []
     for phase in ("before", "after"):
