@@ -59,8 +59,8 @@ try:
 except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
     raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
-RENDER_OPTIONS = ("generate", "torchrun", "model_dir", "devices", "save_file", "host", "address", "container",
-                  "platform", "play_id")
+RENDER_OPTIONS = ("generate", "torchrun", "model_dir", "devices", "save_file", "host", "address", "connection",
+                  "container", "platform", "play_id")
 
 
 def wanbench_render_run(run, run_id, run_root, repo=None, **options):

@@ -383,12 +383,14 @@ def test_the_controller_is_the_chain_up_to_ansible_playbook_not_the_shell_above(
     assert json.loads(alone) == []  # no play above: nothing is the controller's
 
 
-def test_the_controller_pids_never_apply_to_a_run_in_a_container():
-    """A container has a pid space of its own: a controller pid there is another process."""
+def test_the_controller_pids_apply_only_to_runs_on_the_controller():
+    """A container or another host has a pid space of its own: a controller pid there is another process."""
     snap = {"platform": "reference", "status": "ok", "devices": [{"index": 0, "name": "cpu"}],
             "processes": [{"pid": 4242, "ppid": 1, "name": "python3", "cpu_pct": 99.0, "age_s": 60}]}
     local, contained = ({"manifest": {"container": c}, "devices": {"before": snap}} for c in ("", "mindie"))
     assert D.own_pids_of(local, [4242]) == (4242,) and D.own_pids_of(contained, [4242]) == ()
+    remote = {"manifest": {"container": "", "connection": "ssh"}}  # another host: another pid space
+    assert D.own_pids_of(remote, [4242]) == () and D.own_pids_of({"manifest": {"connection": "local"}}, [1]) == (1,)
     assert "other processes: none" in report.machine(local, {"own_pids": [4242]})[0]
     assert "other processes: 4242 python3" in report.machine(contained, {"own_pids": [4242]})[0]
 

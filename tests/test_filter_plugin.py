@@ -119,7 +119,7 @@ def test_render_run_builds_directory_command_and_manifest_in_one_call():
            "control_key": "fsdp:profiled", "schedule": {"block": 2}}
     got = PLAY["wanbench_render_run"](run, RID, "/runs/", repo={"sha": "abc"}, torchrun="torchrun",
                                       model_dir="/m", devices="0,1,2,3", save_file="out.mp4", host="npu",
-                                      address="", container="c", platform="cuda", play_id="p1")
+                                      address="", connection="ssh", container="c", platform="cuda", play_id="p1")
     run_dir = f"/runs/{RID}"
     assert (got["run_id"], got["run_dir"], got["script"]) == (RID, run_dir, f"{run_dir}/run.sh")
     assert got["master_port"] == command.master_port(RID) and 20000 <= got["master_port"] < 30000
@@ -134,7 +134,8 @@ def test_render_run_builds_directory_command_and_manifest_in_one_call():
     assert list(m)[:2] == ["run_id", "variant"] and list(m)[-1] == "schedule"
     assert (m["variant"], m["role"], m["steps"], m["env"], m["argv"]) == ("ffn_only", "candidate", 20,
                                                                         got["command"]["env"], argv)
-    assert (m["host"], m["address"], m["container"], m["platform"], m["play_id"]) == ("npu", "npu", "c", "cuda", "p1")
+    assert (m["host"], m["address"], m["connection"], m["container"], m["platform"], m["play_id"]) == (
+        "npu", "npu", "ssh", "c", "cuda", "p1")
     assert (m["repo"], m["run_dir"], m["master_port"], m["schedule"]) == ({"sha": "abc"}, run_dir, got["master_port"],
                                                                          {"block": 2})
     assert len(m["rendered_at"]) == 20 and m["rendered_at"].endswith("Z")

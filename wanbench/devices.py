@@ -770,9 +770,12 @@ def controller_pids(pid=None):
 
 
 def own_pids_of(run, own_pids):
-    """``own_pids`` where a run's snapshots can hold them: not for a run in a container (another pid
-    space)."""
-    return () if (run.get("manifest") or {}).get("container") else tuple(own_pids or ())
+    """``own_pids`` where a run's snapshots can hold them: a run on the controller (connection local; a
+    manifest without one, from before the key, counts as local), not in a container (another pid space)."""
+    manifest = run.get("manifest") or {}
+    if manifest.get("container") or (manifest.get("connection") or "local") != "local":
+        return ()
+    return tuple(own_pids or ())
 
 
 def others(processes, own_pids=(), ignore_names=()):

@@ -14,8 +14,8 @@ STATUSES = ("ok", "failed", "died", "timeout", "not-started", "unreadable", "err
 
 
 def render_run(run, run_id, run_root, *, generate="generate.py", torchrun="torchrun", model_dir="", devices="",
-               save_file="output.npy", repo=None, host="", address="", container="", platform="", play_id="",
-               now=None):
+               save_file="output.npy", repo=None, host="", address="", connection="", container="", platform="",
+               play_id="", now=None):
     """What the render role writes for one scheduled run: its directory, command and manifest.
 
     Returns ``{run_id, run_dir, script, master_port, command, command_line, manifest}``;
@@ -31,7 +31,8 @@ def render_run(run, run_id, run_root, *, generate="generate.py", torchrun="torch
     manifest = {
         "run_id": run_id, **manifest, "env": cmd["env"], "flags": run["flags"], "argv": cmd["argv"],
         "command": cmd["command_line"], "repo": dict(repo or {}), "host": host, "address": address or host,
-        "container": container, "platform": platform, "run_dir": run_dir, "master_port": port,
+        "connection": connection, "container": container, "platform": platform, "run_dir": run_dir,
+        "master_port": port,
         "rendered_at": (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"), "play_id": play_id,
         "schedule": dict(run.get("schedule") or {}),
     }
