@@ -798,8 +798,9 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     * after: another process on a device (it ran during the run);
     * the environment differs from ``control_env`` (the control run's snapshot or versions).
     ``own_pids``: processes of the run or of the controller, never counted as others, nor are their
-    children (the CLI passes ``controller_pids()``, for runs outside a container: a controller on the
-    measured host, e.g. the embedded default, is the suite itself, not another load); ``ignore_names``: process names never counted.
+    children (the CLI passes ``controller_pids()`` for runs on the controller, ``own_pids_of``: a
+    controller on the measured host, e.g. the embedded default, is the suite itself, not another load);
+    ``ignore_names``: process names never counted.
     Snapshots that are None (not captured) give no reason.
     """
     reasons = []
