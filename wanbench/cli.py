@@ -183,17 +183,14 @@ def _write_records(args):
     if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("dest"), str)
                                                 and "content" in r for r in records):
         raise ValueError("write-records: expected a JSON list of {dest, content}")
-    for r in records:
-        dest = os.path.realpath(r["dest"])
+    dests = [os.path.realpath(r["dest"]) for r in records]
+    for r, dest in zip(records, dests):
         if not dest.startswith(under + os.sep):
             raise ValueError(f"write-records: {r['dest']} is not below {args.under}")
-    for r in records:
-        dest = os.path.realpath(r["dest"])
+    for r, dest in zip(records, dests):
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         content = r["content"]  # text as it is; anything else as JSON
-        with open(dest + ".tmp", "w") as f:
-            f.write(content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
-        os.replace(dest + ".tmp", dest)
+        report.write_atomic(dest, content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
     return [], f"{len(records)} file(s) written", []
 
 

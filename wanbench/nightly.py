@@ -61,7 +61,6 @@ def summarize(results_dir, plays, hosts=(), dropped=(), matrix="", acks=None, no
     invalid = not tonight
     code = history.exit_code(found, broken + [{"host": h} for h in dropped], invalid)
     open_, acked = [a for a in found if not a["acked"]], [a for a in found if a["acked"]]
-    day = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
     parts = [f"{len(measured)}/{len(hosts) or len(measured)} host(s) measured",
              f"{len(tonight)} run(s)", f"{len(broken)} broken"]
     if broken:
@@ -74,9 +73,15 @@ def summarize(results_dir, plays, hosts=(), dropped=(), matrix="", acks=None, no
         parts[-1] += " (" + ", ".join(f"{a['host']} {a['variant']} {a['metric']} {a['change_pct']:+.1f} %"
                                       for a in open_) + ")"
     parts.append("plays " + (", ".join(plays) if plays else "none"))
-    line = f"{day} nightly{' ' + matrix if matrix else ''}: exit {code} ({MEANING[code]}); " + "; ".join(parts)
+    line = _head(code, matrix, now) + "; ".join(parts)
     return {"code": code, "meaning": MEANING[code], "line": line, "alarms": found, "broken": broken,
             "runs": len(tonight), "dropped": dropped}
+
+
+def _head(code, matrix, now=None):
+    """The start of a night's line: ``2026-11-27 nightly ci: exit 4 (broken run); ``."""
+    day = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+    return f"{day} nightly{' ' + matrix if matrix else ''}: exit {code} ({MEANING[code]}); "
 
 
 def append_log(results_dir, line):
@@ -153,9 +158,7 @@ def run(checkout, matrix, inventory, results_dir, extravars=None, data_dir=None,
     if found:
         return found
     why = _first_failure(events) or f"ansible-runner {status}, rc {rc}"
-    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    line = (f"{day} nightly {matrix}: exit {history.EXIT_INVALID_SETUP} (invalid setup);"
-            f" the play ended before its summary: {why}")
+    line = _head(history.EXIT_INVALID_SETUP, matrix) + f"the play ended before its summary: {why}"
     append_log(results, line)
     return history.EXIT_INVALID_SETUP, line
 

@@ -296,15 +296,6 @@ def flag(result, min_psnr_db=None):
 OUTPUT_CHECK = "output_check.json"  # written into each candidate's collected run directory
 
 
-def _manifest(run_dir):
-    try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _arg(argv, flag):
     argv = argv if isinstance(argv, list) else []
     return str(argv[argv.index(flag) + 1]) if flag in argv[:-1] else None
@@ -319,11 +310,13 @@ def play_pairs(collected):
     a ``skip`` with the reason.  Returns [{"id", "control_run", "candidate_run", "control", "candidate",
     "base_seed", "dest"} or {"id", "control_run", "candidate_run", "skip", "dest"}].
     """
+    from .store import read_manifest  # on the controller only: run as a script, this file imports no package
+
     runs = []
     for c in collected or []:
         if not c.get("path"):
             continue
-        m = _manifest(c["path"])  # runs collected later (collect.yml) carry only what the manifest says
+        m = read_manifest(c["path"]) or {}  # runs collected later (collect.yml) carry only what the manifest says
         c = {"run_id": os.path.basename(str(c["path"]).rstrip("/")), "role": m.get("role"),
              "control_key": m.get("control_key"), **c}
         if c["role"] in ("control", "candidate"):

@@ -33,6 +33,7 @@ import signal
 import stat
 
 from . import devices
+from .outputs import OUTPUT_CHECK  # the output check's score against the control
 from .store import read_manifest
 
 METRICS = (
@@ -766,7 +767,6 @@ def _not_regular(mode):
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-OUTPUT_CHECK = "output_check.json"  # the output check's score against the control (wanbench.outputs)
 _NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK, CANCELLED}  # read by name, or not a run output
 _PRECEDENCE = {"profile": 0, "log": 1, "time": 2}  # the profile file is the most precise
 

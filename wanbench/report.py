@@ -391,7 +391,8 @@ def render(data, fmt="md"):
     return _RENDER[fmt](data)
 
 
-def _write_atomic(path, text):
+def write_atomic(path, text):
+    """Write text to path whole: a temporary file beside it, renamed over it (never half-written)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -411,7 +412,7 @@ def write(data, outdir):
     paths = {}
     for name, text in texts.items():  # every text is built before the first file is written
         paths[name] = os.path.join(outdir, name)
-        _write_atomic(paths[name], text)
+        write_atomic(paths[name], text)
     return paths
 
 

@@ -416,7 +416,7 @@ def write(data, outdir, series=None, alarms=None):
     paths = {}
     for name, text in texts.items():
         paths[name] = os.path.join(outdir, name)
-        report._write_atomic(paths[name], text)
+        report.write_atomic(paths[name], text)
     return paths
 
 
