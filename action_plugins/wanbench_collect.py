@@ -118,7 +118,7 @@ class ActionModule(ActionBase):
             if not boolean(args.get("keep_run_dir", True)):
                 cleanup.append([*map(str, args.get("exec") or []), "rm", "-rf", "--", run_dir])
             cleaned = self._low_level_execute_command(
-                " && ".join(" ".join(map(shlex.quote, c)) for c in cleanup)) if cleanup else {}
+                " && ".join(map(shlex.join, cleanup))) if cleanup else {}
             if cleaned.get("rc"):
                 result.update(failed=True, msg=f"fetched, but cannot clean up: {cleaned.get('stderr', '').strip()}")
                 return result
