@@ -370,14 +370,17 @@ PRINT_CONTROLLER = "from wanbench import devices; print(list(devices.controller_
 def test_the_controller_is_the_chain_up_to_ansible_playbook_not_the_shell_above(tmp_path):
     """A load that the user's shell (above ansible-playbook) started is another job: only the chain from
     the CLI up to the nearest ansible-playbook is the play's own."""
-    play = tmp_path / "ansible-playbook"  # a real process of that name with the CLI as its child
-    play.write_text(f'#!/bin/sh\n"$1" -c "$2"\necho "playbook $$"\n')
+    # real processes of that name: the play (outer) and a worker under it (as a fork, it carries the
+    # play's command line), with the CLI as the worker's child
+    play = tmp_path / "ansible-playbook"
+    play.write_text('#!/bin/sh\nif [ "$1" = outer ]; then shift; "$0" "$@"; else "$1" -c "$2"; fi\n'
+                    'echo "playbook $$"\n')
     play.chmod(0o755)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([str(play), sys.executable, PRINT_CONTROLLER], capture_output=True, text=True, env=env,
-                         check=True).stdout.splitlines()
-    chain, playbook = json.loads(out[0]), int(out[1].split()[1])
-    assert len(chain) == 2 and chain[1] == playbook and os.getpid() not in chain
+    out = subprocess.run([str(play), "outer", sys.executable, PRINT_CONTROLLER], capture_output=True, text=True,
+                         env=env, check=True).stdout.splitlines()
+    chain, worker, playbook = json.loads(out[0]), int(out[1].split()[1]), int(out[2].split()[1])
+    assert len(chain) == 3 and chain[1:] == [worker, playbook] and os.getpid() not in chain
     alone = subprocess.run([sys.executable, "-c", PRINT_CONTROLLER], capture_output=True, text=True, env=env,
                            check=True).stdout
     assert json.loads(alone) == []  # no play above: nothing is the controller's

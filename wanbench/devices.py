@@ -753,20 +753,29 @@ def ancestors(pid=None):
     return chain
 
 
+def _is_ansible_playbook(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")[:2]
+    except OSError:
+        return False
+    return any(os.path.basename(a.decode(errors="replace")) == "ansible-playbook" for a in argv)
+
+
 def controller_pids(pid=None):
-    """The play's own processes on this machine: this process and its ancestors up to the nearest
-    ansible-playbook (whose direct children are its workers); () when none is among them (a report
-    built by hand). Not the shell above it: a load that shell started is another job."""
+    """The play's own processes on this machine: this process and its ancestors up to the
+    ansible-playbook that runs the play (a worker is a fork of it and carries its command line, so
+    the topmost of the ansible-playbook processes in a row; its direct children are the workers);
+    () when none is among them (a report built by hand). Not the shell above it: a load that shell
+    started is another job."""
     chain = ancestors(pid)
-    for i, p in enumerate(chain):
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")[:2]
-        except OSError:
-            break
-        if any(os.path.basename(a.decode(errors="replace")) == "ansible-playbook" for a in argv):
-            return tuple(chain[:i + 1])
-    return ()
+    marks = [_is_ansible_playbook(p) for p in chain]
+    if True not in marks:
+        return ()
+    top = marks.index(True)
+    while top + 1 < len(chain) and marks[top + 1]:
+        top += 1
+    return tuple(chain[:top + 1])
 
 
 def own_pids_of(run, own_pids):
