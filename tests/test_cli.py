@@ -188,3 +188,20 @@ def test_write_records_writes_whole_files_below_the_folder_only(tmp_path):
     done = subprocess.run([sys.executable, "-m", "wanbench", "write-records", "--under", str(tmp_path)],
                           input="not json", capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("wanbench: write-records: stdin is not JSON")
+
+
+@pytest.mark.parametrize("command", [["parse", "SAMPLE"], ["index", "RESULTS"], ["history", "RESULTS"]])
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(tmp_path, samples, command):
+    # `wanbench history | head`: a real pipe whose reading end is closed before the command writes
+    (tmp_path / "results").mkdir()
+    argv = [{"SAMPLE": str(samples / "run_sample_baseline.log"), "RESULTS": str(tmp_path / "results")}.get(a, a)
+            for a in command]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "wanbench", *argv], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.stderr == ""  # no traceback, no "Exception ignored"
+    assert done.returncode == 141  # as a shell reports a command killed by SIGPIPE
