@@ -1,9 +1,11 @@
 """The wanbench command, run as a real process."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +207,44 @@ def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(tmp_path, sample
         os.close(write)
     assert done.stderr == ""  # no traceback, no "Exception ignored"
     assert done.returncode == 141  # as a shell reports a command killed by SIGPIPE
+
+
+def _bad_index(tmp):
+    (tmp / "index.sqlite").mkdir()
+    return ["index", tmp], tmp / "index.sqlite"
+
+
+def _bad_ack(text):
+    def make(tmp):
+        (tmp / "acks.yml").write_text(text)
+        return ["history", tmp, "--ack", tmp / "acks.yml"], tmp / "acks.yml"
+    return make
+
+
+def _bad_dest(tmp):
+    (tmp / "run" / "exit_code").mkdir(parents=True)
+    return ["write-records", "--under", tmp], tmp / "run" / "exit_code"
+
+
+def _bad_out(tmp):
+    (tmp / "out" / "report.md").mkdir(parents=True)
+    return ["report", SAMPLES / "run_sample_baseline.log", "--out", tmp / "out"], tmp / "out" / "report.md"
+
+
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+
+
+@pytest.mark.parametrize("case", [_bad_index, _bad_ack("- {host: '*', variant: '*', metric: '*', until: 2026-13-45,"
+                                                       " reason: r}\n"),
+                                  _bad_ack("- {host: [npu1], variant: '*', metric: '*', until: 2026-12-01,"
+                                           " reason: r}\n"), _bad_dest, _bad_out],
+                         ids=["index-a-folder", "ack-date", "ack-host-a-list", "record-dest-a-folder",
+                              "report-file-a-folder"])
+def test_a_bad_input_is_one_line_naming_the_file_given(tmp_path, capsys, monkeypatch, case):
+    from wanbench import cli
+
+    argv, named = case(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps([{"dest": str(named), "content": "0\n"}])))
+    assert cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"wanbench: {named}: "), err

@@ -219,6 +219,8 @@ def load_acks(path):
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ValueError(f"{path}: not YAML or JSON{where}") from None
+    except ValueError as e:  # a YAML value that is no value, e.g. the date 2026-13-45
+        raise ValueError(f"{path}: a value YAML cannot read ({e})") from None
     if isinstance(data, dict) and "acks" in data:
         data = data["acks"]
     if data is None:
@@ -233,6 +235,9 @@ def load_acks(path):
         missing = [k for k in ("host", "variant", "metric", "until", "reason") if not entry.get(k)]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
+        not_text = [k for k in ("host", "variant", "metric", "reason") if not isinstance(entry[k], (str, int, float))]
+        if not_text:
+            raise ValueError(f"{where}: {', '.join(not_text)}: expected text, got a list or mapping")
         if entry["metric"] != "*" and entry["metric"] not in METRICS:
             raise ValueError(f"{where}: metric {entry['metric']!r}: expected one of {', '.join(METRICS)} or '*'")
         until = entry["until"]

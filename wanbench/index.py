@@ -183,7 +183,10 @@ def _locked(results_dir):
 def _index_path(results_dir):
     if not os.path.isdir(results_dir):
         raise ValueError(f"{results_dir}: not a folder")
-    return os.path.join(results_dir, INDEX_NAME)
+    path = os.path.join(results_dir, INDEX_NAME)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path}: not a file (the index is one file; move this away)")
+    return path
 
 
 def _write(results_dir, fill, start_from=None):
@@ -205,7 +208,7 @@ def _write(results_dir, fill, start_from=None):
             result = fill(db)
             db.commit()
         except sqlite3.Error as e:
-            raise ValueError(f"{tmp}: cannot write the index ({e})") from None
+            raise ValueError(f"{path}: cannot write the index ({e})") from None
         finally:
             db.close()
         mask = os.umask(0)

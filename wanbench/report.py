@@ -399,8 +399,10 @@ def write_atomic(path, text):
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, OSError):  # name the file meant, not the temporary one
+            raise OSError(e.errno, e.strerror, path) from None
         raise
 
 
