@@ -299,7 +299,8 @@ def _handler(args):
     acks = load_acks(args.ack) if args.ack else []
     note = []
     try:
-        index.build(args.results_dir)
+        built = index.build(args.results_dir)
+        note = [f"note: {index.dropped_line(built)}"] * bool(built["dropped"])
     except PermissionError as e:  # a read-only results folder: read the index as it is
         if not os.path.isfile(os.path.join(args.results_dir, index.INDEX_NAME)):
             raise
@@ -313,7 +314,7 @@ def _handler(args):
     if args.json:
         return [], json.dumps({"series": all_series, "alarms": found}, indent=2), verdicts
     if not all_series:
-        return [], f"{args.results_dir}: no judged runs for that selection", verdicts
+        return [], "\n\n".join([f"{args.results_dir}: no judged runs for that selection", *note]), verdicts
     blocks = []
     for s in all_series:
         verdict = judge(s["nights"], s["metric"], **opts)

@@ -19,7 +19,8 @@ folder and moved over the old one with ``os.replace``; a lock file
 indexed only once it is complete: ``exit_code`` present, ``manifest.json``
 readable with ``ended_at``, no in-progress marker (``.partial``,
 ``.in-progress``, ``.collecting``, a ``*.tmp`` left by the run script) and no
-``<run_id>.tar.gz`` beside it (the collect role is still unpacking).  The
+``<run_id>.tar.gz`` beside it (the collect role is still unpacking).  An
+update drops the runs whose directory is gone (deleted or moved away).  The
 content does not depend on the order runs were added: :func:`dump` of an index
 built in one go equals that of one built run by run.
 """
@@ -247,6 +248,15 @@ def _add(db, dirs, results_dir):
     return {"added": added, "skipped": skipped}
 
 
+def _drop_gone(db, results_dir):
+    """Remove the indexed runs whose directory is gone (deleted, moved away); their paths, sorted."""
+    gone = [(h, r) for h, r in db.execute("SELECT host, run_id FROM runs ORDER BY host, run_id")
+            if not os.path.isdir(os.path.join(results_dir, h, r))]
+    for table in ("runs", "metrics"):
+        db.executemany(f"DELETE FROM {table} WHERE host = ? AND run_id = ?", gone)
+    return [os.path.join(results_dir, h, r) for h, r in gone]
+
+
 def _usable(path):
     """True when ``path`` is an index of this schema version."""
     if not os.path.isfile(path):
@@ -289,7 +299,8 @@ def update(results_dir, dirs=None):
             out = _write(results_dir, lambda db: _add(db, run_dirs(results_dir), results_dir))
         else:
             todo = run_dirs(results_dir) if dirs is None else list(dirs)
-            out = _write(results_dir, lambda db: _add(db, todo, results_dir), start_from=path)
+            out = _write(results_dir, lambda db: {"dropped": _drop_gone(db, results_dir),
+                                                  **_add(db, todo, results_dir)}, start_from=path)
     return _summary(results_dir, out)
 
 
@@ -304,7 +315,7 @@ def _summary(results_dir, out):
     with contextlib.closing(open_index(results_dir)) as db:
         total = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     return {"path": os.path.join(results_dir, INDEX_NAME), "added": out["added"],
-            "skipped": out["skipped"], "runs": total}
+            "dropped": out.get("dropped", []), "skipped": out["skipped"], "runs": total}
 
 
 # ---------------------------------------------------------------- reading
@@ -427,8 +438,15 @@ def _handler(args):
     out = (rebuild if args.rebuild else build)(args.results_dir)
     verb = "rebuilt" if args.rebuild else "updated"
     lines = [f"{out['path']}: {verb}, {len(out['added'])} run(s) added, {out['runs']} indexed"]
+    lines += [dropped_line(out)] * bool(out["dropped"])
     lines += [f"  skipped {d}: {why}" for d, why in out["skipped"]]
     return [], "\n".join(lines), []
+
+
+def dropped_line(out):
+    """The note on indexed runs whose directories are gone, from an update's result."""
+    return (f"{len(out['dropped'])} run(s) dropped: directory gone ("
+            + ", ".join(os.path.relpath(d, os.path.dirname(out["path"])) for d in out["dropped"]) + ")")
 
 
 def add_cli(subparsers):
