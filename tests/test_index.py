@@ -362,3 +362,27 @@ def test_runs_whose_directories_are_gone_are_dropped_and_history_stops_counting_
     assert [n["runs"] for s in history.load(str(tmp_path)) if s["host"] == "npu1" and s["variant"] == "baseline"
             for n in s["nights"]] == [["r1", "r4"]] * 2
     assert not any(s["host"] == "npu2" and s["variant"] == "baseline" for s in history.load(str(tmp_path)))
+
+
+def test_import_refuses_content_it_imported_before_under_another_name_unless_again(tmp_path, old_dir, fixtures):
+    results = tmp_path / "res"
+    results.mkdir()
+    first = importer.import_dir(old_dir, results, "baseline", host="npu1")["imported"]
+    copy = tmp_path / "copy"  # the same logs kept a second time under other names
+    copy.mkdir()
+    shutil.copyfile(old_dir / "run_march04.log", copy / "run_again.log")
+    shutil.copyfile(old_dir / "perf_march04.csv", copy / "perf_again.csv")
+    shutil.copyfile(old_dir / "run_oom.log", copy / "run_oom2.log")
+    shutil.copyfile(fixtures / "samples" / "run_sample_variant.log", copy / "run_new.log")
+    args = parser().parse_args(["import", str(copy), "--variant", "baseline", "--results", str(results),
+                                "--host", "npu1"])
+    text = args.func(args)[1]
+    assert text.splitlines()[0].startswith(f"{copy}: 1 run(s) imported, 0 already there")
+    assert f"  skipped again: already imported as {first[0]} (same content; --again imports it anyway)" in text
+    assert f"  skipped oom2: already imported as {first[1]} (same content; --again imports it anyway)" in text
+    s, = index.series(str(results), "npu1", "baseline", "request_total")
+    assert s["n"] == 2 and s["runs"] == [os.path.basename(first[0]), s["runs"][1]]  # march04 once, plus `new`
+    other = importer.import_dir(copy, results, "ffn_only", host="npu2")  # another variant or host: still the same run
+    assert len(other["imported"]) == 0 and len(other["skipped"]) == 3
+    again = importer.import_dir(copy, results, "baseline", host="npu1", again=True)
+    assert len(again["imported"]) == 2 and len(again["existing"]) == 1

@@ -432,6 +432,21 @@ def runs(db, host=None, night=None):
         return [dict(zip(cols, r)) for r in conn.execute(sql, params)]
 
 
+def imported_files(results_dir, names=("run.log", "perf.csv")):
+    """{SHA-256 of a file: its run directory} of the imported runs' ``names`` files (the index updated first)."""
+    build(results_dir)
+    found = {}
+    with _connection(results_dir) as conn:
+        for host, run_id, manifest in conn.execute(
+                "SELECT host, run_id, manifest FROM runs WHERE imported = 1 ORDER BY started_at, host, run_id"):
+            files = (json.loads(manifest).get("import") or {}).get("files") or {}
+            for name in names:
+                digest = (files.get(name) or {}).get("sha256")
+                if isinstance(digest, str):
+                    found.setdefault(digest, os.path.join(results_dir, host, run_id))
+    return found
+
+
 # ---------------------------------------------------------------- CLI
 
 def _handler(args):
