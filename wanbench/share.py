@@ -146,8 +146,7 @@ def alarm_text(a):
 
 # ---------------------------------------------------------------- markdown share report
 
-def _md_cell(text):
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+_md_cell = report.md_text  # pipes, newlines, HTML, links and images: inert
 
 
 def markdown(data, alarms=None):
