@@ -12,6 +12,7 @@ markdown goes through :func:`md_text` (pipes, newlines, HTML, links).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -405,28 +406,44 @@ def render(data, fmt="md"):
 
 def write_atomic(path, text):
     """Write text to path whole: a temporary file beside it, renamed over it (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+    write_all({path: text})
+
+
+def write_all(texts):
+    """Write each ``{path: text}`` whole, all or none: every text goes to a temporary file beside its
+    path first, and only then is each renamed into place, so a full disk fails before any file is
+    replaced and leaves no temporary file.  An error names the path meant, never the temporary."""
+    temps = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, OSError):  # name the file meant, not the temporary one
-            raise OSError(e.errno, e.strerror, path) from None
-        raise
+        for path, text in texts.items():
+            try:
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.")
+                temps.append((tmp, path))
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.chmod(tmp, 0o644)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, path) from None
+        while temps:
+            tmp, path = temps[0]
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, path) from None
+            temps.pop(0)
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def write(data, outdir):
-    """Write report.md, report.csv, report.json and summary.txt into outdir, each atomically; {name: path}."""
+    """Write report.md, report.csv, report.json and summary.txt into outdir, all or none; {name: path}."""
     os.makedirs(outdir, exist_ok=True)
     texts = {f"report.{fmt}": _RENDER[fmt](data) for fmt in FORMATS}
     texts["summary.txt"] = summary(data)
-    paths = {}
-    for name, text in texts.items():  # every text is built before the first file is written
-        paths[name] = os.path.join(outdir, name)
-        write_atomic(paths[name], text)
+    paths = {name: os.path.join(outdir, name) for name in texts}  # every text is built before any is written
+    write_all({paths[name]: text for name, text in texts.items()})
     return paths
 
 
