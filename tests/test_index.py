@@ -386,3 +386,12 @@ def test_import_refuses_content_it_imported_before_under_another_name_unless_aga
     assert len(other["imported"]) == 0 and len(other["skipped"]) == 3
     again = importer.import_dir(copy, results, "baseline", host="npu1", again=True)
     assert len(again["imported"]) == 2 and len(again["existing"]) == 1
+
+
+def test_import_on_a_full_disk_leaves_no_run_and_names_it(small_fs, old_dir):
+    mnt, fill = small_fs
+    fill()
+    with pytest.raises(OSError) as e:
+        importer.import_dir(old_dir, mnt, "baseline", host="npu1", again=True)
+    assert e.value.filename.startswith(f"{mnt}/npu1/20260304T091431Z-baseline-imported-"), e.value.filename
+    assert "No space left" in e.value.strerror and os.listdir(mnt / "npu1") == []

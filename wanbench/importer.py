@@ -208,12 +208,12 @@ def import_dir(src, results_dir, variant, host="imported", sha=None, started_at=
             _finish(manifest, tmp)
             os.chmod(tmp, _mode(0o777))  # mkdtemp makes it 0700
             os.rename(tmp, final)
-        except OSError:
+        except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if os.path.isdir(final):  # imported by someone else meanwhile
                 existing.append(final)
                 continue
-            raise
+            raise OSError(e.errno, e.strerror, final) from None  # the run meant, not its dot name
         imported.append(final)
         if not again:
             seen.update(dict.fromkeys(digests, final))
