@@ -203,6 +203,9 @@ def _error(message):
         print(f"wanbench: {line}", file=sys.stderr)
 
 
+EXIT_PIPE = 128 + 13  # what a shell reports for a command killed by SIGPIPE
+
+
 def main(argv=None):
     """Run one command; a reader that closed the pipe (``wanbench history | head``) ends it quietly."""
     try:
@@ -215,9 +218,6 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
     return code
-
-
-EXIT_PIPE = 128 + 13  # what a shell reports for a command killed by SIGPIPE
 
 
 def _main(argv):
