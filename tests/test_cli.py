@@ -209,6 +209,10 @@ def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(tmp_path, sample
     assert done.returncode == 141  # as a shell reports a command killed by SIGPIPE
 
 
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+
+
+# Each case: (argv, the path the user gave that the one error line must name).
 def _bad_index(tmp):
     (tmp / "index.sqlite").mkdir()
     return ["index", tmp], tmp / "index.sqlite"
@@ -231,9 +235,6 @@ def _bad_out(tmp):
     return ["report", SAMPLES / "run_sample_baseline.log", "--out", tmp / "out"], tmp / "out" / "report.md"
 
 
-SAMPLES = Path(__file__).parent / "fixtures" / "samples"
-
-
 @pytest.mark.parametrize("case", [_bad_index, _bad_ack("- {host: '*', variant: '*', metric: '*', until: 2026-13-45,"
                                                        " reason: r}\n"),
                                   _bad_ack("- {host: [npu1], variant: '*', metric: '*', until: 2026-12-01,"
@@ -244,7 +245,8 @@ def test_a_bad_input_is_one_line_naming_the_file_given(tmp_path, capsys, monkeyp
     from wanbench import cli
 
     argv, named = case(tmp_path)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps([{"dest": str(named), "content": "0\n"}])))
+    records = json.dumps([{"dest": str(named), "content": "0\n"}])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(records))  # what write-records reads
     assert cli.main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"wanbench: {named}: "), err
