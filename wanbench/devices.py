@@ -824,6 +824,8 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
       ``idle_mem_mb`` MB: default per platform, ``IDLE_MEM_MB``) or held by another process
       (reference platform: a process using ``busy_cpu_pct`` % CPU or more); a device snapshot
       that could not be read;
+    * before or after: a device snapshot that is incomplete with its process list unknown (e.g. an
+      npu-smi process table cut off; a tool version that prints no process table is not incomplete);
     * before or after: clocks throttled (``throttling`` reasons; gpu_idle is not one), health not OK;
     * after: another process on a device (it ran during the run);
     * the environment differs from ``control_env`` (the control run's snapshot or versions).
@@ -843,6 +845,9 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             reasons.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
             continue
         platform = snap.get("platform")
+        if snap.get("status") == "incomplete" and snap.get("processes") is None and platform in ("npu", "cuda"):
+            reasons.append(f"device state {when} the run incomplete, processes unknown: "
+                           + "; ".join(snap.get("errors") or []))
         mem_limit = IDLE_MEM_MB.get(platform) if idle_mem_mb is None else idle_mem_mb
         for d in snap.get("devices") or []:
             dev = f"device {d.get('index')}"
