@@ -39,15 +39,10 @@ Formats:
 * ``nvidia-smi --query-compute-apps=pid,process_name,used_memory
   --format=csv``: NVIDIA's documented CSV (header ``pid, process_name,
   used_gpu_memory [MiB]``).
-* ``npu-smi info``: the layout shown in public reports of Atlas 800T A2
-  (910B) and A3 (Ascend910, two chips per NPU) hosts, e.g. the issues
-  vllm-project/vllm-ascend#1130 and #2534 and 1Panel-dev/1Panel#9472
-  (two rows per chip: ``NPU Name | Health | Power(W) Temp(C)
-  Hugepages-Usage(page)`` and ``Chip [Phy-ID] | Bus-Id | AICore(%)
-  Memory-Usage(MB) HBM-Usage(MB)``; ``used/ total`` may lose its space;
-  power is ``-`` on an A3's second chip), then a process table
-  (``NPU Chip | Process id | Process name | Process memory(MB)
-  [| Process id in container]``) or ``No running processes found in NPU N``.
+* ``npu-smi info``: tested on real outputs from public sources (tests/fixtures/real/npu-smi/,
+  SOURCES.md): 910ProB, 910B1-B4, A3 (two chips per NPU), 310P3 / Duo, 310B4, Ascend 950 (the NPU
+  id in its own column), with and without a process table, and a driver error instead of a table
+  (``parse_npu_smi`` describes the layouts).
 """
 
 from __future__ import annotations
