@@ -1,13 +1,14 @@
 """wanbench.attribution: which stage moved, on the real GPU runs and on real runs with one stage slowed on purpose."""
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from wanbench import attribution
+from wanbench import attribution, report, share
 from wanbench.parse import parse_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,3 +168,20 @@ def test_q_k_v_sent_apart_count_as_the_qkv_all_to_all():
     assert legacy["qkv_all_to_all"] == pytest.approx(packed["qkv_all_to_all"])
     assert legacy["other_compute"] == pytest.approx(packed["other_compute"])
 
+
+# ------------------------------------------------------------- in the reports
+
+def test_report_share_and_html_carry_the_attribution():
+    data = report.build(load(NOFSDP + AA), load(BASELINES))
+    md = report.render(data, "md")
+    assert "## Where the time went" in md
+    assert "denoise loop: -1528 ms (95 % CI -2085 .. -972), 92 % of the change: other compute -1393 ms" in md
+    assert "| · other compute" in md and "| -1578 .. -1208 |" in md
+    groups = json.loads(report.render(data, "json"))["groups"]
+    other = next(r for r in groups[0]["attribution"]["rows"] if r["part"] == "other_compute")
+    assert other["change_ms"] == pytest.approx(-1393, abs=1) and len(other["ci_ms"]) == 2
+    assert math.isfinite(other["share_pct"])
+    text = share.markdown(data)
+    assert "**nofsdp: where the time went**" in text and "| · other compute | 6621 | 5228 | -1393 |" in text
+    page = share.html(data)
+    assert "Where the time went" in page and 'alt="nofsdp: change of request_total by stage (waterfall)"' in page
