@@ -50,6 +50,7 @@ def test_nofsdp_vs_baseline_1_3b_play_names_the_denoise_loop_and_its_other_compu
     assert den["change_ms"] == pytest.approx(-1528, abs=1) and den["ci_ms"][1] < 0
     assert att["headline"] == ("denoise loop: -1528 ms (95 % CI -2085 .. -972), 92 % of the change:"
                                " other compute -1393 ms")
+    assert json.loads(json.dumps(att)) == att  # plain JSON types (wanbench compare --json dumps it as it is)
 
 
 def test_aa_names_no_stage():

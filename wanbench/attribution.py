@@ -125,7 +125,7 @@ def _welch(b, c, confidence):
     if se == 0:
         return d, (d, d)
     df = (vb + vc) ** 2 / (vb ** 2 / (len(b) - 1) + vc ** 2 / (len(c) - 1))
-    q = st.t.ppf((1 + confidence) / 2, df)
+    q = float(st.t.ppf((1 + confidence) / 2, df))  # plain floats: the result goes to JSON as it is
     return d, (d - q * se, d + q * se)
 
 
@@ -150,7 +150,7 @@ def attribute(baseline, candidate, confidence=CONFIDENCE):
         else:
             d, ci = _welch(b, c, confidence)
             row.update(baseline_ms=statistics.fmean(b), candidate_ms=statistics.fmean(c), change_ms=d,
-                       ci_ms=list(ci) if ci else None, clear=bool(ci) and (ci[0] > 0 or ci[1] < 0))
+                       ci_ms=list(ci) if ci else None, clear=bool(ci and (ci[0] > 0 or ci[1] < 0)))
         rows.append(row)
     total = rows[0]["change_ms"]
     for row in rows:
