@@ -1,5 +1,6 @@
 """wanbench.attribution: which stage moved, on the real GPU runs and on real runs with one stage slowed on purpose."""
 
+import io
 import json
 import math
 import re
@@ -186,3 +187,8 @@ def test_report_share_and_html_carry_the_attribution():
     assert "**nofsdp: where the time went**" in text and "| · other compute | 6621 | 5228 | -1393 |" in text
     page = share.html(data)
     assert "Where the time went" in page and 'alt="nofsdp: change of request_total by stage (waterfall)"' in page
+    import matplotlib.image
+
+    png = share.waterfall_plot(data["groups"][0])
+    assert matplotlib.image.imread(io.BytesIO(png), format="png").shape[:2] == (340, 900)  # 9 x 3.4 in, 100 dpi
+    assert share.waterfall_plot({"variant": "x", "attribution": attribution.attribute([], [])}) is None

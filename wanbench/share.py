@@ -278,6 +278,8 @@ def waterfall_plot(g):
     den = [rows[k] for k in ("attn_kernel", "all_to_all", "all_gather", "other_compute")]
     steps = [rows["text_encode"], *(den if all(r["change_ms"] is not None for r in den) else [rows["denoise"]]),
              rows["vae_decode"], rows["rest"]]
+    from . import attribution
+
     matplotlib, figure = _matplotlib()
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 9}):
         fig = figure(figsize=(9, 3.4))
@@ -297,11 +299,13 @@ def waterfall_plot(g):
                     top = start + d
                     ax.errorbar(x, top, yerr=[[d - r["ci_ms"][0]], [r["ci_ms"][1] - d]], fmt="none",
                                 ecolor="#222222", capsize=4, linewidth=1)
-                ax.annotate(f"{d:+.0f}", (x, start + d), xytext=(0, 3 if d >= 0 else -10),
+                ax.annotate(attribution.fmt_ms(d), (x, start + d), xytext=(0, 3 if d >= 0 else -10),
                             textcoords="offset points", ha="center", fontsize=8)
                 level = level if total else level + d
             x += 1
         ax.axhline(0, color="#555555", linewidth=0.8)
+        ax.use_sticky_edges = False  # a bar may start above 0: let the margin pass its edge
+        ax.margins(y=0.15)  # room for the labels above and below the bars
         ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=20, ha="right")
         ax.set_ylabel("change (ms)")
         ax.set_title(f"{g['variant']}: where the time went (bars: change per stage;"
