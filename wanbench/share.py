@@ -12,7 +12,9 @@ Both are made from :func:`wanbench.report.build`'s result (``data``):
   the +-threshold band shaded, the verdict in the label), the notes behind
   each verdict, the runs, and -- when a history is given
   (:func:`wanbench.history.load`) -- request_total and reserved_peak over
-  nights per variant with commit labels and alarms marked.  Plots are PNG
+  nights per variant with commit labels and alarms marked.  Per candidate,
+  both say where the time went (:mod:`wanbench.attribution`: the stage
+  table; the HTML adds a waterfall plot).  Plots are PNG
   images embedded as base64 ``data:`` URIs; no JavaScript, no external URL.
   Every text from the runs (variant names, commits, reasons) is escaped.
 
@@ -29,7 +31,7 @@ import html as _html
 import io
 import os
 
-from . import report
+from . import attribution, report
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .stats import CONFIDENCE
 
@@ -184,8 +186,6 @@ def markdown(data, alarms=None):
 
 def attribution_md(groups):
     """Per candidate: where the time went (wanbench.attribution's headline and table), as markdown."""
-    from . import attribution
-
     lines = []
     for g in groups:
         att = g.get("attribution")
@@ -278,8 +278,6 @@ def waterfall_plot(g):
     den = [rows[k] for k in ("attn_kernel", "all_to_all", "all_gather", "other_compute")]
     steps = [rows["text_encode"], *(den if all(r["change_ms"] is not None for r in den) else [rows["denoise"]]),
              rows["vae_decode"], rows["rest"]]
-    from . import attribution
-
     matplotlib, figure = _matplotlib()
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 9}):
         fig = figure(figsize=(9, 3.4))
@@ -296,8 +294,7 @@ def waterfall_plot(g):
                 color = "#1f5f99" if total else ("#c62828" if d > 0 else "#1a8a3a")
                 ax.bar(x, d, bottom=start, color=color, alpha=0.85 if r["clear"] else 0.4, width=0.6)
                 if r["ci_ms"]:
-                    top = start + d
-                    ax.errorbar(x, top, yerr=[[d - r["ci_ms"][0]], [r["ci_ms"][1] - d]], fmt="none",
+                    ax.errorbar(x, start + d, yerr=[[d - r["ci_ms"][0]], [r["ci_ms"][1] - d]], fmt="none",
                                 ecolor="#222222", capsize=4, linewidth=1)
                 ax.annotate(attribution.fmt_ms(d), (x, start + d), xytext=(0, 3 if d >= 0 else -10),
                             textcoords="offset points", ha="center", fontsize=8)
@@ -419,8 +416,6 @@ def _history_html(series, alarms):
 
 def _attribution_html(groups):
     """Per candidate: the attribution headline, its table and its waterfall plot."""
-    from . import attribution
-
     parts = ["<h2>Where the time went</h2>"]
     for g in groups:
         att = g.get("attribution")
