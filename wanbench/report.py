@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 
-from . import devices, diagnostics
+from . import attribution, devices, diagnostics
 from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .stats import CONFIDENCE
@@ -190,7 +190,8 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
         for name, members in candidates:
             result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence,
                              health=health, min_psnr_db=min_psnr_db, require_same_output=require_same_output)
-            groups.append({"variant": name, **result})
+            groups.append({"variant": name, **result,
+                           "attribution": attribution.attribute(baselines, members, confidence)})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
     excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
     rows = []
@@ -328,6 +329,7 @@ def _markdown(data):
         pct = [{"variant": g["variant"], **{m: fmt_pct(g["diff_pct"][m]) for m in METRICS}, "verdict": g["verdict"]}
                for g in groups]
         lines += ["", "## Change vs baseline (%, of the means; sub-metrics are diagnostics)", "", _md_table(pct)]
+        lines += attribution_md(groups)
     raw = [{"variant": r["variant"], "role": r["role"], "log_file": r["log_file"] or "",
             **{m: fmt_value(m, r[m]) for m in METRICS}, "status": r["status"], "excluded": r["excluded"]}
            for r in rows]
@@ -349,6 +351,18 @@ def _markdown(data):
         for r in diag:
             lines += ["", f"### {md_text(r['variant'])}: {md_text(r['log_file'])}", "", *r["diagnostics"]]
     return "\n".join(lines) + "\n"
+
+
+def attribution_md(groups):
+    """The "Where the time went" section: per candidate, the headline and the stage table (wanbench.attribution)."""
+    lines = ["", "## Where the time went (change of request_total by stage, ms; diagnostics)"]
+    for g in groups:
+        att = g.get("attribution")
+        if att:
+            header, rows = attribution.table(att)
+            lines += ["", f"### {md_text(g['variant'])}", "", md_text(att["headline"]), "",
+                      _md_table([dict(zip(header, r)) for r in rows], left=(header[0],))]
+    return lines
 
 
 def _machine_md(groups, rows):

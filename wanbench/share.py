@@ -12,7 +12,9 @@ Both are made from :func:`wanbench.report.build`'s result (``data``):
   the +-threshold band shaded, the verdict in the label), the notes behind
   each verdict, the runs, and -- when a history is given
   (:func:`wanbench.history.load`) -- request_total and reserved_peak over
-  nights per variant with commit labels and alarms marked.  Plots are PNG
+  nights per variant with commit labels and alarms marked.  Per candidate,
+  both say where the time went (:mod:`wanbench.attribution`: the stage
+  table; the HTML adds a waterfall plot).  Plots are PNG
   images embedded as base64 ``data:`` URIs; no JavaScript, no external URL.
   Every text from the runs (variant names, commits, reasons) is escaped.
 
@@ -29,11 +31,12 @@ import html as _html
 import io
 import os
 
-from . import report
+from . import attribution, report
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .stats import CONFIDENCE
 
-__all__ = ["HISTORY_METRICS", "add_cli", "change_plot", "history_plots", "html", "markdown", "write"]
+__all__ = ["HISTORY_METRICS", "add_cli", "change_plot", "history_plots", "html", "markdown", "waterfall_plot",
+           "write"]
 
 HISTORY_METRICS = ("request_total", "reserved_peak")
 UNITS = {"request_total": "ms", "reserved_peak": "MB"}
@@ -173,11 +176,27 @@ def markdown(data, alarms=None):
                 f" | {_ci(g['ci_pct']['request_total'])} | {_raw('reserved_peak', g, 'max')}"
                 f" | {_pct(g['diff_pct']['reserved_peak'])} | {_md_cell(verdict_text(g))} |")
         lines += [""] + [f"- {_md_cell(x)}" for x in noise_lines(data)]
+        lines += attribution_md(groups)
     if alarms is not None:
         found = _open_alarms(alarms)
         lines += ["", f"history: {len(found)} open alarm(s)" if found else "history: no open alarms"]
         lines += [f"- {_md_cell(alarm_text(a))}" for a in found]
     return "\n".join(lines) + "\n"
+
+
+def attribution_md(groups):
+    """Per candidate: where the time went (wanbench.attribution's headline and table), as markdown."""
+    lines = []
+    for g in groups:
+        att = g.get("attribution")
+        if not att:
+            continue
+        header, rows = attribution.table(att)
+        lines += ["", f"**{_md_cell(g['variant'])}: where the time went** (ms, diagnostics):"
+                      f" {_md_cell(att['headline'])}", "", "| " + " | ".join(header) + " |",
+                  "| " + " | ".join("---" for _ in header) + " |"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return lines
 
 
 # ---------------------------------------------------------------- plots
@@ -245,6 +264,50 @@ def change_plot(data):
         ax.set_xlabel(f"request_total change vs {h['baseline']} (%), {_level(h['confidence'])} interval")
         ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
         ax.legend(loc="lower right", fontsize=8, frameon=False)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def waterfall_plot(g):
+    """PNG bytes: a candidate's change of request_total as a waterfall of its stages (ms), intervals as error
+    bars; the denoise loop is shown by its parts where all of them were measured.  None without attribution."""
+    att = g.get("attribution")
+    rows = {r["part"]: r for r in (att or {}).get("rows", [])}
+    if not rows or rows["request_total"]["change_ms"] is None:
+        return None
+    den = [rows[k] for k in ("attn_kernel", "all_to_all", "all_gather", "other_compute")]
+    steps = [rows["text_encode"], *(den if all(r["change_ms"] is not None for r in den) else [rows["denoise"]]),
+             rows["vae_decode"], rows["rest"]]
+    matplotlib, figure = _matplotlib()
+    with matplotlib.rc_context({"text.parse_math": False, "font.size": 9}):
+        fig = figure(figsize=(9, 3.4))
+        ax = fig.subplots()
+        level, x = 0.0, 0
+        labels = []
+        for r in steps + [rows["request_total"]]:
+            d, total = r["change_ms"], r is rows["request_total"]
+            labels.append(("denoise: " if r["parent"] == "denoise" else "") + r["label"])
+            if d is None:
+                ax.text(x, level, "not\nmeasured", ha="center", va="center", fontsize=8, color="#6d6d6d")
+            else:
+                start = 0.0 if total else level
+                color = "#1f5f99" if total else ("#c62828" if d > 0 else "#1a8a3a")
+                ax.bar(x, d, bottom=start, color=color, alpha=0.85 if r["clear"] else 0.4, width=0.6)
+                if r["ci_ms"]:
+                    ax.errorbar(x, start + d, yerr=[[d - r["ci_ms"][0]], [r["ci_ms"][1] - d]], fmt="none",
+                                ecolor="#222222", capsize=4, linewidth=1)
+                ax.annotate(attribution.fmt_ms(d), (x, start + d), xytext=(0, 3 if d >= 0 else -10),
+                            textcoords="offset points", ha="center", fontsize=8)
+                level = level if total else level + d
+            x += 1
+        ax.axhline(0, color="#555555", linewidth=0.8)
+        ax.use_sticky_edges = False  # a bar may start above 0: let the margin pass its edge
+        ax.margins(y=0.15)  # room for the labels above and below the bars
+        ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=20, ha="right")
+        ax.set_ylabel("change (ms)")
+        ax.set_title(f"{g['variant']}: where the time went (bars: change per stage;"
+                     f" faint: interval includes 0 or n/a)", fontsize=10, loc="left")
+        ax.grid(axis="y", color="#e0e0e0", linewidth=0.6)
         fig.tight_layout()
         return _png(fig)
 
@@ -351,6 +414,21 @@ def _history_html(series, alarms):
     return parts
 
 
+def _attribution_html(groups):
+    """Per candidate: the attribution headline, its table and its waterfall plot."""
+    parts = ["<h2>Where the time went</h2>"]
+    for g in groups:
+        att = g.get("attribution")
+        if not att:
+            continue
+        header, rows = attribution.table(att)
+        parts += [f'<p class="meta"><b>{_e(g["variant"])}</b>: {_e(att["headline"])}</p>', _table(header, rows)]
+        png = waterfall_plot(g)
+        if png:
+            parts.append(_img(png, f"{g['variant']}: change of request_total by stage (waterfall)"))
+    return parts
+
+
 def html(data, series=None, alarms=None, title="wanbench report"):
     """The self-contained HTML report (a string): share table, change plot, notes, runs, history plots.
 
@@ -385,6 +463,7 @@ def html(data, series=None, alarms=None, title="wanbench report"):
                                                       " variant with its interval and the threshold band")]
         if series is not None:
             parts += _history_html(series, alarms)
+        parts += _attribution_html(groups)
         parts.append("<h2>Why each verdict</h2><ul>")
         for g in groups:
             notes = g["reasons"] + [f"excluded {x['role']} run {x['path']}: {x['why']}" for x in g["excluded"]]
