@@ -489,3 +489,81 @@ def test_host_records_put_the_image_into_each_captured_run(tmp_path):
     assert before["versions"]["image"] == "sha256:" + "c" * 64 and before["versions"]["image_digest"] is None
     failed = D.host_records([{"path": str(captured)}], {"image": {"failed": True, "msg": "docker: not found"}})
     assert [r["content"] for r in failed] == ["", "docker: not found", "127\n"]
+
+
+# ------------------------------------------------------------------ one record per platform, preflight's judgement
+
+def test_a_platform_is_one_record_read_by_every_module():
+    from wanbench import command, inventory, platforms, schema
+
+    assert schema.PLATFORMS == D.PLATFORMS == tuple(platforms.PLATFORMS) == ("npu", "cuda", "reference")
+    for name, record in platforms.PLATFORMS.items():
+        assert D.IDLE_MEM_MB[name] == record.idle_mem_mb
+        assert [c["name"] for c in D.capture_plan(name)][:len(record.commands)] == [c.name for c in record.commands]
+        assert record.main in [c.name for c in record.commands]
+        assert all(c.parser is None or callable(getattr(D, c.parser)) for c in record.commands)
+        assert callable(getattr(D, record.assemble))
+    resolved = {"env": {}, "args": [], "flags": {}, "settings": {"platform": "npu", "nproc": 4, "prompt": "p"}}
+    assert command.command(resolved, "/r", devices="0,1,2,3")["env"] == {"ASCEND_RT_VISIBLE_DEVICES": "0,1,2,3"}
+    assert inventory.platforms is platforms
+    with pytest.raises(ValueError, match=r"unknown platform 'tpu' \(known: npu, cuda, reference\)"):
+        D.capture_plan("tpu")
+
+
+def test_preflight_plan_places_the_device_commands_in_the_container_then_on_the_host():
+    plan = {c["name"]: c for c in D.preflight_plan("npu", container="c")}
+    assert plan["npu_smi"] == {"name": "npu_smi", "argv": ["npu-smi", "info"], "places": ["workload", "host"]}
+    assert "npu_driver" in plan and "cann" not in plan and "kernel" not in plan
+    assert {c["places"][0] for c in D.preflight_plan("npu")} == {"workload"}  # no container: one place
+    assert all(len(c["places"]) == 1 for c in D.preflight_plan("npu"))
+    assert D.preflight_plan("reference", container="c") == []
+    # what preflight found moves a command to the host; the run script runs the rest
+    placed = {"npu_smi": "host", "kernel": "host"}  # kernel may not run on the host: stays
+    assert "npu_smi" not in [c["name"] for c in D.workload_plan("npu", placed=placed)]
+    assert "kernel" in [c["name"] for c in D.workload_plan("npu", placed=placed)]
+    assert [c["name"] for c in D.host_run_plan("npu", placed)] == ["npu_smi"]
+
+
+def _ran(name, where="host", rc=0, err=""):
+    return {"where": where, "rc": rc, "stdout": read(name) if rc == 0 else "", "stderr": err}
+
+
+def test_preflight_judges_the_devices_through_the_package():
+    idle = D.preflight_judgement("npu", {"npu_smi": _ran("npu-smi-info-910b-idle.txt")})
+    assert idle["problems"] == [] and idle["warnings"] == [] and idle["placed"] == {"npu_smi": "host"}
+    busy = D.preflight_judgement("npu", {"npu_smi": _ran("npu-smi-info-910b-busy.txt", "workload")})
+    assert busy["problems"] and all("before the run" in p for p in busy["problems"]), busy["problems"]
+    assert any("held by another process" in p for p in busy["problems"])
+    gone = {"npu_smi": _ran("", "workload", 127, "workload: npu-smi: not found; host: npu-smi: not found")}
+    required = D.preflight_judgement("npu", gone)
+    assert required["problems"] == [] and required["warnings"] == [
+        "device state before the run unknown: npu-smi info: exit status 127: workload: npu-smi: not found; host: "
+        "npu-smi: not found; every run will be invalid (-e device_state=optional measures without it)"]
+    assert D.preflight_judgement("npu", gone, "optional")["warnings"][0].endswith(
+        "; the runs are judged without it (device_state=optional)")
+
+
+def test_an_unreadable_device_state_is_invalid_unless_optional():
+    gone = D.snapshot("npu", {"npu_smi": {"rc": 127, "stdout": "", "stderr": "sh: npu-smi: not found"}})
+    assert D.judge(gone) == ["device state before the run unknown: npu-smi info: exit status 127: sh: npu-smi: not found"]
+    assert D.judge(gone, device_state="optional") == []
+    assert D.unknown_state(gone, None) == D.judge(gone)
+
+
+def test_the_host_capture_writes_where_the_run_lives_and_the_snapshot_says_ran_on_host(tmp_path):
+    """The host side for real (this machine; no container: the argv prefix is empty): a stand-in npu-smi
+    that prints a fixture, in a folder only host_path puts on PATH."""
+    tools, run_dir = tmp_path / "tools", tmp_path / "run"
+    tools.mkdir()
+    run_dir.mkdir()
+    (tools / "npu-smi").write_text(f"#!/bin/sh\ncat {shlex.quote(str(DEV / 'npu-smi-info-910b-idle.txt'))}\n")
+    (tools / "npu-smi").chmod(0o755)
+    assert D.host_capture_command(run_dir, "before", "npu", {}) == ""  # nothing placed on the host
+    line = D.host_capture_command(run_dir, "before", "npu", {"npu_smi": "host"}, (), str(tools))
+    subprocess.run(["sh", "-c", line], check=True, timeout=60)
+    folder = run_dir / "health" / "before"
+    assert (folder / "npu_smi.out").read_text() == read("npu-smi-info-910b-idle.txt")
+    assert (folder / "npu_smi.rc").read_text() == "0\n" and (folder / "npu_smi.where").read_text() == "host\n"
+    snap = D.run_health(run_dir, "npu")["before"]
+    assert snap["where"] == {"npu_smi": "host"} and len(snap["devices"]) == 4 and D.judge(snap) == []
+    assert report.machine({"devices": {"before": snap}})[0].count("ran on host: npu_smi") == 1

@@ -55,8 +55,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 
-PLATFORMS = ("npu", "cuda", "reference")
+from . import platforms as _platforms
+
+PLATFORMS = _platforms.NAMES
 STATUSES = ("ok", "incomplete", "unreadable")  # best to worst
 
 #: NVML's clocks event (throttle) reason bits (nvml.h, nvmlClocksEventReason*).
@@ -79,10 +82,10 @@ ENV_KEYS = ("driver", "cuda", "cann", "torch", "torch_npu", "torch_cuda", "image
             "governor")
 #: Memory a device may hold with nothing running (MB), per platform: an idle Ascend 910 reports
 #: about 3 GB of HBM in use (firmware), an idle H100 0 MiB.
-IDLE_MEM_MB = {"npu": 4096.0, "cuda": 1024.0, "reference": None}
+#: Platforms with devices (a snapshot without a device read is unknown).
+DEVICE_PLATFORMS = tuple(name for name, p in _platforms.PLATFORMS.items() if p.device_env)
+IDLE_MEM_MB = {name: p.idle_mem_mb for name, p in _platforms.PLATFORMS.items()}
 
-_QUERY_FIELDS = ("index", "name", "driver_version", "utilization.gpu", "memory.used", "memory.total",
-                 "temperature.gpu", "power.draw", "clocks.sm", "clocks.mem", "clocks_throttle_reasons.active")
 _ALIASES = {"clocks.current.sm": "clocks.sm", "clocks.current.memory": "clocks.mem",
             "clocks.memory": "clocks.mem", "clocks_event_reasons.active": "clocks_throttle_reasons.active",
             "clocks_throttle_reasons.active": "clocks_throttle_reasons.active"}
@@ -103,9 +106,6 @@ try:
 except Exception:
     print("torch_cuda=")
 """
-# Everything but the shell running ps, its ancestors (ssh, docker exec, the Ansible module) and
-# its children: the first line is the shell's own pid.
-_PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,etimes=,comm="
 
 
 class _Bad(ValueError):
@@ -114,33 +114,21 @@ class _Bad(ValueError):
 
 # ---------------------------------------------------------------------------------------------- commands
 
-def capture_plan(platform, container=None, python="python3"):
-    """The commands of one snapshot, in order: [{"name", "argv", "where", "optional"}].
+def capture_plan(platform, container=None, python="python3", placed=None):
+    """The commands of one snapshot, in order: [{"name", "argv", "where", "places", "optional"}].
 
-    ``where``: ``workload`` = where the workload runs (inside its container when there is one),
-    ``host`` = on the host itself (docker).  ``optional``: a failure (e.g. no cpufreq on a VM) is
-    recorded as None, not as an error.  ``container`` adds the container's image id and digest.
+    The platform's own commands come from its record (``wanbench.platforms``), then the ones every
+    platform shares.  ``where``: ``workload`` = where the workload runs (inside its container when
+    there is one), ``host`` = on the host itself; ``places``: where it may run, in order (the
+    workload first); ``placed`` ({name: where}, what preflight found) moves a command to the host.
+    ``optional``: a failure (e.g. no cpufreq on a VM) is recorded as None, not as an error.
+    ``container`` adds the container's image id and digest.
     """
-    if platform not in PLATFORMS:
-        raise ValueError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
-    plan = []
-    if platform == "cuda":
-        plan += [
-            {"name": "nvidia_query", "argv": ["nvidia-smi", "--query-gpu=" + ",".join(_QUERY_FIELDS),
-                                              "--format=csv"], "where": "workload", "optional": False},
-            {"name": "nvidia_table", "argv": ["nvidia-smi"], "where": "workload", "optional": False},
-            {"name": "nvidia_apps", "argv": ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory",
-                                             "--format=csv"], "where": "workload", "optional": True},
-        ]
-    elif platform == "npu":
-        plan += [
-            {"name": "npu_smi", "argv": ["npu-smi", "info"], "where": "workload", "optional": False},
-            {"name": "cann", "argv": ["sh", "-c", "cat /usr/local/Ascend/ascend-toolkit/latest/*/"
-                                                  "ascend_toolkit_install.info"],
-             "where": "workload", "optional": True},
-        ]
-    else:
-        plan.append({"name": "ps", "argv": ["sh", "-c", _PS], "where": "workload", "optional": False})
+    record = _platforms.get(platform)
+    placed = placed or {}
+    plan = [{"name": c.name, "argv": list(c.argv), "places": list(c.places), "optional": c.optional,
+             "device": c.device, "where": placed.get(c.name) if placed.get(c.name) in c.places else c.places[0]}
+            for c in record.commands]
     plan += [
         {"name": "kernel", "argv": ["uname", "-r"], "where": "workload", "optional": True},
         {"name": "loadavg", "argv": ["cat", "/proc/loadavg"], "where": "workload", "optional": True},
@@ -172,10 +160,47 @@ PHASES = ("before", "after")
 HOST_PHASE = "host"
 
 
-def workload_plan(platform, python="python3"):
+def workload_plan(platform, python="python3", placed=None):
     """The commands the run script runs where the workload runs, before and after it (``capture_plan``'s
-    ``workload`` ones that are not read once per play)."""
-    return [c for c in capture_plan(platform, python=python) if c["where"] == "workload" and not c.get("once")]
+    ``workload`` ones that are not read once per play; ``placed``: preflight's {name: where})."""
+    return [c for c in capture_plan(platform, python=python, placed=placed)
+            if c["where"] == "workload" and not c.get("once")]
+
+
+def host_run_plan(platform, placed=None):
+    """The commands run on the host before and after each run: those preflight placed there (the
+    container lacks them)."""
+    return [c for c in capture_plan(platform, placed=placed) if c["where"] == "host" and not c.get("once")
+            and c["name"] != "image"]
+
+
+# On the host: $1 the run directory, $2 the phase, $3 directories put before PATH, then name and command
+# line pairs, then "--" and the argv prefix that reaches the run directory (docker exec NAME). Each command
+# runs as the run script's do (timeout, raw .out/.err/.rc) plus <name>.where = host, in a temporary folder
+# that is then unpacked into <run_dir>/health/<phase>/ where the run lives, and removed.
+HOST_CAPTURE = r"""
+dir=$1 phase=$2 extra=$3; shift 3
+tmp=$(mktemp -d) || exit 1
+while [ $# -gt 1 ] && [ "$1" != -- ]; do
+  PATH="$extra${extra:+:}$PATH" timeout -k 5 60 sh -c "$2" </dev/null >"$tmp/$1.out" 2>"$tmp/$1.err"
+  echo "$?" >"$tmp/$1.rc"; echo host >"$tmp/$1.where"; shift 2
+done
+shift
+tar -C "$tmp" -cf - . | "$@" sh -c 'mkdir -p "$1" && tar -C "$1" -xf -' wanbench-capture "$dir/health/$phase"
+rc=$?; rm -rf "$tmp"; exit "$rc"
+"""
+
+
+def host_capture_command(run_dir, phase, platform, placed, exec_prefix=(), host_path=""):
+    """One shell command line (for a plain command over the connection) that runs the commands preflight
+    placed on the host and writes their raw output into the run's health/<phase>/ where the run lives;
+    "" when there are none."""
+    plan = host_run_plan(platform, placed)
+    if not plan:
+        return ""
+    pairs = [x for c in plan for x in (c["name"], shlex.join(c["argv"]))]
+    return shlex.join(["sh", "-c", HOST_CAPTURE, "wanbench-host-capture", str(run_dir), phase, str(host_path or ""),
+                       *pairs, "--", *map(str, exec_prefix or ())])
 
 
 def host_plan(platform, container, python="python3", exec_prefix=()):
@@ -183,6 +208,30 @@ def host_plan(platform, container, python="python3", exec_prefix=()):
     itself, with a container) and the Python versions (where the workload runs: ``exec_prefix``)."""
     return [{**c, "argv": [*map(str, exec_prefix or ()), *c["argv"]] if c["where"] == "workload" else c["argv"]}
             for c in capture_plan(platform, container or None, python) if c["where"] == "host" or c.get("once")]
+
+
+def preflight_plan(platform, container=None):
+    """What preflight runs once per play: the commands that read the devices and the ones that may run
+    on the host, [{"name", "argv", "places"}] (without a container the workload runs on the host: one place)."""
+    return [{"name": c["name"], "argv": c["argv"], "places": c["places"] if container else ["workload"]}
+            for c in capture_plan(platform) if c.get("device") or len(c.get("places", ())) > 1]
+
+
+def preflight_judgement(platform, capture, device_state="required", **limits):
+    """Preflight's reading of its capture ({name: {where, rc, stdout, stderr}}):
+    {"problems": [...], "warnings": [...], "placed": {name: where}, "snapshot": snapshot of the device commands}.
+    A device busy, held or unhealthy is a problem (the play stops); a device state that cannot be read
+    is a warning: the runs are judged ``invalid`` for it, or not with ``device_state`` optional."""
+    capture = capture if isinstance(capture, dict) else {}
+    placed = {name: r.get("where") for name, r in capture.items() if isinstance(r, dict) and r.get("where")}
+    if not any(c.get("device") for c in capture_plan(platform)):
+        return {"problems": [], "warnings": [], "placed": placed, "snapshot": None}
+    snap = snapshot(platform, capture)
+    problems = judge(snap, **limits, device_state="optional")  # before the play: every reason is one
+    tail = ("the runs are judged without it (device_state=optional)" if device_state == "optional" else
+            "every run will be invalid (-e device_state=optional measures without it)")
+    warnings = [f"{line}; {tail}" for line in unknown_state(snap)]
+    return {"problems": problems, "warnings": warnings, "placed": placed, "snapshot": snap}
 
 
 def host_records(collected, results):
@@ -229,6 +278,9 @@ def read_capture(folder):
         outputs[name] = {"rc": rc if rc is not None else -1, "stdout": _read(os.path.join(folder, entry)) or "",
                          "stderr": (_read(os.path.join(folder, name + ".err")) or "")
                          + ("" if rc is not None else "\nno exit status recorded (cut off?)")}
+        where = (_read(os.path.join(folder, name + ".where")) or "").strip()
+        if where:  # written by HOST_CAPTURE: the command ran on the host (the container lacks it)
+            outputs[name]["where"] = where
     return outputs
 
 
@@ -607,6 +659,54 @@ def parse_image(text):
     return out
 
 
+def parse_cann(text):
+    """The CANN toolkit's ascend_toolkit_install.info: ``version=``."""
+    version = parse_key_values(text).get("version")
+    return _part(versions={"cann": version} if version else {})
+
+
+def parse_npu_driver(text):
+    """The NPU driver's version.info: ``Version=`` (the driver, when npu-smi's header did not give it)."""
+    version = parse_key_values(text).get("Version")
+    return _part(versions={"driver_install": version} if version else {})
+
+
+# ---------------------------------------------------------------------------------------------- assemble
+# One per platform (its record's ``assemble``): the snapshot's devices, processes and versions from the
+# parsed outputs ({command name: part}).
+
+def assemble_npu(snap, parts):
+    for key in ("cann", "npu_driver", "npu_smi"):  # npu-smi's header wins for the driver
+        snap["versions"].update((parts.get(key) or {}).get("versions", {}))
+    driver = snap["versions"].pop("driver_install", None)
+    if driver and not snap["versions"].get("driver"):
+        snap["versions"]["driver"] = driver
+    part = parts.get("npu_smi") or {}
+    snap["devices"], snap["processes"] = part.get("devices") or [], part.get("processes")
+
+
+def assemble_cuda(snap, parts):
+    for key in ("nvidia_table", "nvidia_query"):  # the query's driver wins; the table adds CUDA
+        snap["versions"].update((parts.get(key) or {}).get("versions", {}))
+    table = (parts.get("nvidia_table") or {}).get("processes")
+    apps = (parts.get("nvidia_apps") or {}).get("processes")
+    if table is not None or apps is not None:
+        merged = {p["pid"]: dict(p) for p in table or []}
+        for p in apps or []:  # the CSV lacks the device; the table has it for the same pid
+            merged.setdefault(p["pid"], p)
+        snap["processes"] = list(merged.values())
+    snap["devices"] = (parts.get("nvidia_query") or {}).get("devices") or []
+
+
+def assemble_reference(snap, parts):
+    if "ps" not in parts:
+        return
+    snap["processes"] = parts["ps"].get("processes")
+    la, ncpu = snap["host"]["loadavg"], snap["host"]["ncpu"]
+    snap["devices"] = [_device(0, f"cpu ({ncpu} cores)" if ncpu else "cpu",
+                               util_pct=None if not (la and ncpu) else round(100.0 * la[0] / ncpu, 1))]
+
+
 # ---------------------------------------------------------------------------------------------- snapshot
 
 def _text_of(result):
@@ -646,8 +746,10 @@ def snapshot(platform, outputs, container=None, python="python3"):
     elif not isinstance(outputs, dict):
         snap.update(status="unreadable", errors=[f"outputs must be a dict or a list, not {type(outputs).__name__}"])
         return snap
-    parsers = {"nvidia_query": parse_nvidia_query, "nvidia_table": parse_nvidia_table,
-               "nvidia_apps": parse_nvidia_apps, "npu_smi": parse_npu_smi, "ps": parse_ps}
+    snap["where"] = {name: out["where"] for name, out in outputs.items()
+                     if isinstance(out, dict) and out.get("where") and name in {c["name"] for c in plan}}
+    record = _platforms.PLATFORMS[platform]
+    parsers = {c.name: globals()[c.parser] for c in record.commands if c.parser}
     parts, errors = {}, snap["errors"]
     versions, host = snap["versions"], snap["host"]
     for cmd in plan:
@@ -661,10 +763,6 @@ def snapshot(platform, outputs, container=None, python="python3"):
             if name in parsers:
                 parts[name] = parsers[name](text)
                 errors.extend(parts[name]["errors"])
-            elif name == "cann":
-                kv = parse_key_values(text)
-                if kv.get("version"):
-                    versions["cann"] = kv["version"]
             elif name == "python":
                 kv = parse_key_values(text)
                 versions.update({k: kv[k] for k in ("python", "torch", "torch_npu", "torch_cuda", "numpy") if k in kv})
@@ -682,30 +780,8 @@ def snapshot(platform, outputs, container=None, python="python3"):
             errors.append(str(exc))
         except Exception as exc:  # a parser bug must not take the run down: say what failed
             errors.append(f"{name}: could not parse ({type(exc).__name__}: {exc})")
-
-    main = {"cuda": "nvidia_query", "npu": "npu_smi", "reference": "ps"}[platform]
-    if platform == "cuda":
-        for key in ("nvidia_table", "nvidia_query"):  # the query's driver wins; the table adds CUDA
-            versions.update((parts.get(key) or {}).get("versions", {}))
-        table = (parts.get("nvidia_table") or {}).get("processes")
-        apps = (parts.get("nvidia_apps") or {}).get("processes")
-        if table is not None or apps is not None:
-            merged = {p["pid"]: dict(p) for p in table or []}
-            for p in apps or []:  # the CSV lacks the device; the table has it for the same pid
-                merged.setdefault(p["pid"], p)
-            snap["processes"] = list(merged.values())
-        snap["devices"] = (parts.get("nvidia_query") or {}).get("devices") or []
-    elif platform == "npu":
-        part = parts.get("npu_smi") or {}
-        versions.update(part.get("versions", {}))
-        snap["devices"], snap["processes"] = part.get("devices") or [], part.get("processes")
-    else:
-        snap["processes"] = (parts.get("ps") or {}).get("processes")
-        la, ncpu = host["loadavg"], host["ncpu"]
-        snap["devices"] = [_device(0, f"cpu ({ncpu} cores)" if ncpu else "cpu",
-                                   util_pct=None if not (la and ncpu) else round(100.0 * la[0] / ncpu, 1))]
-        if "ps" not in parts:
-            snap["devices"] = []
+    globals()[record.assemble](snap, parts)
+    main = record.main
     if main not in parts:
         snap["status"] = "unreadable"
     elif errors:
@@ -795,8 +871,24 @@ def others(processes, own_pids=(), ignore_names=()):
             and p.get("name") not in ignore_names]
 
 
+def _unknown(snap):
+    return not isinstance(snap, dict) or snap.get("status") == "unreadable" or (
+        not snap.get("devices") and snap.get("platform") in DEVICE_PLATFORMS)
+
+
+def unknown_state(before, after=None):
+    """``device state <when> the run unknown: <why>`` for each snapshot that was taken but could not be
+    read (a snapshot that is None was not captured: no line)."""
+    lines = []
+    for when, snap in (("before", before), ("after", after)):
+        if snap is not None and _unknown(snap):
+            errs = snap.get("errors") if isinstance(snap, dict) else None
+            lines.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
+    return lines
+
+
 def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
-          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=()):
+          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=(), device_state="required"):
     """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
 
     * before the run: a device busy (utilisation above ``idle_util_pct`` %, memory in use above
@@ -810,22 +902,18 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     children (the CLI passes ``controller_pids()`` for runs on the controller, ``own_pids_of``: a
     controller on the measured host, e.g. the embedded default, is the suite itself, not another load);
     ``ignore_names``: process names never counted.
-    Snapshots that are None (not captured) give no reason.
+    Snapshots that are None (not captured) give no reason; ``device_state="optional"``: one that could
+    not be read gives none either (``unknown_state`` has its lines, reported as warnings).
     """
-    reasons = []
+    reasons = [] if device_state == "optional" else unknown_state(before, after)
     for when, snap in (("before", before), ("after", after)):
-        if snap is None:
-            continue
-        if not isinstance(snap, dict) or snap.get("status") == "unreadable" or (
-                not snap.get("devices") and snap.get("platform") in ("npu", "cuda")):
-            errs = snap.get("errors") if isinstance(snap, dict) else None
-            reasons.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
+        if snap is None or _unknown(snap):
             continue
         platform = snap.get("platform")
         mem_limit = IDLE_MEM_MB.get(platform) if idle_mem_mb is None else idle_mem_mb
         for d in snap.get("devices") or []:
             dev = f"device {d.get('index')}"
-            if when == "before" and platform != "reference":
+            if when == "before" and platform in DEVICE_PLATFORMS:
                 util, mem = d.get("util_pct"), d.get("mem_used_mb")
                 if util is not None and util > idle_util_pct:
                     reasons.append(f"{dev} busy before the run: utilisation {_fmt(util, '%')} "
@@ -840,7 +928,7 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             if health is not None and str(health).upper() != "OK":
                 reasons.append(f"{dev} health {when} the run: {health}")
         for p in others(snap.get("processes"), own_pids, ignore_names):
-            if platform == "reference":
+            if platform not in DEVICE_PLATFORMS:  # the CPU stand-in: processes using CPU
                 cpu = p.get("cpu_pct")
                 # ps's %CPU is over the process's lifetime: a process younger than BUSY_MIN_AGE_S (a
                 # docker or git call of a second) is not a sustained load, whatever it shows

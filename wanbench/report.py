@@ -133,6 +133,9 @@ def machine(run, health=None):
                                                  "python", "kernel", "governor", "image") if v.get(k))
         if env:
             parts.append(env)
+        hosted = [n for n, w in (snap.get("where") or {}).items() if w == "host"]
+        if hosted:
+            parts.append("ran on host: " + ", ".join(hosted))
         if snap.get("status") != "ok":
             parts.append(f"capture {snap.get('status')}: " + "; ".join(snap.get("errors") or []))
         lines.append(f"{phase}: " + "; ".join(parts))
