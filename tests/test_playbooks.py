@@ -6,6 +6,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,34 @@ def test_a_failed_run_does_not_stop_the_play(bench):
     assert "ffn_only (candidate): finished with exit code 1" in out and "nofsdp (candidate): finished" in out
     assert out.index("Write report.md") < out.index("Fail when a run did not finish cleanly")
     assert not (bench.paths["runs"] / ".holder").exists()
+
+
+def test_a_load_started_with_the_run_is_caught_mid_run(bench):
+    """A spinner started once the first run has started (a concurrent job): that run's before-sample did
+    not see it, the wait loop's mid-run sample does (health/during/), and the verdict is invalid."""
+    (bench.paths["bin"] / "sleep-seconds").write_text("8\n")
+    play = bench("-e", "variant=ffn_only", "-e", "baseline=rerun", "-e", "wanbench_health_busy_cpu_pct=5", wait=False)
+    spinner = None
+    try:
+        deadline = time.monotonic() + 240
+        while spinner is None and time.monotonic() < deadline and play.poll() is None:
+            if any((d / ".pid").exists() for d in run_dirs(bench.paths)):
+                spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            time.sleep(0.1)
+        out = play.communicate(timeout=300)[0]
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
+    assert spinner is not None and play.returncode == 0, out[-4000:]
+    first = min(collected(bench.paths), key=lambda p: json.loads((p / "manifest.json").read_text())["started_at"])
+    assert (first / "health" / "during" / "ps.rc").read_text() == "0\n"
+    (report_json,) = reports(bench.paths)
+    (group,) = json.loads(report_json.read_text())["groups"]
+    assert group["verdict"] == "invalid", group["reasons"]
+    mine = [r for r in group["health"] if first.name in r and f"pid {spinner.pid} " in r]
+    assert any("host busy during the run: " in r for r in mine), group["health"]
+    assert not any("host busy before the run: " in r for r in mine), mine
 
 
 def holder_of(paths):

@@ -119,10 +119,11 @@ def _health(baseline, candidate, limits):
             continue
         if limits.get("device_state") == "optional":
             warnings += [f"{role} run {_short(r)}: {line} (device_state=optional)"
-                         for line in devices.unknown_state(snap.get("before"), snap.get("after"))]
+                         for line in devices.unknown_state(snap.get("before"), snap.get("after"), snap.get("during"))]
         env = None if r is control else control_env
         own = devices.own_pids_of(r, limits.get("own_pids"))
-        for why in devices.judge(snap.get("before"), snap.get("after"), env, **{**limits, "own_pids": own}):
+        for why in devices.judge(snap.get("before"), snap.get("after"), env,
+                                 **{**limits, "own_pids": own, "during": snap.get("during")}):
             reasons.append(f"{role} run {_short(r)}: {why}")
         if env is not None:
             mine = snap.get("before") or snap.get("after")

@@ -156,7 +156,7 @@ def capture_commands(platform, container=None, python="python3"):
 #: Where a run keeps its raw capture: <run_dir>/health/<phase>/<name>.out, .err, .rc (the run script
 #: writes ``before`` and ``after``; ``host`` holds the host-side commands, read once per play).
 HEALTH_DIR = "health"
-PHASES = ("before", "after")
+PHASES = ("before", "after", "during")  # during: the wait loop's mid-run sample (platform record's ``during``)
 HOST_PHASE = "host"
 
 
@@ -177,7 +177,8 @@ def host_run_plan(platform, placed=None):
 # On the host: $1 the run directory, $2 the phase, $3 directories put before PATH, then name and command
 # line pairs, then "--" and the argv prefix that reaches the run directory (docker exec NAME). Each command
 # runs as the run script's do (timeout, raw .out/.err/.rc) plus <name>.where = host, in a temporary folder
-# that is then unpacked into <run_dir>/health/<phase>/ where the run lives, and removed.
+# (removed after); the files travel as arguments of one command where the run lives (no stdin needed),
+# which writes them into <run_dir>/health/<phase>/.
 HOST_CAPTURE = r"""
 dir=$1 phase=$2 extra=$3; shift 3
 tmp=$(mktemp -d) || exit 1
@@ -186,9 +187,35 @@ while [ $# -gt 1 ] && [ "$1" != -- ]; do
   echo "$?" >"$tmp/$1.rc"; echo host >"$tmp/$1.where"; shift 2
 done
 shift
-tar -C "$tmp" -cf - . | "$@" sh -c 'mkdir -p "$1" && tar -C "$1" -xf -' wanbench-capture "$dir/health/$phase"
-rc=$?; rm -rf "$tmp"; exit "$rc"
+set -- "$@" sh -c 'd=$1; shift; mkdir -p "$d" || exit 1
+while [ $# -gt 1 ]; do printf "%s" "${2%x}" >"$d/$1" || exit 1; shift 2; done' wanbench-capture "$dir/health/$phase"
+for f in "$tmp"/*; do set -- "$@" "${f##*/}" "$(head -c 262144 "$f"; echo x)"; done
+rm -rf "$tmp"
+"$@"
 """
+
+
+# Where the run lives, mid-run: $1 the run directory, then name and command line pairs (the platform record's
+# ``during``). Each output goes to <run_dir>/health/during/<name>.out|.err|.rc, after a ``run=PID`` line
+# naming the run script, whose process tree the parser leaves out.
+DURING = r"""
+r=$1 d=$1/health/during; shift
+mkdir -p "$d" || exit 0
+while [ $# -gt 1 ]; do
+  { echo "run=$(cat "$r/.pid" 2>/dev/null)"; timeout -k 5 60 sh -c "$2"; } </dev/null >"$d/$1.out" 2>"$d/$1.err"
+  echo "$?" >"$d/$1.rc"; shift 2
+done
+exit 0
+"""
+
+
+def during_argv(platform, run_dir):
+    """argv (to run where the run lives) of the mid-run sample, or [] when the platform takes none."""
+    names = _platforms.get(platform).during
+    plan = [c for c in capture_plan(platform) if c["name"] in names]
+    if not plan:
+        return []
+    return ["sh", "-c", DURING, "wanbench-during", str(run_dir), *[x for c in plan for x in (c["name"], shlex.join(c["argv"]))]]
 
 
 def host_capture_command(run_dir, phase, platform, placed, exec_prefix=(), host_path=""):
@@ -632,6 +659,70 @@ def parse_ps(text, busy_floor_pct=1.0):
     return _part(processes=processes, errors=errors)
 
 
+def parse_cpu_sample(text, busy_floor_pct=1.0):
+    """The CPU sample (``platforms.CPU_SAMPLE``): every process's CPU over the second between two readings
+    of /proc/<pid>/stat, as processes [{"device": 0, "pid", "ppid", "name", "cpu_pct", "mem_mb", "age_s"}]
+    at ``busy_floor_pct`` % or more. Left out: the sampling shell, its ancestors (ssh, docker exec, the
+    Ansible module, the run script) and children, and with a ``run=PID`` line (the sample taken during a
+    run) that run's whole process tree. A run captured before this sample existed (``ps``'s lifetime
+    %CPU: the first line a bare pid) is read by ``parse_ps``."""
+    lines = [ln for ln in text.replace("\r", "").split("\n") if ln.strip()]
+    if lines and lines[0].strip().isdigit():
+        return parse_ps(text, busy_floor_pct)
+    run = None
+    if lines and lines[0].startswith("run="):
+        run = int(lines.pop(0)[4:]) if lines[0][4:].strip().isdigit() else None
+    head = parse_key_values(lines[0].replace(" ", "\n")) if lines else {}
+    if not all(head.get(k, "").isdigit() for k in ("me", "hz", "page")):
+        raise _Bad("cpu sample: no `me=PID hz=N page=N` line (cut off?)")
+    me, hz, page = int(head["me"]), int(head["hz"]), int(head["page"])
+    readings, errors = [], []
+    for line in lines[1:]:
+        if line.startswith("uptime "):
+            try:
+                readings.append((float(line.split()[1]), {}))
+            except (IndexError, ValueError):
+                raise _Bad(f"cpu sample: unreadable uptime line {line[:40]!r}") from None
+            continue
+        if not readings:
+            raise _Bad("cpu sample: a process line before the first uptime line")
+        name_part, _, rest = line.rpartition(")")
+        pid_s, _, name = name_part.partition(" (")
+        fields = rest.split()
+        try:  # fields after the name: state ppid ... utime(12) stime(13) ... starttime(20) vsize(21) rss(22)
+            readings[-1][1][int(pid_s)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]),
+                                           int(fields[19]), int(fields[21]))
+        except (IndexError, ValueError):
+            errors.append(f"cpu sample: unreadable line: {line[:80]!r}")
+    if len(readings) < 2:
+        raise _Bad("cpu sample: fewer than two readings (cut off?)")
+    (t0, first), (t1, second) = readings[0], readings[-1]
+    if t1 <= t0:
+        raise _Bad("cpu sample: the two readings are not apart in time")
+    parents = {pid: row[0] for pid, row in second.items()}
+    own, pid = set(), me
+    while pid in parents and pid not in own:  # the sampling shell and its ancestors
+        own.add(pid)
+        pid = parents[pid]
+    own |= {p for p, pp in parents.items() if pp == me}
+    if run is not None:  # the run's process tree: the run script and everything below it
+        tree, grew = {run}, True
+        while grew:
+            more = {p for p, pp in parents.items() if pp in tree} - tree
+            tree |= more
+            grew = bool(more)
+        own |= tree
+    processes = []
+    for pid, (ppid, name, ticks, start, rss) in sorted(second.items()):
+        if pid in own or pid not in first:  # started between the readings: no interval to measure
+            continue
+        cpu = round(100.0 * (ticks - first[pid][2]) / hz / (t1 - t0), 1)
+        if cpu >= busy_floor_pct:
+            processes.append({"device": 0, "pid": pid, "ppid": ppid, "name": name, "cpu_pct": cpu,
+                              "mem_mb": round(rss * page / 1048576, 1), "age_s": round(t1 - start / hz)})
+    return _part(processes=processes, errors=errors)
+
+
 def parse_loadavg(text):
     fields = text.split()
     if len(fields) < 3:
@@ -814,6 +905,7 @@ def _fmt(v, unit):
 
 
 BUSY_MIN_AGE_S = 3  # seconds a process must have run to count as a load on the reference platform
+DURING_AFTER_S = 3  # the wait loop's mid-run sample: the first round that finds the run this old and alive
 
 
 def ancestors(pid=None):
@@ -876,11 +968,11 @@ def _unknown(snap):
         not snap.get("devices") and snap.get("platform") in DEVICE_PLATFORMS)
 
 
-def unknown_state(before, after=None):
+def unknown_state(before, after=None, during=None):
     """``device state <when> the run unknown: <why>`` for each snapshot that was taken but could not be
     read (a snapshot that is None was not captured: no line)."""
     lines = []
-    for when, snap in (("before", before), ("after", after)):
+    for when, snap in (("before", before), ("during", during), ("after", after)):
         if snap is not None and _unknown(snap):
             errs = snap.get("errors") if isinstance(snap, dict) else None
             lines.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
@@ -888,7 +980,8 @@ def unknown_state(before, after=None):
 
 
 def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
-          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=(), device_state="required"):
+          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=(), device_state="required",
+          during=None):
     """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
 
     * before the run: a device busy (utilisation above ``idle_util_pct`` %, memory in use above
@@ -905,8 +998,8 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     Snapshots that are None (not captured) give no reason; ``device_state="optional"``: one that could
     not be read gives none either (``unknown_state`` has its lines, reported as warnings).
     """
-    reasons = [] if device_state == "optional" else unknown_state(before, after)
-    for when, snap in (("before", before), ("after", after)):
+    reasons = [] if device_state == "optional" else unknown_state(before, after, during)
+    for when, snap in (("before", before), ("during", during), ("after", after)):
         if snap is None or _unknown(snap):
             continue
         platform = snap.get("platform")
@@ -927,19 +1020,23 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             health = d.get("health")
             if health is not None and str(health).upper() != "OK":
                 reasons.append(f"{dev} health {when} the run: {health}")
+        load = []
         for p in others(snap.get("processes"), own_pids, ignore_names):
             if platform not in DEVICE_PLATFORMS:  # the CPU stand-in: processes using CPU
-                cpu = p.get("cpu_pct")
-                # ps's %CPU is over the process's lifetime: a process younger than BUSY_MIN_AGE_S (a
-                # docker or git call of a second) is not a sustained load, whatever it shows
-                if when == "before" and cpu is not None and cpu >= busy_cpu_pct and \
-                        (p.get("age_s") is None or p["age_s"] >= BUSY_MIN_AGE_S):
-                    reasons.append(f"host busy before the run: pid {p['pid']} {p.get('name') or '?'} "
-                                   f"at {_fmt(cpu, '%')} CPU")
+                # a process younger than BUSY_MIN_AGE_S (a docker or git call of a second) is no load
+                if p.get("cpu_pct") is not None and (p.get("age_s") is None or p["age_s"] >= BUSY_MIN_AGE_S):
+                    load.append(p)
                 continue
             where = "a device" if p.get("device") is None else f"device {p['device']}"
             reasons.append(f"{where} held by another process {when} the run: pid {p.get('pid')} "
                            f"{p.get('name') or '?'} ({_fmt(p.get('mem_mb'), 'MB')})")
+        total = sum(p["cpu_pct"] for p in load)
+        if when != "after" and load and total >= busy_cpu_pct:
+            top = sorted(load, key=lambda p: -p["cpu_pct"])
+            names = ", ".join(f"pid {p['pid']} {p.get('name') or '?'} at {_fmt(p['cpu_pct'], '%')} CPU" for p in top[:8])
+            more = f" and {len(top) - 8} more" if len(top) > 8 else ""
+            together = f" (together {_fmt(round(total, 1), '%')} CPU, limit {_fmt(busy_cpu_pct, '%')})" if len(top) > 1 else ""
+            reasons.append(f"host busy {when} the run: {names}{more}{together}")
     if control_env is not None:
         mine = before if before is not None else after
         reasons += [f"environment differs from the control: {line}"

@@ -12,7 +12,8 @@ A platform (``npu``, ``cuda``, ``reference``) is one :class:`Platform` in ``PLAT
 * ``assemble``: the function of :mod:`wanbench.devices` that builds a snapshot's devices and
   processes from the parsed outputs;
 * ``environment``: what the workload's login shell must have (modules that import, environment
-  variables that are set), checked by preflight.
+  variables that are set), checked by preflight;
+* ``during``: the commands the wait loop runs once mid-run (the CPU sample on ``reference``).
 
 Adding a platform is one record here plus its parsers' fixtures (docs/health.md). The capture
 commands every platform shares (kernel, load, versions, image) are in :mod:`wanbench.devices`.
@@ -44,15 +45,19 @@ class Platform:
     assemble: str
     commands: tuple
     environment: dict = field(default_factory=dict)  # {"imports": (module, ...), "env": (variable, ...)}
+    during: tuple = ()  # commands sampled once mid-run (the wait loop), beside the run's own processes
 
 
 _NVIDIA_QUERY = ("index", "name", "driver_version", "utilization.gpu", "memory.used", "memory.total",
                  "temperature.gpu", "power.draw", "clocks.sm", "clocks.mem", "clocks_throttle_reasons.active")
 _EITHER = (WORKLOAD, HOST)
 
-# Everything but the shell running ps, its ancestors (ssh, docker exec, the Ansible module) and
-# its children: the first line is the shell's own pid.
-_PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,etimes=,comm="
+# The CPU sample (output key ``ps``, as the lifetime ``ps`` it replaced): this shell's pid, the clock
+# tick and page size, then two readings of every process's /proc/<pid>/stat one second apart, each
+# after the uptime (devices.parse_cpu_sample): CPU over that second, not ps's lifetime average.
+CPU_SAMPLE = ('echo "me=$$ hz=$(getconf CLK_TCK) page=$(getconf PAGESIZE)"; '
+              'for i in 1 2; do echo "uptime $(cut -d " " -f 1 /proc/uptime)"; '
+              'cat /proc/[0-9]*/stat 2>/dev/null; [ "$i" = 2 ] || sleep 1; done')
 
 PLATFORMS = {
     "npu": Platform(
@@ -81,7 +86,7 @@ PLATFORMS = {
         )),
     "reference": Platform(
         name="reference", device_env=None, idle_mem_mb=None, main="ps", assemble="assemble_reference",
-        commands=(Command("ps", ("sh", "-c", _PS), "parse_ps"),)),
+        commands=(Command("ps", ("sh", "-c", CPU_SAMPLE), "parse_cpu_sample"),), during=("ps",)),
 }
 NAMES = tuple(PLATFORMS)
 

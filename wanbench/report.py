@@ -102,7 +102,7 @@ def machine(run, health=None):
            "ignore_names": (health or {}).get("ignore_names", ())}
     captured = run.get("devices") or {}
     lines = []
-    for phase in ("before", "after"):
+    for phase in ("before", "during", "after"):
         snap = captured.get(phase)
         if not snap:
             continue
