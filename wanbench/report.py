@@ -109,7 +109,7 @@ def machine(run, health=None):
         devs = snap.get("devices") or []
         clocks = [d["clocks"]["sm_mhz"] for d in devs if isinstance(d.get("clocks"), dict)
                   and d["clocks"].get("sm_mhz") is not None]
-        parts = [f"{len(devs)} device(s)" if snap.get("platform") != "reference" else
+        parts = [f"{len(devs)} device(s)" if snap.get("platform") in devices.DEVICE_PLATFORMS else
                  (devs[0]["name"] if devs else "cpu")]
         for label_, key, unit in (("util max", "util_pct", "%"), ("mem in use max", "mem_used_mb", "MB"),
                                   ("temp max", "temp_c", "C"), ("power max", "power_w", "W")):
