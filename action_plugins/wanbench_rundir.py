@@ -17,8 +17,9 @@ import time
 from ansible.plugins.action import ActionBase
 
 # Unpacks the tar stream on stdin into a new directory $1 (mkdir without -p on the last level:
-# an existing run directory is an error).
-UNPACK = 'mkdir -p "$(dirname "$1")" && mkdir "$1" && tar -x -C "$1"'
+# an existing run directory is an error). A failed unpack (a full disk) removes the directory: no
+# half-written run.sh or manifest.json is left for collect to bring into results/.
+UNPACK = 'mkdir -p "$(dirname "$1")" && mkdir "$1" && { tar -x -C "$1" || { rm -rf "$1"; exit 1; }; }'
 
 
 def tar_of(files, executable):

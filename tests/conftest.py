@@ -30,6 +30,37 @@ def fixtures():
     return FIXTURES
 
 
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real small file system (a 1 MiB tmpfs, mounted as root) and fill(leave): take all but about
+    ``leave`` bytes of it. Unmounted after the test."""
+    mnt = tmp_path / "small_fs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"a small tmpfs needs root (mount): {done.stderr.strip()}")
+
+    def fill(leave=0):
+        fd = os.open(mnt / ".filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while True:
+                st = os.statvfs(mnt)
+                free = st.f_bavail * st.f_frsize - leave
+                if free <= 0:
+                    return
+                os.write(fd, b"\0" * min(free, 1 << 16))
+        except OSError:  # full
+            return
+        finally:
+            os.close(fd)
+
+    try:
+        yield mnt, fill
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """In CI (CI=true) a skipped test is a failure: a skip would hide a missing fixture, tool or service

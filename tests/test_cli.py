@@ -1,9 +1,11 @@
 """The wanbench command, run as a real process."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +190,63 @@ def test_write_records_writes_whole_files_below_the_folder_only(tmp_path):
     done = subprocess.run([sys.executable, "-m", "wanbench", "write-records", "--under", str(tmp_path)],
                           input="not json", capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("wanbench: write-records: stdin is not JSON")
+
+
+@pytest.mark.parametrize("command", [["parse", "SAMPLE"], ["index", "RESULTS"], ["history", "RESULTS"]])
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(tmp_path, samples, command):
+    # `wanbench history | head`: a real pipe whose reading end is closed before the command writes
+    (tmp_path / "results").mkdir()
+    argv = [{"SAMPLE": str(samples / "run_sample_baseline.log"), "RESULTS": str(tmp_path / "results")}.get(a, a)
+            for a in command]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "wanbench", *argv], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.stderr == ""  # no traceback, no "Exception ignored"
+    assert done.returncode == 141  # as a shell reports a command killed by SIGPIPE
+
+
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+
+
+# Each case: (argv, the path the user gave that the one error line must name).
+def _bad_index(tmp):
+    (tmp / "index.sqlite").mkdir()
+    return ["index", tmp], tmp / "index.sqlite"
+
+
+def _bad_ack(text):
+    def make(tmp):
+        (tmp / "acks.yml").write_text(text)
+        return ["history", tmp, "--ack", tmp / "acks.yml"], tmp / "acks.yml"
+    return make
+
+
+def _bad_dest(tmp):
+    (tmp / "run" / "exit_code").mkdir(parents=True)
+    return ["write-records", "--under", tmp], tmp / "run" / "exit_code"
+
+
+def _bad_out(tmp):
+    (tmp / "out" / "report.md").mkdir(parents=True)
+    return ["report", SAMPLES / "run_sample_baseline.log", "--out", tmp / "out"], tmp / "out" / "report.md"
+
+
+@pytest.mark.parametrize("case", [_bad_index, _bad_ack("- {host: '*', variant: '*', metric: '*', until: 2026-13-45,"
+                                                       " reason: r}\n"),
+                                  _bad_ack("- {host: [npu1], variant: '*', metric: '*', until: 2026-12-01,"
+                                           " reason: r}\n"), _bad_dest, _bad_out],
+                         ids=["index-a-folder", "ack-date", "ack-host-a-list", "record-dest-a-folder",
+                              "report-file-a-folder"])
+def test_a_bad_input_is_one_line_naming_the_file_given(tmp_path, capsys, monkeypatch, case):
+    from wanbench import cli
+
+    argv, named = case(tmp_path)
+    records = json.dumps([{"dest": str(named), "content": "0\n"}])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(records))  # what write-records reads
+    assert cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"wanbench: {named}: "), err

@@ -333,3 +333,65 @@ def test_a_corrupt_index_reads_as_one_line(tmp_path):
     with pytest.raises(ValueError, match="not a readable wanbench index .*wanbench index --rebuild"):
         index.series(str(tmp_path), "h", "v", "request_total")
     assert index.build(tmp_path)["runs"] == 0  # a build replaces it
+
+
+def test_runs_whose_directories_are_gone_are_dropped_and_history_stops_counting_them(tmp_path):
+    from wanbench import history
+
+    stocked(tmp_path)
+    make_run(tmp_path, "npu1", "r3", ms=102000.0)  # a second judged run of npu1's baseline night
+    index.build(tmp_path)
+    shutil.rmtree(tmp_path / "npu1" / "r3")
+    shutil.rmtree(tmp_path / "npu1" / "r2")
+    args = parser().parse_args(["index", str(tmp_path)])
+    lines = args.func(args)[1].splitlines()
+    assert lines[:2] == [f"{tmp_path}/index.sqlite: updated, 0 run(s) added, 4 indexed",
+                         "2 run(s) dropped: directory gone (npu1/r2, npu1/r3)"]
+    assert sorted((r["host"], r["run_id"]) for r in index.runs(tmp_path)) == [("npu1", "r0"), ("npu1", "r1"),
+                                                                               ("npu2", "r1"), ("npu2", "r2")]
+    assert index.open_index(tmp_path).execute("SELECT COUNT(*) FROM metrics WHERE run_id = 'r3'").fetchone()[0] == 0
+    make_run(tmp_path, "npu1", "r4", ms=103000.0)
+    shutil.rmtree(tmp_path / "npu2" / "r1")
+    series = {(s["host"], s["metric"]): s for s in history.load(str(tmp_path), variant="baseline")}
+    assert series[("npu1", "request_total")]["nights"][0]["runs"] == ["r1"]  # history reads, the next build drops
+    hist = argparse.ArgumentParser().add_subparsers()
+    history.add_cli(hist)
+    args = hist.choices["history"].parse_args([str(tmp_path), "--metric", "request_total"])
+    text = args.func(args)[1]
+    assert "note: 1 run(s) dropped: directory gone (npu2/r1)" in text
+    assert [n["runs"] for s in history.load(str(tmp_path)) if s["host"] == "npu1" and s["variant"] == "baseline"
+            for n in s["nights"]] == [["r1", "r4"]] * 2
+    assert not any(s["host"] == "npu2" and s["variant"] == "baseline" for s in history.load(str(tmp_path)))
+
+
+def test_import_refuses_content_it_imported_before_under_another_name_unless_again(tmp_path, old_dir, fixtures):
+    results = tmp_path / "res"
+    results.mkdir()
+    first = importer.import_dir(old_dir, results, "baseline", host="npu1")["imported"]
+    copy = tmp_path / "copy"  # the same logs kept a second time under other names
+    copy.mkdir()
+    shutil.copyfile(old_dir / "run_march04.log", copy / "run_again.log")
+    shutil.copyfile(old_dir / "perf_march04.csv", copy / "perf_again.csv")
+    shutil.copyfile(old_dir / "run_oom.log", copy / "run_oom2.log")
+    shutil.copyfile(fixtures / "samples" / "run_sample_variant.log", copy / "run_new.log")
+    args = parser().parse_args(["import", str(copy), "--variant", "baseline", "--results", str(results),
+                                "--host", "npu1"])
+    text = args.func(args)[1]
+    assert text.splitlines()[0].startswith(f"{copy}: 1 run(s) imported, 0 already there")
+    assert f"  skipped again: already imported as {first[0]} (same content; --again imports it anyway)" in text
+    assert f"  skipped oom2: already imported as {first[1]} (same content; --again imports it anyway)" in text
+    s, = index.series(str(results), "npu1", "baseline", "request_total")
+    assert s["n"] == 2 and s["runs"] == [os.path.basename(first[0]), s["runs"][1]]  # march04 once, plus `new`
+    other = importer.import_dir(copy, results, "ffn_only", host="npu2")  # another variant or host: still the same run
+    assert len(other["imported"]) == 0 and len(other["skipped"]) == 3
+    again = importer.import_dir(copy, results, "baseline", host="npu1", again=True)
+    assert len(again["imported"]) == 2 and len(again["existing"]) == 1
+
+
+def test_import_on_a_full_disk_leaves_no_run_and_names_it(small_fs, old_dir):
+    mnt, fill = small_fs
+    fill()
+    with pytest.raises(OSError) as e:
+        importer.import_dir(old_dir, mnt, "baseline", host="npu1", again=True)
+    assert e.value.filename.startswith(f"{mnt}/npu1/20260304T091431Z-baseline-imported-"), e.value.filename
+    assert "No space left" in e.value.strerror and os.listdir(mnt / "npu1") == []

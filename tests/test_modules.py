@@ -621,6 +621,19 @@ def test_rundir_writes_files_on_the_host_and_never_reuses_a_directory(monkeypatc
     assert res["failed"] and res["msg"].startswith(f"cannot write {tmp_path}/runs/r1: mkdir:") and "File exists" in res["msg"]
 
 
+def test_rundir_on_a_full_disk_leaves_no_half_written_directory(monkeypatch, small_fs):
+    """A run root with too little space: the command fails naming the cause, and no run directory with
+    0-byte or cut run.sh / manifest.json is left for collect to bring into results/."""
+    mnt, fill = small_fs
+    fill(leave=4096)
+    args = {"path": str(mnt / "runs" / "r1"), "files": {"run.sh": "#!/bin/bash\n" + "# x\n" * 4000,
+                                                         "manifest.json": "{}\n"}, "executable": ["run.sh"]}
+    action, _ = make_rundir_action(monkeypatch, args)
+    res = action.run(task_vars={})
+    assert res["failed"] and res["msg"].startswith(f"cannot write {mnt}/runs/r1: tar:") and "No space left" in res["msg"]
+    assert os.listdir(mnt / "runs") == []
+
+
 def test_rundir_in_a_container_is_one_docker_exec_with_a_tar_stream(monkeypatch):
     import io
     import shlex

@@ -203,6 +203,10 @@ def test_the_scheduled_entry_refuses_bad_arguments_in_one_line(tmp_path, capsys)
     with pytest.raises(SystemExit):
         cli.main(["nightly", "-e", "novalue"])
     assert "expected KEY=VALUE or @FILE, got 'novalue'" in capsys.readouterr().err
+    (tmp_path / "extra.yml").write_text("until: 2026-13-45\n")
+    with pytest.raises(SystemExit):
+        cli.main(["nightly", "-e", f"@{tmp_path / 'extra.yml'}"])
+    assert f"{tmp_path / 'extra.yml'}: a value YAML cannot read (month must be in 1..12)" in capsys.readouterr().err
 
 
 def test_resolving_a_matrix_leaves_the_catalog_as_it_was():

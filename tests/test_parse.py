@@ -113,7 +113,8 @@ def test_crash_log_fails_with_the_traceback(samples):
     assert result["extra"]["tracebacks"] == ["RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
     assert result["extra"]["failure"] == {
         "cause": "oom", "rank": None, "exitcode": None, "signal": None, "source": "traceback",
-        "error": "RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"}
+        "error": "RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB", "code": None, "call": None,
+        "device": None, "size": "2.00 GiB", "where": None}
 
 
 # ------------------------------------------------------------------ generated logs
@@ -561,7 +562,7 @@ def test_detailed_mode_in_the_prompt_is_no_mode(tmp_path, log):
 
 @pytest.mark.parametrize("name, reason, failure", [
     ("run_rank_killed.log", "rank 2 killed by SIGKILL",
-     {"cause": "signal", "rank": 2, "exitcode": -9, "signal": "SIGKILL", "error": None,
+     {"cause": "killed", "rank": 2, "exitcode": -9, "signal": "SIGKILL", "error": None,
       "source": "torchrun root cause"}),
     ("run_rank_oom.log", "out of memory on rank 3: torch.OutOfMemoryError: NPU out of memory. Tried to allocate"
      " 3.16 GiB (NPU 3; 60.96 GiB total capacity; 57.80 GiB already allocated)",

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from wanbench.parse import METRICS, parse_run
-from wanbench.report import RAW_COLUMNS, build, fmt_pct, fmt_value, render, render_report, summary, write_report
+from wanbench.report import (RAW_COLUMNS, build, fmt_pct, fmt_value, render, render_report, summary, write,
+                             write_report)
 
 
 @pytest.fixture
@@ -209,3 +210,18 @@ def test_machine_state_environment_and_output_in_the_report(tmp_path, samples):
     (w8,) = [r for r in rows if r["variant"] == "fw_w8a8"]
     assert w8["output_flag"] == "output changed: PSNR 31.2 dB, SSIM 0.912" and w8["machine"].startswith("before: 4 device")
     assert json.loads(render(data, "json"))["groups"][0]["output"]["scores"][0]["psnr_db"] == 31.24
+
+
+def test_write_on_a_full_disk_writes_nothing_and_names_the_file(small_fs, runs):
+    """All or none: a disk that holds report.md and report.csv but not report.json keeps none of them."""
+    mnt, fill = small_fs
+    out = mnt / "report"
+    out.mkdir()
+    data = build([runs["variant"], runs["crash"]], [runs["baseline"]])
+    pages = [-(-len(render(data, fmt).encode()) // 4096) * 4096 for fmt in ("md", "csv", "json")]
+    assert pages[2] > 4096  # report.json needs more than the page left over
+    fill(leave=pages[0] + pages[1] + 4096)  # report.md and report.csv fit, report.json does not
+    with pytest.raises(OSError) as e:
+        write(data, out)
+    assert e.value.filename == str(out / "report.json") and "No space left" in e.value.strerror
+    assert os.listdir(out) == []

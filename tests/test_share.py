@@ -148,7 +148,34 @@ def test_html_escapes_names_commits_and_reasons_from_the_manifests(tmp_path):
     assert "&lt;b&gt;deadbeef&lt;/b&gt;" in text
     assert len(images(text)) == 1  # the plot survived the '$' (no mathtext)
     md = share.markdown(gpu_data(runs))
-    assert "| <script>alert(\"x\")</script> \\| $x_1$ & co | 3/3 |" in md  # the table keeps its columns
+    assert "| &lt;script>alert(\"x\")&lt;/script> \\| $x_1$ &amp; co | 3/3 |" in md  # the table keeps its columns
+
+
+UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+
+
+@pytest.mark.parametrize("render", [share.markdown, lambda data: report.render(data, "md")], ids=["share.md", "report.md"])
+def test_markdown_escapes_pipes_newlines_html_and_images_from_the_manifests(tmp_path, render):
+    name = 'a|b\n<script>alert(1)</script> ![x](http://evil.example/x.png)'
+    runs = []
+    for c in ("01-nofsdp", "06-nofsdp", "07-nofsdp"):
+        shutil.copytree(GPU / c, tmp_path / c)
+        manifest = json.loads((tmp_path / c / "manifest.json").read_text())
+        manifest.update(variant=name, host="vm\n| host |", repo={"sha": "<img src=x onerror=alert(1)>"})
+        (tmp_path / c / "manifest.json").write_text(json.dumps(manifest))
+        runs.append(tmp_path / c)
+    md = render(gpu_data(runs))
+    assert "<script" not in md and "<img" not in md and "![x](" not in md and "\n| host |" not in md
+    escaped = "a\\|b &lt;script>alert(1)&lt;/script> !\\[x\\](http://evil.example/x.png)"
+    assert escaped in md
+    tables = [[]]
+    for line in md.splitlines():  # each table: every row has the header's columns
+        if line.startswith("|"):
+            tables[-1].append(len(UNESCAPED_PIPE.findall(line)))
+        elif tables[-1]:
+            tables.append([])
+    assert [t for t in tables if t] and all(len(set(t)) == 1 for t in tables if t), tables
+    assert any(escaped in line and line.startswith("|") for line in md.splitlines())
 
 
 def test_write_is_atomic_and_writes_nothing_when_a_part_fails(tmp_path, monkeypatch):

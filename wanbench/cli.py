@@ -1,7 +1,8 @@
 """The ``wanbench`` command: parse, compare and report Wan2.1 benchmark runs.
 
 Exit codes: 0 done; 1 only with ``--check`` when a verdict is fail or
-invalid; 2 bad usage or an unreadable input (one line on stderr each).
+invalid; 2 bad usage or an unreadable input (one line on stderr each);
+141 the reader closed the pipe (as a shell reports SIGPIPE).
 """
 
 from __future__ import annotations
@@ -205,10 +206,29 @@ def _error(message):
         print(f"wanbench: {line}", file=sys.stderr)
 
 
+EXIT_PIPE = 128 + 13  # what a shell reports for a command killed by SIGPIPE
+
+
 def main(argv=None):
+    """Run one command; a reader that closed the pipe (``wanbench history | head``) ends it quietly."""
+    try:
+        try:
+            code = _main(argv)
+        finally:  # also after --help (SystemExit): a closed pipe shows here, not at the interpreter's exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # nothing more can reach the reader; point stdout at /dev/null so the exit's flush is silent
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+    return code
+
+
+def _main(argv):
     args = _parser().parse_args(argv)
     try:
         inputs, text, verdicts = (getattr(args, "func", None) or _COMMANDS[args.command])(args)
+    except BrokenPipeError:
+        raise
     except OSError as e:
         _error(f"{e.filename}: {e.strerror}" if e.filename else e)
         return 2

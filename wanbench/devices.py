@@ -39,15 +39,10 @@ Formats:
 * ``nvidia-smi --query-compute-apps=pid,process_name,used_memory
   --format=csv``: NVIDIA's documented CSV (header ``pid, process_name,
   used_gpu_memory [MiB]``).
-* ``npu-smi info``: the layout shown in public reports of Atlas 800T A2
-  (910B) and A3 (Ascend910, two chips per NPU) hosts, e.g. the issues
-  vllm-project/vllm-ascend#1130 and #2534 and 1Panel-dev/1Panel#9472
-  (two rows per chip: ``NPU Name | Health | Power(W) Temp(C)
-  Hugepages-Usage(page)`` and ``Chip [Phy-ID] | Bus-Id | AICore(%)
-  Memory-Usage(MB) HBM-Usage(MB)``; ``used/ total`` may lose its space;
-  power is ``-`` on an A3's second chip), then a process table
-  (``NPU Chip | Process id | Process name | Process memory(MB)
-  [| Process id in container]``) or ``No running processes found in NPU N``.
+* ``npu-smi info``: tested on real outputs from public sources (tests/fixtures/real/npu-smi/,
+  SOURCES.md): 910ProB, 910B1-B4, A3 (two chips per NPU), 310P3 / Duo, 310B4, Ascend 950 (the NPU
+  id in its own column), with and without a process table, and a driver error instead of a table
+  (``parse_npu_smi`` describes the layouts).
 """
 
 from __future__ import annotations
@@ -379,9 +374,9 @@ def _csv_rows(text, what):
     return header, rows, errors
 
 
-def _part(devices=None, processes=None, versions=None, host=None, errors=None):
+def _part(devices=None, processes=None, versions=None, host=None, errors=None, notes=None):
     return {"devices": devices, "processes": processes, "versions": versions or {}, "host": host or {},
-            "errors": errors or []}
+            "errors": errors or [], "notes": notes or []}
 
 
 def _device(index, name, **kw):
@@ -519,10 +514,19 @@ def _cells(line):
 
 
 def parse_npu_smi(text):
-    """``npu-smi info`` -> part with one device per chip, its processes and the driver version."""
+    """``npu-smi info`` -> part with one device per chip, its processes and the driver version.
+
+    Layouts (tests/fixtures/real/npu-smi/ holds a public sample of each): two rows per chip, ``N Name |
+    Health | Power Temp Hugepages`` then ``Chip [Phy-ID|Device] | Bus-Id | AICore Memory-Usage
+    [HBM-Usage]`` (910A/910B/310B/310P; an A3 or a 310P Duo lists two chips per NPU); the Ascend 950
+    (A5) layout with the NPU id in a column of its own (``| NPU ID | Name |``, no chip id); ``-`` and
+    ``NA`` are None.  The process table is optional: some versions (npu-smi 1.8.x, 310B) print none,
+    which is a note (processes unknown, ``None``), not an error; a table that starts and stops early
+    is an error.  Output without a device table raises with npu-smi's own text as the reason (e.g.
+    ``dcmi module initialize failed. ret is -8005``); text around a table is kept as notes."""
     lines = text.replace("\r", "").split("\n")
-    versions, errors, devices = {}, [], []
-    processes, proc_header, closed, body = None, False, False, False
+    versions, errors, notes, devices, messages = {}, [], [], [], []
+    processes, proc_header, closed, body, split_id = None, False, False, False, False
     pending = None  # first row of a chip's two-row entry
     for n, line in enumerate(lines, 1):
         s = line.strip()
@@ -530,6 +534,11 @@ def parse_npu_smi(text):
         if m:
             versions["npu_smi"], versions["driver"] = m.group(1), m.group(2)
             continue
+        if s[:1] in ("+", "|") and s[-1:] != s[:1] or s == "|":  # a border or row that stops midway
+            errors.append(f"npu-smi info: output cut off at line {n}: {s[:80]!r}")
+            if proc_header:
+                closed = False
+            break
         if s.startswith("+"):
             if proc_header and body:  # a border after a process row (not the one under the header)
                 closed = True
@@ -537,7 +546,7 @@ def parse_npu_smi(text):
         cells = _cells(s)
         if cells is None:
             if s:
-                errors.append(f"npu-smi info: line {n} is not a table row: {s[:80]!r}")
+                messages.append(s)
             continue
         if "Process id" in s:
             proc_header, processes = True, []
@@ -545,12 +554,12 @@ def parse_npu_smi(text):
                 errors.append("npu-smi info: a chip's second row is missing")
                 pending = None
             continue
-        if cells[0].startswith(("NPU ", "Chip")):  # column headers
+        if "Bus-Id" in cells or "Health" in cells:  # column headers
+            split_id = split_id or cells[0] == "NPU ID"  # Ascend 950: the NPU id has a column of its own
             continue
         if proc_header:
             closed, body = False, True
-            m = re.match(r"No running processes found(?: in NPU (\d+))?", cells[0])
-            if m:
+            if re.match(r"No running processes found", cells[0]):
                 continue
             if len(cells) < 4:
                 errors.append(f"npu-smi info: process row {n} cut off")
@@ -564,6 +573,8 @@ def parse_npu_smi(text):
                 continue
             processes.append({"npu": npu, "chip": chip, "pid": pid, "name": cells[2] or None, "mem_mb": mem})
             continue
+        if split_id and len(cells) >= 4:
+            cells = [f"{cells[0]} {cells[1]}".strip(), *cells[2:]]
         if len(cells) < 3:
             errors.append(f"npu-smi info: row {n} cut off")
             pending = None
@@ -579,7 +590,7 @@ def parse_npu_smi(text):
         pending = None
         ids = cells[0].split()
         try:
-            chip = int(ids[0])
+            chip = int(ids[0]) if ids else 0
             phy = int(ids[1]) if len(ids) > 1 else None
             power_temp = first.split()
             power, temp = _value(power_temp[0]), _value(power_temp[1])
@@ -591,29 +602,33 @@ def parse_npu_smi(text):
         except (_Bad, IndexError, ValueError) as exc:
             errors.append(f"npu-smi info: unreadable chip rows ending at line {n}: {exc}")
             continue
-        # Memory-Usage then HBM-Usage; a card without HBM may print one usage pair only
+        # Memory-Usage then HBM-Usage; a card without HBM (310B, 310P) prints one usage pair only
         (mem_used, mem_total), (hbm_used, hbm_total) = usages[0], (usages + [("0", "0")])[1]
         use_hbm = float(hbm_total) > 0
-        devices.append(_device(phy if phy is not None else npu, name, npu=npu, chip=chip, bus_id=cells[1],
+        devices.append(_device(phy if phy is not None else npu, name, npu=npu, chip=chip,
+                               bus_id=None if cells[1].lower() in _MISSING else cells[1],
                                util_pct=aicore, mem_used_mb=float(hbm_used if use_hbm else mem_used),
                                mem_total_mb=float(hbm_total if use_hbm else mem_total), temp_c=temp,
                                power_w=power, health=health))
     if pending is not None:
         errors.append("npu-smi info: output cut off inside a chip's rows")
-    if not devices and "driver" not in versions:
+    if not devices and not errors and messages:  # no table at all: npu-smi's own words are the reason
+        raise _Bad("npu-smi info: " + "; ".join(messages[:3])[:300])
+    if not devices and "driver" not in versions and not errors:
         raise _Bad("npu-smi info: no device table")
     if not devices:
         errors.append("npu-smi info: no device rows")
-    if processes is None:
-        errors.append("npu-smi info: no process table (output cut off?)")
-    elif not closed:
+    notes += [f"npu-smi info: {m[:200]}" for m in messages[:5]]
+    if processes is None and not errors:
+        notes.append("npu-smi info: this npu-smi prints no process table; processes on the NPUs unknown")
+    elif processes is not None and not closed:
         errors.append("npu-smi info: process table cut off")
         processes = None
     if processes is not None:
         by_chip = {(d["npu"], d["chip"]): d["index"] for d in devices}
         processes = [{"device": by_chip.get((p["npu"], p["chip"]), p["npu"]), "pid": p["pid"], "name": p["name"],
                       "mem_mb": p["mem_mb"]} for p in processes]
-    return _part(devices=devices, processes=processes, versions=versions, errors=errors)
+    return _part(devices=devices, processes=processes, versions=versions, errors=errors, notes=notes)
 
 
 def parse_key_values(text, sep="="):
@@ -814,7 +829,7 @@ def _text_of(result):
         if result.get("skipped"):
             return None, "skipped"
         if rc not in (0, None) or result.get("failed") and rc is None:
-            why = (result.get("stderr") or result.get("msg") or "").strip().splitlines()
+            why = (result.get("stderr") or result.get("stdout") or result.get("msg") or "").strip().splitlines()
             return None, f"exit status {rc}" + (f": {why[-1][:160]}" if why else "")
         out = result.get("stdout", "")
         return (out if isinstance(out, str) else str(out)), ""
@@ -827,7 +842,7 @@ def snapshot(platform, outputs, container=None, python="python3"):
     if not container and isinstance(outputs, dict) and outputs.get("image") is not None:
         container = "CONTAINER"  # the image command ran: parse its output too
     plan = capture_plan(platform, container, python) if platform in PLATFORMS else []
-    snap = {"platform": platform, "status": "ok", "errors": [], "devices": [], "processes": None,
+    snap = {"platform": platform, "status": "ok", "errors": [], "notes": [], "devices": [], "processes": None,
             "host": {"loadavg": None, "ncpu": None, "governor": None}, "versions": {}}
     if not plan:
         snap.update(status="unreadable", errors=[f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})"])
@@ -854,6 +869,7 @@ def snapshot(platform, outputs, container=None, python="python3"):
             if name in parsers:
                 parts[name] = parsers[name](text)
                 errors.extend(parts[name]["errors"])
+                snap["notes"].extend(parts[name]["notes"])
             elif name == "python":
                 kv = parse_key_values(text)
                 versions.update({k: kv[k] for k in ("python", "torch", "torch_npu", "torch_cuda", "numpy") if k in kv})
@@ -988,6 +1004,8 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
       ``idle_mem_mb`` MB: default per platform, ``IDLE_MEM_MB``) or held by another process
       (reference platform: a process using ``busy_cpu_pct`` % CPU or more); a device snapshot
       that could not be read;
+    * before or after: a device snapshot that is incomplete with its process list unknown (e.g. an
+      npu-smi process table cut off; a tool version that prints no process table is not incomplete);
     * before or after: clocks throttled (``throttling`` reasons; gpu_idle is not one), health not OK;
     * after: another process on a device (it ran during the run);
     * the environment differs from ``control_env`` (the control run's snapshot or versions).
@@ -1003,6 +1021,9 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
         if snap is None or _unknown(snap):
             continue
         platform = snap.get("platform")
+        if snap.get("status") == "incomplete" and snap.get("processes") is None and platform in DEVICE_PLATFORMS:
+            reasons.append(f"device state {when} the run incomplete, processes unknown: "
+                           + "; ".join(snap.get("errors") or []))
         mem_limit = IDLE_MEM_MB.get(platform) if idle_mem_mb is None else idle_mem_mb
         for d in snap.get("devices") or []:
             dev = f"device {d.get('index')}"

@@ -219,6 +219,8 @@ def load_acks(path):
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ValueError(f"{path}: not YAML or JSON{where}") from None
+    except ValueError as e:  # a YAML value that is no value, e.g. the date 2026-13-45
+        raise ValueError(f"{path}: a value YAML cannot read ({e})") from None
     if isinstance(data, dict) and "acks" in data:
         data = data["acks"]
     if data is None:
@@ -233,6 +235,9 @@ def load_acks(path):
         missing = [k for k in ("host", "variant", "metric", "until", "reason") if not entry.get(k)]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
+        not_text = [k for k in ("host", "variant", "metric", "reason") if not isinstance(entry[k], (str, int, float))]
+        if not_text:
+            raise ValueError(f"{where}: {', '.join(not_text)}: expected text, got a list or mapping")
         if entry["metric"] != "*" and entry["metric"] not in METRICS:
             raise ValueError(f"{where}: metric {entry['metric']!r}: expected one of {', '.join(METRICS)} or '*'")
         until = entry["until"]
@@ -294,7 +299,8 @@ def _handler(args):
     acks = load_acks(args.ack) if args.ack else []
     note = []
     try:
-        index.build(args.results_dir)
+        built = index.build(args.results_dir)
+        note = [f"note: {index.dropped_line(built)}"] * bool(built["dropped"])
     except PermissionError as e:  # a read-only results folder: read the index as it is
         if not os.path.isfile(os.path.join(args.results_dir, index.INDEX_NAME)):
             raise
@@ -308,7 +314,7 @@ def _handler(args):
     if args.json:
         return [], json.dumps({"series": all_series, "alarms": found}, indent=2), verdicts
     if not all_series:
-        return [], f"{args.results_dir}: no judged runs for that selection", verdicts
+        return [], "\n\n".join([f"{args.results_dir}: no judged runs for that selection", *note]), verdicts
     blocks = []
     for s in all_series:
         verdict = judge(s["nights"], s["metric"], **opts)

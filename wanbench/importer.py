@@ -19,7 +19,9 @@ inferred (0 when the parsed run is ``ok``, else 1) and the manifest says so
 (``exit_code_source``).
 
 Importing is idempotent: the run id ends in a digest of the files' content,
-so importing the same folder twice adds nothing.  Each run directory is
+so importing the same folder twice adds nothing; a log or profile file whose
+content was imported before under any name is refused (unless ``again``), so
+the same run never counts twice in a night.  Each run directory is
 written under a dot name and renamed into place, so the index never sees a
 half-written import.
 """
@@ -151,14 +153,19 @@ def _finish(manifest, tmp):
         fh.write(f"{code}\n")
 
 
-def import_dir(src, results_dir, variant, host="imported", sha=None, started_at=None):
+def import_dir(src, results_dir, variant, host="imported", sha=None, started_at=None, again=False):
     """Import the old-style run files of folder ``src`` as runs of ``variant`` on ``host``.
 
     ``sha``: the commit the runs were made at, when known; ``started_at``: a
-    UTC datetime for files without a time stamp.  Returns {"imported": [run
-    dirs], "existing": [run dirs already there], "skipped": [(file or NAME,
-    why)]}.  Raises ValueError for a bad folder, variant or host.
+    UTC datetime for files without a time stamp.  A NAME whose log or profile
+    file has the content of one imported before (any name, variant or host;
+    :func:`wanbench.index.imported_files`) is skipped unless ``again``.
+    Returns {"imported": [run dirs], "existing": [run dirs already there],
+    "skipped": [(file or NAME, why)]}.  Raises ValueError for a bad folder,
+    variant or host.
     """
+    from . import index
+
     src, results_dir = os.fspath(src), os.fspath(results_dir)
     _safe("variant", variant)
     _safe("host", host)
@@ -169,6 +176,7 @@ def import_dir(src, results_dir, variant, host="imported", sha=None, started_at=
     if started_at is not None and started_at.tzinfo is None:
         started_at = started_at.replace(tzinfo=timezone.utc)
     groups, skipped = _groups(src)
+    seen = {} if again else index.imported_files(results_dir)  # {sha256: run dir}
     base = os.path.join(results_dir, host)
     os.makedirs(base, exist_ok=True)
     imported, existing = [], []
@@ -188,6 +196,11 @@ def import_dir(src, results_dir, variant, host="imported", sha=None, started_at=
         if os.path.exists(final):
             existing.append(final)
             continue
+        digests = [f["sha256"] for t, f in sorted(manifest["import"]["files"].items()) if t != "time.txt"]
+        same = next((seen[d] for d in digests if d in seen), None)
+        if same:
+            skipped.append((name, f"already imported as {same} (same content; --again imports it anyway)"))
+            continue
         tmp = tempfile.mkdtemp(prefix=f".import-{run_id}.", dir=base)
         try:
             for kind, path in files.items():
@@ -195,13 +208,15 @@ def import_dir(src, results_dir, variant, host="imported", sha=None, started_at=
             _finish(manifest, tmp)
             os.chmod(tmp, _mode(0o777))  # mkdtemp makes it 0700
             os.rename(tmp, final)
-        except OSError:
+        except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if os.path.isdir(final):  # imported by someone else meanwhile
                 existing.append(final)
                 continue
-            raise
+            raise OSError(e.errno, e.strerror, final) from None  # the run meant, not its dot name
         imported.append(final)
+        if not again:
+            seen.update(dict.fromkeys(digests, final))
     return {"imported": imported, "existing": existing, "skipped": skipped}
 
 
@@ -219,7 +234,7 @@ def _handler(args):
     from . import index
 
     out = import_dir(args.dir, args.results, args.variant, host=args.host, sha=args.sha,
-                     started_at=_started(args.started_at) if args.started_at else None)
+                     started_at=_started(args.started_at) if args.started_at else None, again=args.again)
     done = index.update(args.results, out["imported"] + out["existing"])
     runs = [parse_run(d) for d in out["imported"]]
     lines = [f"{args.dir}: {len(out['imported'])} run(s) imported, {len(out['existing'])} already there;"
@@ -238,5 +253,7 @@ def add_cli(subparsers):
     p.add_argument("--host", default="imported", metavar="H", help="host the runs ran on (default: imported)")
     p.add_argument("--sha", metavar="SHA", help="commit the runs were made at, when known")
     p.add_argument("--started-at", metavar="TIME", help="UTC start for files without a time stamp")
+    p.add_argument("--again", action="store_true",
+                   help="import a log or profile file even when one of the same content was imported before")
     p.set_defaults(func=_handler)
     return p

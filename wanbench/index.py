@@ -19,7 +19,8 @@ folder and moved over the old one with ``os.replace``; a lock file
 indexed only once it is complete: ``exit_code`` present, ``manifest.json``
 readable with ``ended_at``, no in-progress marker (``.partial``,
 ``.in-progress``, ``.collecting``, a ``*.tmp`` left by the run script) and no
-``<run_id>.tar.gz`` beside it (the collect role is still unpacking).  The
+``<run_id>.tar.gz`` beside it (the collect role is still unpacking).  An
+update drops the runs whose directory is gone (deleted or moved away).  The
 content does not depend on the order runs were added: :func:`dump` of an index
 built in one go equals that of one built run by run.
 """
@@ -183,7 +184,10 @@ def _locked(results_dir):
 def _index_path(results_dir):
     if not os.path.isdir(results_dir):
         raise ValueError(f"{results_dir}: not a folder")
-    return os.path.join(results_dir, INDEX_NAME)
+    path = os.path.join(results_dir, INDEX_NAME)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path}: not a file (the index is one file; move this away)")
+    return path
 
 
 def _write(results_dir, fill, start_from=None):
@@ -205,7 +209,7 @@ def _write(results_dir, fill, start_from=None):
             result = fill(db)
             db.commit()
         except sqlite3.Error as e:
-            raise ValueError(f"{tmp}: cannot write the index ({e})") from None
+            raise ValueError(f"{path}: cannot write the index ({e})") from None
         finally:
             db.close()
         mask = os.umask(0)
@@ -242,6 +246,15 @@ def _add(db, dirs, results_dir):
         known.add(key)
         added.append(d)
     return {"added": added, "skipped": skipped}
+
+
+def _drop_gone(db, results_dir):
+    """Remove the indexed runs whose directory is gone (deleted, moved away); their paths, sorted."""
+    gone = [(h, r) for h, r in db.execute("SELECT host, run_id FROM runs ORDER BY host, run_id")
+            if not os.path.isdir(os.path.join(results_dir, h, r))]
+    for table in ("runs", "metrics"):
+        db.executemany(f"DELETE FROM {table} WHERE host = ? AND run_id = ?", gone)
+    return [os.path.join(results_dir, h, r) for h, r in gone]
 
 
 def _usable(path):
@@ -286,7 +299,8 @@ def update(results_dir, dirs=None):
             out = _write(results_dir, lambda db: _add(db, run_dirs(results_dir), results_dir))
         else:
             todo = run_dirs(results_dir) if dirs is None else list(dirs)
-            out = _write(results_dir, lambda db: _add(db, todo, results_dir), start_from=path)
+            out = _write(results_dir, lambda db: {"dropped": _drop_gone(db, results_dir),
+                                                  **_add(db, todo, results_dir)}, start_from=path)
     return _summary(results_dir, out)
 
 
@@ -301,7 +315,7 @@ def _summary(results_dir, out):
     with contextlib.closing(open_index(results_dir)) as db:
         total = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     return {"path": os.path.join(results_dir, INDEX_NAME), "added": out["added"],
-            "skipped": out["skipped"], "runs": total}
+            "dropped": out.get("dropped", []), "skipped": out["skipped"], "runs": total}
 
 
 # ---------------------------------------------------------------- reading
@@ -418,14 +432,36 @@ def runs(db, host=None, night=None):
         return [dict(zip(cols, r)) for r in conn.execute(sql, params)]
 
 
+def imported_files(results_dir, names=("run.log", "perf.csv")):
+    """{SHA-256 of a file: its run directory} of the imported runs' ``names`` files (the index updated first)."""
+    build(results_dir)
+    found = {}
+    with _connection(results_dir) as conn:
+        for host, run_id, manifest in conn.execute(
+                "SELECT host, run_id, manifest FROM runs WHERE imported = 1 ORDER BY started_at, host, run_id"):
+            files = (json.loads(manifest).get("import") or {}).get("files") or {}
+            for name in names:
+                digest = (files.get(name) or {}).get("sha256")
+                if isinstance(digest, str):
+                    found.setdefault(digest, os.path.join(results_dir, host, run_id))
+    return found
+
+
 # ---------------------------------------------------------------- CLI
 
 def _handler(args):
     out = (rebuild if args.rebuild else build)(args.results_dir)
     verb = "rebuilt" if args.rebuild else "updated"
     lines = [f"{out['path']}: {verb}, {len(out['added'])} run(s) added, {out['runs']} indexed"]
+    lines += [dropped_line(out)] * bool(out["dropped"])
     lines += [f"  skipped {d}: {why}" for d, why in out["skipped"]]
     return [], "\n".join(lines), []
+
+
+def dropped_line(out):
+    """The note on indexed runs whose directories are gone, from an update's result."""
+    return (f"{len(out['dropped'])} run(s) dropped: directory gone ("
+            + ", ".join(os.path.relpath(d, os.path.dirname(out["path"])) for d in out["dropped"]) + ")")
 
 
 def add_cli(subparsers):

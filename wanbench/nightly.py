@@ -177,6 +177,8 @@ def _extra(text):
             raise argparse.ArgumentTypeError(f"{text[1:]}: {e.strerror}") from None
         except yaml.YAMLError:
             raise argparse.ArgumentTypeError(f"{text[1:]}: not YAML or JSON") from None
+        except ValueError as e:  # a YAML value that is no value, e.g. the date 2026-13-45
+            raise argparse.ArgumentTypeError(f"{text[1:]}: a value YAML cannot read ({e})") from None
         if not isinstance(data, dict):
             raise argparse.ArgumentTypeError(f"{text[1:]}: expected a mapping of extra vars")
         return data

@@ -172,17 +172,26 @@ _LOG_INFO = {  # log message prefix -> key in extra (kept as text, never read fo
 # Groups: profile run, marker, rest of the marker line.
 _LOGGED = rb"\[[^\]\n]{1,40}\] [A-Z]+: "
 _PROFILE_TAG = _LOGGED + rb"\[[TI]2V (?:Stage|Attn|Block)Profile\] "
-# Groups: profile run, marker, rest of the marker line, a traceback's rank
-# prefix ("rank1"), torchrun's root-cause header, the exit code and local rank
-# of the first child torchrun's agent saw fail ("E0304 ... api.py:869] failed
-# (exitcode: -9) local_rank: 2 (pid: 3196) of binary: ...").
+# Groups: profile run, marker, rest of the marker line; a traceback header (its rank prefix
+# "rank1", maybe behind a tqdm bar that ate its newline: "...122.42s/it]Traceback"); torchrun's
+# root-cause header; the exit code and local rank of the first child torchrun's agent saw fail (the
+# "E0304 ... [site-packages/]torch/distributed/elastic/multiprocessing/api.py:869] failed (exitcode:
+# -9) local_rank: 2" and the older "ERROR:torch.distributed.elastic.multiprocessing.api:failed ..."
+# forms); a failure line read even when no traceback follows (its rank prefix, its text): a C++
+# exception's "what():", a c10d "[E ...] [Rank N] ..." line (watchdog), an Ascend error code line
+# ("EI0006: ...", "EJ0001: ..."), torch_npu's "[ERROR] ... (PID:1, Device:0, RankID:0) ERR00100 ..."
+# line, MindSpore's "[CRITICAL] ..." line, or an exception line at the start of a line.
+_RANK_TAG = rb"(?:\[([^\]\s]{1,20})\]: ?)?"
 _LOG_LINE = re.compile(
     rb"\n(?:(" + _PROFILE_TAG + rb"[^\n]*(?:\n+" + _PROFILE_TAG + rb"[^\n]*)*)"
     rb"|" + _LOGGED + rb"(Generating video used time|Finished\.|" + b"|".join(_LOG_INFO) + rb")([^\n]*)"
-    rb"|(?:\[([^\]\s]{1,20})\]: ?)?Traceback \(most recent call last\)[^\n]*"
+    rb"|(?:\[([^\]\s]{1,20})\]: ?| *\d{1,3}%\|[^\n]{0,300}?\])?Traceback \(most recent call last\)[^\n]*"
     rb"|(Root Cause \(first observed failure\):)"
-    rb"|E\d{4} [\d:.]+ +\d+ torch/distributed/elastic/multiprocessing/api\.py:\d+\] failed \(exitcode: (-?\d+)\)"
-    rb" local_rank: (\d+))")
+    rb"|(?:E\d{4} [\d:.]+ +\d+ (?:\S*/)?torch/distributed/elastic/multiprocessing/api\.py:\d+\] "
+    rb"|ERROR:torch\.distributed\.elastic\.multiprocessing\.api:)failed \(exitcode: (-?\d+)\) local_rank: (\d+)"
+    rb"|" + _RANK_TAG + rb"(  what\(\): [^\n]*|\[[EF][^\]\n]{0,80}\] \[(?:PG [^\]\n]{1,40} )?Rank \d+\] [^\n]*"
+    rb"|E[A-Z]\d{4}: [^\n]*|\[ERROR\] [\d-]+:[\d:]+ \(PID:[^\n]*|\[CRITICAL\] [^\n]*"
+    rb"|(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): [^\n]*))")
 _PROFILE_LINE = re.compile(_PROFILE_TAG + rb"(.*)")
 _HEADER = re.compile(rb"\[([TI])2V (?:Stage|Attn|Block)Profile\] (====[^\n]*)")
 _RANK_PREFIX = re.compile(rb"\[[^\]\s]{1,20}\]: ?")
@@ -191,9 +200,24 @@ _RANK_NAME = re.compile(rb"rank(\d+)$")
 # "  rank      : 2 (local_rank: 2)", "  exitcode  : -9 (pid: 3196)", "  traceback : ..." lines.
 _ROOT_FIELD = re.compile(rb"  (\w+)\s*: ?(.*)")
 _ROOT_INT = re.compile(r"(-?\d+)")
+# What a failure's lines say (read in this order; the first that matches names the cause).
 _OOM = re.compile(r"out of memory|OutOfMemory", re.I)
-_TIMEOUT = re.compile(r"timed out|timeout|time out", re.I)
+_STARTUP = re.compile(r"\b(?:ImportError|ModuleNotFoundError)\b|cannot open shared object file|set_env\.sh")
+# a timeout said in words ("times out", "timed out", a watchdog), never a call named ...Timeout(...)
+_TIMEOUT = re.compile(r"Watchdog caught collective operation timeout|\b(?:times|timed|timing) out\b"
+                      r"|(?<![A-Za-z])time ?out(?![A-Za-z(])|\bE[IJ]00(?:02|06)\b", re.I)
+_ACL = re.compile(r"(?:NPU|ACL|HCCL|OPS) function error: (.+?), error code is (\d{6})\b")
+_CUDA = re.compile(r"CUDA error: ([^.\n]*)")
+_ASCEND_CODE = re.compile(r"\b(E[IJ](?!9999)\d{4})\b")
+_COMM = re.compile(r"\bHCC[LP]\b|\bNCCL\b.*\b(?:error|failed)\b|\b[Cc]ommunicat\w* (?:error|failed)", re.I)
+_OOM_SIZE = re.compile(r"Tried to allocate ([\d.]+ ?[KMGT]i?B)")
+_OOM_DEVICE = re.compile(r"\((?:NPU|GPU) (\d+);|(?:NPU|GPU) (\d+) has a total")
 _GOT_SIGNAL = re.compile(r"got signal: (\d+)")
+_PTA_RANK = re.compile(r"\(PID:\d+, Device:-?\d+, RankID:(\d+)\)")
+_RANK_OF = re.compile(r"\[(?:PG [^\]]{1,40} )?Rank (\d+)\]")
+_FRAME = re.compile(rb'\s*File "([^"]+)", line (\d+)')
+# what comes before a failure's own words: a C++ exception's "what():", a c10d log prefix, MindSpore's
+_LEAD_NOISE = re.compile(r"^(?:what\(\):\s*|\[[EF][^\]]{0,80}\] |\[CRITICAL\] .*?Error Message:\s*)")
 # a field of argparse's Namespace repr in the job-args line (quoted strings may hold ", x=")
 _NS_ITEM = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,()]*)(?:, |\)$)""")
 DETAILED = ("detailed profile mode (--profile_mode detailed): generate ran twice and gen_time covers both"
@@ -421,23 +445,57 @@ class _Report:
         self.pending, self.size = [], 0
 
 
-def _keep_error(errors, prefix, line):
-    """Note a traceback's error line with its rank ("[rank1]: " prefix), if any."""
-    m = _RANK_NAME.match(prefix or b"")
-    if len(errors) < _KEEP:
-        errors.append((int(m.group(1)) if m else None, _text(line).strip()))
+class _Events:
+    """The failure lines of a log, in order, grouped: a traceback's error line, a C++ exception's
+    ``what():``, a c10d ``[E ...] [Rank N]`` line (watchdog) or an exception line opens a group; the
+    lines that only explain it (Ascend codes ``EI0006: ...``, torch_npu's ``[ERROR] ... RankID:N``
+    line) join the open group.  Kept: the first ``_KEEP`` lines."""
+
+    def __init__(self):
+        self.items = []   # {"rank", "text", "group", "where"}
+        self.group = 0
+
+    def add(self, prefix, line, lead, where=None):
+        text = _LEAD_NOISE.sub("", _text(line).strip(), count=1)
+        m = _RANK_NAME.match(prefix or b"")
+        rank = int(m.group(1)) if m else None
+        if rank is None and (m := _RANK_OF.search(text)):
+            rank = int(m.group(1))
+        if lead or not self.group:
+            self.group += 1
+        elif m := _PTA_RANK.search(text):  # torch_npu names the rank of the error it explains
+            for e in self.items:
+                if e["group"] == self.group and e["rank"] is None:
+                    e["rank"] = int(m.group(1))
+            rank = int(m.group(1)) if rank is None else rank
+        if len(self.items) < _KEEP:
+            self.items.append({"rank": rank, "text": text, "group": self.group, "where": where})
+
+    def first(self, rank=None, any_rank=True):
+        """The lines of the first group: of ``rank`` when given (any rank's when ``any_rank`` and that rank
+        has none)."""
+        leads = self.items if rank is None else [e for e in self.items if e["rank"] == rank] or (
+            self.items if any_rank else [])
+        if not leads:
+            return []
+        group = leads[0]["group"]
+        return [e for e in self.items if e["group"] == group]
 
 
 def _exception_line(buf, pos, end):
-    """The first line after a traceback header that is not a frame; None if buf ends first."""
+    """(error line, its offset in buf, 'file:line' of the last frame) of the traceback whose header ends
+    at pos; (None, None, frame) if buf ends first."""
+    where = None
     while pos < end:
         nl = buf.index(b"\n", pos)
-        line, pos = buf[pos:nl], nl + 1
+        line, start, pos = buf[pos:nl], pos, nl + 1
         m = _RANK_PREFIX.match(line)
         line = line[m.end():] if m else line
-        if line and line[0] not in b" \t[" and not (line[:1] in b"IWEF" and line[1:5].isdigit()):
-            return line
-    return None
+        if f := _FRAME.match(line):
+            where = f"{_text(f.group(1))}:{_text(f.group(2))}"
+        elif line and line[0] not in b" \t[" and not (line[:1] in b"IWEF" and line[1:5].isdigit()):
+            return line, start, where
+    return None, None, where
 
 
 def _root_cause(buf, pos, end, root):
@@ -474,12 +532,45 @@ def _signal_name(number):
         return f"signal {number}"
 
 
-def _failure(root, first_error, tracebacks, source):
-    """What made the run fail: torchrun's root cause wins over any other rank's traceback.
+def _classify(lines):
+    """(cause, the line that says so, details) of one failure's lines (see ``_failure``)."""
+    texts = [e["text"] for e in lines]
+    for t in texts:
+        if _OOM.search(t):
+            size, dev = _OOM_SIZE.search(t), _OOM_DEVICE.search(t)
+            return "oom", t, {"size": size and size.group(1), "device": dev and int(dev.group(1) or dev.group(2))}
+    for t in texts:
+        if _STARTUP.search(t):
+            return "startup", t, {}
+    for t in texts:
+        if _TIMEOUT.search(t):
+            code = _ASCEND_CODE.search(t)
+            return "timeout", t, {"code": code and code.group(1)}
+    for t in texts:
+        if m := _ACL.search(t):
+            return "device", t, {"code": m.group(2), "call": m.group(1)}
+        if m := _CUDA.search(t):
+            return "device", t, {"code": "CUDA", "call": None}
+    for t in texts:
+        if m := _ASCEND_CODE.search(t):
+            return "comm", t, {"code": m.group(1)}
+    for t in texts:
+        if _COMM.search(t):
+            return "comm", t, {}
+    return "error", texts[0] if texts else None, {}
 
-    ``root``: torchrun's fields (rank, exitcode) of the failed child, or
-    empty; ``first_error`` maps a rank to the error line of its first
-    traceback; ``source`` says where ``root`` comes from.
+
+def _failure(root, events, source):
+    """What made the run fail: the first observed failure.
+
+    ``root``: torchrun's fields (rank, exitcode) of the failed child (its root-cause report, or its
+    agent's line for a child killed by a signal), or empty; ``events``: the log's failure lines
+    (``_Events``); ``source`` says where ``root`` comes from.  The root's rank gives the lines (its
+    first group; when no line names a rank, the first group); without a root, the first group.
+    Cause, in this order: ``oom``, ``startup`` (import / CANN environment), ``timeout`` (a watchdog,
+    "times out", "timed out", EI0002/EI0006), ``device`` (an ACL error code and its call, a CUDA
+    error), ``comm`` (an HCCL/HCCP code such as EJ0001, or HCCL/NCCL named), ``killed`` (a signal),
+    ``error`` (anything else).
     """
     rank = exitcode = sig = None
     if root:
@@ -487,32 +578,51 @@ def _failure(root, first_error, tracebacks, source):
         rank = int(m.group(1)) if m else None
         m = _ROOT_INT.match(root.get("exitcode", ""))
         exitcode = int(m.group(1)) if m else None
-        error = first_error.get(rank)
+        named = any(e["rank"] is not None for e in events.items)
+        lines = events.first(rank, any_rank=not named)
         if exitcode is not None and exitcode < 0:
             sig = _signal_name(-exitcode)
-        elif error is None and list(first_error) == [None]:  # no traceback names its rank: the first one
-            error = first_error[None]
+            lines = [e for e in lines if e["rank"] == rank]  # a killed rank leaves no lines of its own
     else:
-        source, (rank, error) = "traceback", tracebacks[0]
+        source, lines = "traceback", events.first()
+        rank = lines[0]["rank"] if lines else None
+        ranks = [e["rank"] for e in lines if e["rank"] is not None]
+        rank = rank if rank is not None else (ranks[0] if ranks else None)
+    cause, error, more = _classify(lines)
     if error and (m := _GOT_SIGNAL.search(error)):
         sig = sig or _signal_name(int(m.group(1)))
-    cause = "oom" if error and _OOM.search(error) else "timeout" if error and _TIMEOUT.search(error) \
-        else "signal" if sig else "error"
-    return {"cause": cause, "rank": rank, "exitcode": exitcode, "signal": sig, "error": error, "source": source}
+    if cause == "error" and sig:
+        cause = "killed"
+    where = next((e["where"] for e in lines if e["where"]), None) if cause == "error" else None
+    return {"cause": cause, "rank": rank, "exitcode": exitcode, "signal": sig, "error": error, "source": source,
+            "code": more.get("code"), "call": more.get("call"), "device": more.get("device"),
+            "size": more.get("size"), "where": where}
 
 
 def _failure_reason(failure):
     """One line naming the root of a failure (see ``_failure``)."""
-    rank, error, sig = failure["rank"], failure["error"], failure["signal"]
+    rank, error, sig, cause = failure["rank"], failure["error"], failure["signal"], failure["cause"]
     on = f" on rank {rank}" if rank is not None else ""
-    if failure["cause"] in ("oom", "timeout"):
-        what = "out of memory" if failure["cause"] == "oom" else "timeout"
-        return f"{what}{on}" + (f", killed by {sig}" if sig else "") + f": {error}"
+    killed = f", killed by {sig}" if sig else ""
+    if cause == "oom":  # the line names the device and the size (also in failure["device"], ["size"])
+        return f"out of memory{on}{killed}: {error}"
+    if cause == "timeout":
+        return f"timeout{on}" + (f" ({failure['code']})" if failure["code"] else "") + killed + f": {error}"
+    if cause == "device":
+        what = "CUDA error" if failure["code"] == "CUDA" else f"error code {failure['code']}" + (
+            f" in {failure['call']}" if failure["call"] else "")
+        return f"device error{on} ({what}){killed}: {error}"
+    if cause == "comm":
+        return f"communication error{on}" + (f" ({failure['code']})" if failure["code"] else "") + killed + \
+            f": {error}"
+    if cause == "startup":
+        return f"start-up failure{on}{killed}: {error}"
     who = f"rank {rank} " if rank is not None else ""
-    if failure["cause"] == "signal":
+    if cause == "killed":
         return f"{who}killed by {sig}" + (f": {error}" if error else "")
     if error:
-        return (f"rank {rank}: " if rank is not None else "") + error
+        return (f"rank {rank}: " if rank is not None else "") + error + \
+            (f" (at {failure['where']})" if failure["where"] else "")
     if failure["exitcode"] is None:
         return f"{who}failed (torchrun root cause)"
     return f"{who}failed with exit code {failure['exitcode']}"
@@ -521,24 +631,34 @@ def _failure_reason(failure):
 def _parse_log(path, f, jitter_factor):
     report = _Report()
     info = {"reports": 0, "tracebacks": []}
-    errors = []       # (rank or None, error line) of every traceback, first 200
+    events = _Events()  # the failure lines, grouped (tracebacks' error lines among them)
     root = {}         # torchrun's root-cause fields
     agent = None      # the first child torchrun's agent saw killed by a signal: the root if its report is missing
     gen_time = None
     finished = report_open = in_root = False
     in_tb = None      # the rank prefix of a traceback whose error line is in the next block
     for buf, end in _chunks(f):
+        skip = -1        # the offset of a traceback's error line already read (not read twice)
         if in_tb is not None:  # a traceback header ended the previous block
-            line = _exception_line(buf, 0, end)
+            line, at, where = _exception_line(buf, 0, end)
             if line:
                 _keep(info["tracebacks"], line)
-                _keep_error(errors, in_tb, line)
+                events.add(in_tb, line, True, where)
+                skip = at - 1
             in_tb = None if line else in_tb
         if in_root:
             in_root = not _root_cause(buf, 0, end, root)
         for m in _LOG_LINE.finditer(buf, 0, end):
-            run, marker, rest, prefix, root_header, agent_exit, agent_rank = m.groups()
-            if run:
+            run, marker, rest, prefix, root_header, agent_exit, agent_rank, tag, alert = m.groups()
+            if alert:
+                explains = alert[:1] == b"E" and alert[6:8] == b": " or alert.startswith(b"[ERROR]")
+                if m.start() == skip or alert.startswith(b"[CRITICAL]") and b"Error Message:" not in alert:
+                    continue
+                # an exception line outside a traceback counts when it names a known failure (out of
+                # memory, an import, a device or communication error, a timeout), not any "XError: ..."
+                if explains or alert[:1] in b"[ " or _classify([{"text": _text(alert)}])[0] != "error":
+                    events.add(tag, alert, not explains)
+            elif run:
                 report_open, start = True, 0
                 for h in _HEADER.finditer(run):
                     sec = _section(h.group(2))
@@ -564,10 +684,11 @@ def _parse_log(path, f, jitter_factor):
                 if agent_exit.startswith(b"-") and agent is None:  # a signal: that rank left no traceback
                     agent = {"rank": _text(agent_rank), "exitcode": _text(agent_exit)}
             else:
-                line = _exception_line(buf, m.end(), end)
+                line, at, where = _exception_line(buf, m.end() + 1, end)
                 if line:
                     _keep(info["tracebacks"], line)
-                    _keep_error(errors, prefix, line)
+                    events.add(prefix, line, True, where)
+                    skip = at - 1
                 in_tb = (prefix or b"") if line is None else None
     report.flush()
     x = report.x
@@ -585,9 +706,8 @@ def _parse_log(path, f, jitter_factor):
             warnings.append(DETAILED)
     if not ({"rank", "exitcode"} & root.keys()):  # cut off before it named anything
         root = {}
-    if (errors or root or agent) and not finished:
-        failure = _failure(root or agent, dict(reversed(errors)), errors, "torchrun root cause" if root else
-                           "torchrun agent")
+    if (events.items or root or agent) and not finished:
+        failure = _failure(root or agent, events, "torchrun root cause" if root else "torchrun agent")
         info["failure"] = failure
         status, reason = "failed", _failure_reason(failure)
     elif cut:

@@ -6,11 +6,13 @@ manifest is its own group), judges each group against all the baseline runs
 turns that into markdown, CSV or JSON, ``summary`` into one line per
 candidate, and ``write`` writes all of them atomically.  Numbers keep full
 precision in CSV and JSON; markdown rounds them as the workload prints them,
-and percent changes to two signed decimals.
+and percent changes to two signed decimals.  Every text from the runs in
+markdown goes through :func:`md_text` (pipes, newlines, HTML, links).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -231,10 +233,20 @@ def _order(runs):
             "adaptive": {"blocks": blocks, "budget": s.get("repeats")} if s.get("adaptive") else None}
 
 
+_MD_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]",
+                             "&": "&amp;", "<": "&lt;", "\r": " ", "\n": " "})  # no tag opens without <
+
+
+def md_text(text):
+    """Text from the runs, inert in a markdown table cell or list item: one line; no cell break (``|``),
+    code span, link or image (``[``, ``]``); HTML shown as text, as report.html shows it."""
+    return "" if text is None else str(text).translate(_MD_ESCAPES)
+
+
 def _md_table(rows, left=("variant", "log_file", "status", "verdict", "role", "excluded", "metric")):
     import pandas as pd  # only where tables are built
 
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([{md_text(k): md_text(v) for k, v in r.items()} for r in rows])
     return df.to_markdown(index=False, disable_numparse=True,
                           colalign=["left" if c in left else "right" for c in df])
 
@@ -282,15 +294,16 @@ def summary(data):
 
 def _markdown(data):
     h, groups, rows = data["header"], data["groups"], data["rows"]
-    lines = ["# wanbench report", "", f"- commit: {h['commit']}", f"- host: {h['host']}", f"- date: {h['date']}"]
+    lines = ["# wanbench report", "", f"- commit: {md_text(h['commit'])}", f"- host: {md_text(h['host'])}",
+             f"- date: {md_text(h['date'])}"]
     if h["baseline"] is not None:
         noise = h["noise"]
-        lines.append(f"- baseline: {h['baseline']} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
+        lines.append(f"- baseline: {md_text(h['baseline'])} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
                      f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total, with one run a"
-                     f" side the known noise: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
+                     f" side the known noise: {'CV %.2f %% (%s)' % (noise['cv_pct'], md_text(noise['source'])) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
-        lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
+        lines.append(f"- order: play {md_text(o['play'])}, seed {md_text(o['seed'])}: {md_text(', '.join(o['runs']))}")
         if o.get("adaptive"):
             a = o["adaptive"]
             settled = all(g["verdict"] != "inconclusive" or g["equivalent"] for g in groups)
@@ -304,7 +317,7 @@ def _markdown(data):
                   "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": verdict_text(g),
                   "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
                   else str(g["runs_needed"] or "n/a")} for g in groups]
-        lines += ["", "## Verdicts", "", _md_table(table), "", *summary(data).splitlines()]
+        lines += ["", "## Verdicts", "", _md_table(table), "", *map(md_text, summary(data).splitlines())]
         stat_rows = []
         for role, g in [("baseline", groups[0])] + [("candidate", g) for g in groups]:
             for m in METRICS:
@@ -332,12 +345,12 @@ def _markdown(data):
     if notes:
         lines += ["", "## Verdicts and notes", ""]
         for name, items in notes:
-            lines += [f"- {name}", *[f"  - {n}" for n in items]]
+            lines += [f"- {md_text(name)}", *[f"  - {md_text(n)}" for n in items]]
     diag = [r for r in rows if r["diagnostics"]]
     if diag:
         lines += ["", "## Diagnostics (never part of a verdict)"]
         for r in diag:
-            lines += ["", f"### {r['variant']}: {r['log_file']}", "", *r["diagnostics"]]
+            lines += ["", f"### {md_text(r['variant'])}: {md_text(r['log_file'])}", "", *r["diagnostics"]]
     return "\n".join(lines) + "\n"
 
 
@@ -348,18 +361,18 @@ def _machine_md(groups, rows):
     if captured:
         lines += ["", "## Machine state (before and after each run)", ""]
         for r in captured:
-            lines.append(f"- {r['variant']} ({r['role']}{', warm-up' if r['excluded'].startswith('warm-up') else ''})")
-            lines += [f"  - {m}" for m in r["machine"]]
+            lines.append(f"- {md_text(r['variant'])} ({r['role']}{', warm-up' if r['excluded'].startswith('warm-up') else ''})")
+            lines += [f"  - {md_text(m)}" for m in r["machine"]]
     diffs = [(g["variant"], g.get("env_diff") or []) for g in groups]
     if any(d for _, d in diffs):
         lines += ["", "## Environment differences from the control", ""]
         for name, items in diffs:
             if items:
-                lines += [f"- {name}", *[f"  - {d}" for d in items]]
+                lines += [f"- {md_text(name)}", *[f"  - {md_text(d)}" for d in items]]
     scored = [r for r in rows if r.get("output")]
     if scored:
         lines += ["", "## Output vs the control (same --base_seed)", ""]
-        lines += [f"- {r['variant']}: {r['output']}" for r in scored]
+        lines += [f"- {md_text(r['variant'])}: {md_text(r['output'])}" for r in scored]
     return lines
 
 
@@ -396,26 +409,44 @@ def render(data, fmt="md"):
 
 def write_atomic(path, text):
     """Write text to path whole: a temporary file beside it, renamed over it (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+    write_all({path: text})
+
+
+def write_all(texts):
+    """Write each ``{path: text}`` whole, all or none: every text goes to a temporary file beside its
+    path first, and only then is each renamed into place, so a full disk fails before any file is
+    replaced and leaves no temporary file.  An error names the path meant, never the temporary."""
+    temps = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        for path, text in texts.items():
+            try:
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.")
+                temps.append((tmp, path))
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.chmod(tmp, 0o644)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, path) from None
+        while temps:
+            tmp, path = temps[0]
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, path) from None
+            temps.pop(0)
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def write(data, outdir):
-    """Write report.md, report.csv, report.json and summary.txt into outdir, each atomically; {name: path}."""
+    """Write report.md, report.csv, report.json and summary.txt into outdir, all or none; {name: path}."""
     os.makedirs(outdir, exist_ok=True)
     texts = {f"report.{fmt}": _RENDER[fmt](data) for fmt in FORMATS}
     texts["summary.txt"] = summary(data)
-    paths = {}
-    for name, text in texts.items():  # every text is built before the first file is written
-        paths[name] = os.path.join(outdir, name)
-        write_atomic(paths[name], text)
+    paths = {name: os.path.join(outdir, name) for name in texts}  # every text is built before any is written
+    write_all({paths[name]: text for name, text in texts.items()})
     return paths
 
 

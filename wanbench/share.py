@@ -146,8 +146,7 @@ def alarm_text(a):
 
 # ---------------------------------------------------------------- markdown share report
 
-def _md_cell(text):
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+_md_cell = report.md_text  # pipes, newlines, HTML, links and images: inert
 
 
 def markdown(data, alarms=None):
@@ -405,7 +404,7 @@ def html(data, series=None, alarms=None, title="wanbench report"):
 
 
 def write(data, outdir, series=None, alarms=None):
-    """Write share.md and report.html into outdir, each atomically (both built first); {name: path}."""
+    """Write share.md and report.html into outdir, all or none (both built first); {name: path}."""
     from . import history
 
     if series is not None and alarms is None:
@@ -413,10 +412,8 @@ def write(data, outdir, series=None, alarms=None):
     texts = {"share.md": markdown(data, alarms if series is not None else None),
              "report.html": html(data, series, alarms)}
     os.makedirs(outdir, exist_ok=True)
-    paths = {}
-    for name, text in texts.items():
-        paths[name] = os.path.join(outdir, name)
-        report.write_atomic(paths[name], text)
+    paths = {name: os.path.join(outdir, name) for name in texts}
+    report.write_all({paths[name]: text for name, text in texts.items()})
     return paths
 
 

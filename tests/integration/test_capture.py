@@ -191,12 +191,14 @@ def test_a_busy_host_makes_the_verdict_invalid_not_pass_or_fail(spinner, playboo
 
 # ------------------------------------------------------------------ capture where the tools are (npu, test host)
 # The test host has no NPU and its container no npu-smi. Stand-ins, each removed after the module:
-# - npu-smi "on the host": a script that prints a recorded npu-smi output (tests/fixtures/devices), in a
-#   temporary folder of this machine that only the play's wanbench_host_tools_path puts on PATH;
+# - npu-smi "on the host": a script that prints a real npu-smi output (tests/fixtures/real/npu-smi, its
+#   source in its header: 8x 910ProB, idle), in a temporary folder of this machine that only the play's
+#   wanbench_host_tools_path puts on PATH;
 # - the CANN environment in the container's login shell: ASCEND_OPP_PATH / ASCEND_AICPU_PATH set and a
 #   stand-in torch_npu package on PYTHONPATH (/etc/profile.d/ of the container, read by its login shell).
 # The workload is the zero-work fake (tests/testhost/fake_torchrun): the capture is the point.
-NPU_FIXTURE = REPO / "tests" / "fixtures" / "devices" / "npu-smi-info-910b-idle.txt"
+NPU_FIXTURE = REPO / "tests" / "fixtures" / "real" / "npu-smi" / "910prob-24.1.0-idle.txt"
+NPU_OUTPUT = "".join(line for line in NPU_FIXTURE.read_text().splitlines(True) if not line.startswith("# "))
 CANN_DIR = "/opt/wanbench-cann-standin"
 CANN_PROFILE = "/etc/profile.d/wanbench-cann-standin.sh"
 
@@ -206,7 +208,8 @@ def npu_stand_ins(testhost, tmp_path_factory):
     from .conftest import FakeWorkload
 
     tools = tmp_path_factory.mktemp("host-tools")
-    (tools / "npu-smi").write_text(f"#!/bin/sh\n# stand-in npu-smi: a recorded output\ncat {shlex.quote(str(NPU_FIXTURE))}\n")
+    (tools / "npu-smi").write_text(f"#!/bin/sh\n# stand-in npu-smi: a real output, its source header left out\n"
+                                   f"grep -v '^# ' {shlex.quote(str(NPU_FIXTURE))}\n")
     (tools / "npu-smi").chmod(0o755)
     profile = (f"export ASCEND_OPP_PATH={CANN_DIR} ASCEND_AICPU_PATH={CANN_DIR}\n"
                f"export PYTHONPATH={CANN_DIR}/py${{PYTHONPATH:+:$PYTHONPATH}}\n")
@@ -238,10 +241,10 @@ def test_npu_smi_absent_in_the_container_runs_on_the_host_and_says_so(npu_stand_
         for phase in ("before", "after"):
             folder = run_dir / "health" / phase
             assert (folder / "npu_smi.where").read_text() == "host\n" and (folder / "npu_smi.rc").read_text() == "0\n"
-            assert (folder / "npu_smi.out").read_text() == NPU_FIXTURE.read_text()
+            assert (folder / "npu_smi.out").read_text() == NPU_OUTPUT
             assert (folder / "kernel.out").is_file() and not (folder / "kernel.where").exists()  # in the container
         snap = parse_run(run_dir)["devices"]["before"]
-        assert snap["where"] == {"npu_smi": "host"} and snap["status"] == "ok" and len(snap["devices"]) == 4
+        assert snap["where"] == {"npu_smi": "host"} and snap["status"] == "ok" and len(snap["devices"]) == 8
     out, data = _report(result)
     (group,) = data["groups"]
     assert not group["health"], group["health"]
