@@ -8,6 +8,8 @@ e.g. ``docker exec NAME``) into an archive on the host; an archive up to inline_
 comes back base64 in that command's output and is removed from the host, a larger one is
 fetched once and removed by a second command. The archive is unpacked with tarfile's "data"
 filter (no absolute paths, links out of the tree or devices), into <dest>/<run_id>/.
+With host_capture (devices.host_capture_command), that command runs first: the device state after
+the run, read on the host where the container lacks the tool, into the run's health/after/.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ class ActionModule(ActionBase):
             if "/" in leave_out or leave_out in (".", ".."):
                 result.update(failed=True, msg=f"leave_out must be a file name in the run directory, got {leave_out!r}")
                 return result
+            host_capture = str(args.get("host_capture") or "")
+            if host_capture:  # the device state after the run, read on the host (the container lacks the tool)
+                captured = self._low_level_execute_command(host_capture)
+                if captured.get("rc"):
+                    result.setdefault("warnings", []).append(
+                        f"host capture after the run failed: {(captured.get('stderr') or '').strip()[:300]}")
             argv = stage_argv(run_dir, staged, args.get("inline_max", 8 << 20), args.get("exec") or [], leave_out)
             done = self._low_level_execute_command(shlex.join(argv))
             if done.get("rc") != 0:

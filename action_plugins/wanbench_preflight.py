@@ -9,6 +9,12 @@ PID is gone, or if it has not been seen for O(stale_after) seconds; when no run 
 run lock, the module is called again to take the lock over, with a warning. With
 O(results_dir) (the controller's results of this host), the run root is listed
 (wanbench_runs) and one warning names the runs this controller has not collected.
+
+The platform's record (``wanbench.platforms``) gives the module its capture commands and the
+environment the login shell must have; the module returns their raw output, and the device state is
+judged here with ``wanbench.devices`` (``preflight_judgement``): a busy device fails the task (the lock
+is released), a state that cannot be read anywhere is a warning; ``placed`` says where each capture
+command runs in this play (the container, else the host).
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from datetime import datetime, timezone
 
 from ansible.plugins.action import ActionBase
 
+from wanbench import devices, platforms
 from wanbench.rundirs import controller, leftover_warning, stale_reason, uncollected
+
+DEVICE_STATES = ("required", "optional")
 
 
 def new_play_id():
@@ -39,6 +48,19 @@ class ActionModule(ActionBase):
         stale_after = int(args.pop("stale_after", 900))
         results_dir = str(args.pop("results_dir", "") or "")
         here = controller()
+        checks = args.get("checks", True) not in (False, "false", "False", "no") and args.get("lock") != "release"
+        if checks:
+            try:
+                record = platforms.get(args.get("platform", "reference"))
+            except ValueError as exc:
+                result.update(failed=True, msg=f"wanbench_platform: {exc}")
+                return result
+            if args.get("device_state", "required") not in DEVICE_STATES:
+                result.update(failed=True, msg=f"device_state must be one of {', '.join(DEVICE_STATES)}, "
+                                               f"got {args.get('device_state')!r}")
+                return result
+            args["capture"] = devices.preflight_plan(record.name, args.get("container"))
+            args["environment"] = {k: list(v) for k, v in record.environment.items()}
         if args.get("lock", "check") in ("acquire", "check") and not args.get("holder"):
             # The worker's parent is the ansible-playbook process itself.
             args["holder"] = {"play_id": play_id, "variant": variant, "controller": here, "pid": os.getppid(),
@@ -57,6 +79,20 @@ class ActionModule(ActionBase):
                                    f"{old.get('variant') or '?'}, {old.get('controller', '?')}): {why}")
                         res.setdefault("warnings", []).append(warning)
                         res["stale_holder"] = old
+            if checks and "capture" in res:
+                judged = devices.preflight_judgement(
+                    args["platform"], res.pop("capture"), args.get("device_state", "required"),
+                    **{k: float(v) for k, v in (args.get("thresholds") or {}).items() if str(v) != ""})
+                res["placed"] = judged["placed"]
+                res.setdefault("warnings", []).extend(judged["warnings"])
+                if judged["problems"]:
+                    res["problems"] = res.get("problems", []) + judged["problems"]
+                    if res.get("lock_state") in ("acquired", "taken-over"):  # a host that is not ready stays free
+                        self._execute_module(module_name="wanbench_preflight", task_vars=task_vars, module_args={
+                            **{k: v for k, v in args.items() if k not in ("capture", "environment")},
+                            "lock": "release", "checks": False})
+                        res.update(lock_state="released", holder={}, changed=False)
+                    res.update(failed=True, msg="; ".join(res["problems"]))
             if results_dir and res.get("lock_state", "none") != "none" and args.get("lock", "check") in ("acquire", "check"):
                 # A run never silently stays behind: name the runs this controller has not collected.
                 listed = self._execute_module(module_name="wanbench_runs", task_vars=task_vars, module_args={

@@ -22,6 +22,8 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from wanbench import devices
+
 display = Display()
 
 ARGUMENT_SPEC = {
@@ -37,6 +39,7 @@ ARGUMENT_SPEC = {
     "label": {"type": "str", "default": ""},
     "reconnect_timeout": {"type": "float", "default": 300},
     "reconnect_sleep": {"type": "float", "default": 2},
+    "platform": {"type": "str", "default": ""},
 }
 
 EARLY_INTERVAL, EARLY_SECONDS = 0.25, 5
@@ -243,10 +246,21 @@ class ActionModule(ActionBase):
             self.call(kill_argv(params, res.pop("stop")))
         return res
 
+    def sample(self, params):
+        """The mid-run sample (devices.during_argv: the CPU of other processes on reference), once per run;
+        its output lands in the run's health/during/ and is judged at report time."""
+        argv = devices.during_argv(params["platform"], params["run_dir"]) if params["platform"] else []
+        if argv:
+            try:
+                self.call(where(params, argv))
+            except AnsibleConnectionFailure:  # lost with the connection: the run is judged without it
+                pass
+
     def wait(self, params):
         label = params["label"]
         rounds = reconnects = 0
         lost_since = None
+        sampled = False
         while True:
             try:
                 res = self.look(params)
@@ -273,5 +287,8 @@ class ActionModule(ActionBase):
             if res.get("failed"):
                 return {**res, "rounds": rounds, "reconnects": reconnects}
             display.display(f"{label}: {res.get('progress', '')}")
+            if not sampled and not res.get("done") and res.get("elapsed", 0) >= devices.DURING_AFTER_S:
+                sampled = True
+                self.sample(params)
             if res.get("done"):
                 return {**res, "rounds": rounds, "reconnects": reconnects, "changed": False}

@@ -8,6 +8,9 @@ description:
   - Returns the commands of C(wanbench.devices.capture_plan) that run where the workload runs, as
     C([{name, argv, optional}]); the run script writes each one's stdout, stderr and exit status
     into C(<run_dir>/health/<phase>/<name>.out|.err|.rc) (docs/health.md).
+  - C(placed) (preflight's C(placed): where each command runs in this play) leaves out the commands
+    that run on the host; C(wanbench_host_capture_command) gives the command line that runs those there
+    and writes their output (and C(<name>.where) = host) into the run's C(health/<phase>/).
   - Companion filters in this file: C(wanbench_host_capture_plan) and C(wanbench_host_capture_records)
     (the container's image, read on the host once per play, recorded in each run's health/host/),
     C(wanbench_output_pairs) (the play's control/candidate pairs
@@ -22,6 +25,10 @@ options:
     description: Python where the workload runs (its torch version is recorded).
     type: str
     default: python3
+  placed:
+    description: Where preflight found each command, C({name: workload | host}).
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -45,12 +52,21 @@ except ImportError as exc:  # not the repository's Python: Ansible skips this pl
     raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
 
-def wanbench_capture_plan(platform, python="python3"):
-    """The workload-side capture commands of a platform."""
+def wanbench_capture_plan(platform, python="python3", placed=None):
+    """The workload-side capture commands of a platform (less those preflight placed on the host)."""
     if platform not in _devices.PLATFORMS:
         raise AnsibleFilterError(f"wanbench_capture_plan: unknown platform {platform!r} "
                                  f"(known: {', '.join(_devices.PLATFORMS)})")
-    return _devices.workload_plan(str(platform), python=str(python or "python3"))
+    return _devices.workload_plan(str(platform), python=str(python or "python3"), placed=placed or {})
+
+
+def wanbench_host_capture_command(run_dir, phase, platform, placed=None, exec_prefix=(), host_path=""):
+    """The command line that captures, on the host, what preflight placed there ("" when nothing)."""
+    if platform not in _devices.PLATFORMS:
+        raise AnsibleFilterError(f"wanbench_host_capture_command: unknown platform {platform!r}")
+    if not isinstance(exec_prefix, (list, tuple)):
+        raise AnsibleFilterError("wanbench_host_capture_command: exec_prefix must be an argv prefix (a list)")
+    return _devices.host_capture_command(run_dir, str(phase), str(platform), placed or {}, exec_prefix, host_path)
 
 
 def wanbench_host_capture_plan(platform, container, python="python3", exec_prefix=()):
@@ -92,6 +108,7 @@ class FilterModule:
         return {
             "wanbench_capture_plan": wanbench_capture_plan,
             "wanbench_host_capture_plan": wanbench_host_capture_plan,
+            "wanbench_host_capture_command": wanbench_host_capture_command,
             "wanbench_host_capture_records": wanbench_host_capture_records,
             "wanbench_output_pairs": wanbench_output_pairs,
             "wanbench_output_records": wanbench_output_records,

@@ -43,6 +43,11 @@ options:
       (the generated output, scored on the host; "" fetches everything).
     type: str
     default: ""
+  host_capture:
+    description: A command line run on the host first (action plugin only; the device state after the run where
+      the container lacks the tool, C(wanbench_host_capture_command)); "" runs none.
+    type: str
+    default: ""
   dest:
     description: Controller directory the action plugin unpacks into (action plugin only).
     type: str

@@ -8,10 +8,14 @@ module: wanbench_preflight
 short_description: Check that a host can take wanbench runs now, and lock it for one play
 description:
   - One call checks the whole host and returns JSON; it fails with one message listing every
-    problem found. Checks: the container exists and runs (C(docker container inspect)), the
-    devices are idle (C(npu-smi info) or C(nvidia-smi); none on C(reference)), the tools are on
-    the login PATH where the repo lives, the repo and model directories exist, and the run
-    root's file system has O(min_free_gb) free.
+    problem found. Checks: the container exists and runs (C(docker container inspect)), the tools
+    are on the login PATH where the repo lives, the login shell there has the platform's
+    environment (O(environment)), the repo and model directories exist, and the run root's file
+    system has O(min_free_gb) free.
+  - "O(capture): each command runs where the repo lives first, else on the host (the first place of
+    its C(places) where it exits 0); its raw output is returned in RV(capture) with where it ran. The
+    module judges nothing there: the action plugin parses the output with C(wanbench.devices) on the
+    controller (devices idle, state readable)."
   - "The host lock: one play at a time per host. O(lock=acquire) creates C(<run_root>/.holder)
     atomically (noclobber) holding O(holder) as one JSON line; the run script refuses to start
     unless it names its play. A held lock fails the call naming the holder (play id, variant,
@@ -36,19 +40,34 @@ options:
     type: str
     default: ""
   platform:
-    description: C(npu) and C(cuda) check that the devices are idle; C(reference) has no devices.
+    description: The platform (C(wanbench.platforms)); the action plugin turns it into O(capture) and O(environment).
     type: str
-    choices: [npu, cuda, reference]
     default: reference
-  device_exec:
-    description: Argv prefix for C(npu-smi) / C(nvidia-smi) (empty = on the host).
+  capture:
+    description: Commands to run where they exist, C([{name, argv, places}]), C(places) in order (C(workload), C(host)); set by the action plugin.
     type: list
-    elements: str
+    elements: dict
     default: []
-  visible_devices:
-    description: Devices that must be idle, e.g. C(0,1,2,3).
+  host_path:
+    description: Directories put before PATH for the commands run on the host (C(wanbench_host_tools_path)).
     type: str
     default: ""
+  environment:
+    description: What the login shell where the repo lives must have, C({imports, env}); set by the action plugin.
+    type: dict
+    default: {}
+  python:
+    description: Python that must import O(environment)'s modules (the workload's).
+    type: str
+    default: python3
+  device_state:
+    description: C(required) or C(optional) (action plugin; a device state that cannot be read is then a warning).
+    type: str
+    default: required
+  thresholds:
+    description: Idle limits for the device judgement, C({idle_util_pct, idle_mem_mb}) (action plugin).
+    type: dict
+    default: {}
   tools:
     description: Programs the run needs, looked up on the login PATH where the repo lives.
     type: list
@@ -113,7 +132,6 @@ EXAMPLES = r"""
     exec: [docker, exec, mindie-wan2.1-xysheng]
     container: mindie-wan2.1-xysheng
     platform: npu
-    visible_devices: "0,1,2,3"
     tools: [torchrun, /usr/bin/time, flock, setsid, git, tar]
     repo_dir: /root/xysheng/Wan2.1
     run_root: /root/wanbench/runs
@@ -123,6 +141,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+capture:
+  description: Each O(capture) command's raw result, C({name: {where, rc, stdout, stderr}}); C(where) the place it
+    ran (C(workload) or C(host)), the first place's result when it failed everywhere.
+  type: dict
+  returned: when O(capture) is set and the container runs
+placed:
+  description: Where each O(capture) command runs in this play, C({name: workload | host}) (action plugin).
+  type: dict
+  returned: when O(capture) is set
 problems:
   description: Every problem found (empty when the host is ready).
   type: list
@@ -160,16 +187,24 @@ uncollected:
 """
 
 import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.wanbench_lines import PRINT_HOLDER, lock_holder, parse_lines
 
 # Runs where the repo lives, in a login shell (the container's PATH). Arguments, never text:
 # $1 run root, $2 lock mode, $3 holder line, $4 takeover play id, $5 repo dir, $6 model dir,
-# then the tools. Prints key=value lines.
+# then the tools (python:PY sets the Python of the import:MODULE checks; env:NAME must be set).
+# Prints key=value lines.
 WORKSPACE_SCRIPT = r"""
 root=$1 mode=$2 new=$3 takeover=$4 repo=$5 model=$6; shift 6
-for t in "$@"; do command -v "$t" >/dev/null 2>&1 || echo "missing=$t"; done
+py=python3
+for t in "$@"; do case $t in
+  python:*) py=${t#python:} ;;
+  env:*) v=${t#env:}; [ -n "$(printenv "$v")" ] || echo "noenv=$v" ;;
+  import:*) m=${t#import:}; e=$("$py" -c "import $m" 2>&1) || echo "noimport=$m: $(printf '%s' "$e" | tail -n 1)" ;;
+  *) command -v "$t" >/dev/null 2>&1 || echo "missing=$t" ;;
+esac; done
 for d in "$repo" "$model"; do [ -z "$d" ] || [ -d "$d" ] || echo "nodir=$d"; done
 d=$root; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
 echo "df=$(df -Pk "$d" | tail -n 1)"
@@ -198,9 +233,6 @@ esac
 exit 0
 """
 
-NPU_IDLE = "No running processes found in NPU {}"
-
-
 def describe_holder(holder):
     """One line naming a lock holder for people."""
     if not isinstance(holder, dict) or "unreadable" in holder:
@@ -223,24 +255,26 @@ def check_container(module, p, problems):
                         f"start it with `docker start {p['container']}`")
 
 
-def check_devices(module, p, problems):
-    devices = [d for d in p["visible_devices"].split(",") if d]
-    if p["platform"] == "npu":
-        rc, out, err = module.run_command(p["device_exec"] + ["npu-smi", "info"])
-        if rc != 0:
-            problems.append(f"npu-smi info failed: {err.strip() or out.strip()}")
-            return
-        busy = [d for d in devices if NPU_IDLE.format(d) not in out]
-        if busy:
-            problems.append(f"NPU {', '.join(busy)} busy or missing (npu-smi info lists processes on it)")
-    elif p["platform"] == "cuda":
-        rc, out, err = module.run_command(p["device_exec"] + [
-            "nvidia-smi", "--id=" + p["visible_devices"], "--query-compute-apps=pid,process_name,used_memory",
-            "--format=csv,noheader"])
-        if rc != 0:
-            problems.append(f"nvidia-smi failed: {err.strip() or out.strip()}")
-        elif out.strip():
-            problems.append(f"GPUs {p['visible_devices']} are busy: {out.strip().splitlines()}")
+def run_capture(module, p):
+    """Each capture command where it exists: {name: {where, rc, stdout, stderr}} (see RETURN)."""
+    env = {"PATH": p["host_path"] + ":" + os.environ.get("PATH", "")} if p["host_path"] else None
+    out = {}
+    for cmd in p["capture"]:
+        tried = []
+        for place in cmd.get("places") or ["workload"]:
+            # in the container: its login shell, as the run script has it; on the host: this connection
+            prefix = p["exec"] + ["bash", "-lc"] if place == "workload" and p["exec"] else ["sh", "-c"]
+            rc, stdout, stderr = module.run_command(prefix + ['exec "$@"', "wanbench-capture", *cmd["argv"]],
+                                                    environ_update=env if place == "host" else None)
+            tried.append({"where": place, "rc": rc, "stdout": stdout, "stderr": stderr})
+            if rc == 0:
+                break
+        got = tried[-1] if tried[-1]["rc"] == 0 else dict(tried[0])
+        if got["rc"] != 0:  # failed everywhere: each place's last line
+            got["stderr"] = "; ".join(f"{t['where']}: " + ((t["stderr"] or t["stdout"]).strip().splitlines() or
+                                                            [f"exit status {t['rc']}"])[-1] for t in tried)
+        out[cmd["name"]] = got
+    return out
 
 
 def main():
@@ -249,9 +283,13 @@ def main():
             exec=dict(type="list", elements="str", default=[]),
             docker=dict(type="str", default="docker"),
             container=dict(type="str", default=""),
-            platform=dict(type="str", choices=["npu", "cuda", "reference"], default="reference"),
-            device_exec=dict(type="list", elements="str", default=[]),
-            visible_devices=dict(type="str", default=""),
+            platform=dict(type="str", default="reference"),
+            capture=dict(type="list", elements="dict", default=[]),
+            host_path=dict(type="str", default=""),
+            environment=dict(type="dict", default={}),
+            python=dict(type="str", default="python3"),
+            device_state=dict(type="str", default="required"),
+            thresholds=dict(type="dict", default={}),
             tools=dict(type="list", elements="str", default=[]),
             repo_dir=dict(type="str", default=""),
             model_dir=dict(type="str", default=""),
@@ -279,23 +317,30 @@ def main():
         check_container(module, p, problems)
         if problems:  # nothing else can be looked at in a missing or stopped container
             module.fail_json(msg="; ".join(problems), problems=problems, lock_state="none", holder={})
-        check_devices(module, p, problems)
+        capture = run_capture(module, p)
     if mode == "acquire" and not p["holder"].get("play_id"):
         module.fail_json(msg="lock=acquire needs the play's holder record (with its play_id)")
     line = json.dumps(p["holder"], sort_keys=True) if p["holder"] else ""
+    needs = [f"python:{p['python']}", *(f"env:{v}" for v in p["environment"].get("env") or ()),
+             *(f"import:{m}" for m in p["environment"].get("imports") or ())]
     rc, out, err = module.run_command(p["exec"] + [
         "bash", "-lc", WORKSPACE_SCRIPT, "wanbench-preflight", p["run_root"], mode, line, p["takeover"],
-        *((p["repo_dir"], p["model_dir"], *p["tools"]) if checks else ("", ""))])
+        *((p["repo_dir"], p["model_dir"], *p["tools"], *needs) if checks else ("", ""))])
     if rc != 0:
         module.fail_json(msg=f"cannot check the run root {p['run_root']}: {err.strip() or out.strip()}", rc=rc,
                          problems=problems + [err.strip()], lock_state="none", holder={})
     got = parse_lines(out)
     res = {"problems": problems, "run_busy": got.get("run_busy", ["0"])[0] == "1", "lock_state": "none",
-           "holder": {}, "changed": False}
+           "holder": {}, "changed": False, **({"capture": capture} if checks else {})}
     if checks:
         missing = got.get("missing", [])
         if missing:
             problems.append("missing on the login PATH: " + ", ".join(missing))
+        lacks = [f"{v} not set" for v in got.get("noenv", [])] + \
+                [f"{p['python']} cannot import {m}" for m in got.get("noimport", [])]
+        if lacks:
+            problems.append(f"the login shell where the repo lives lacks the {p['platform']} environment: "
+                            + "; ".join(lacks))
         for d in got.get("nodir", []):
             problems.append(f"no directory {d}")
         fields = (got.get("df") or [""])[0].split()

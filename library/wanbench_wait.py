@@ -60,6 +60,11 @@ options:
       finds the host free; false leaves it running.
     type: bool
     default: true
+  platform:
+    description: The platform; its record's mid-run sample (the CPU of other processes on C(reference)) is taken
+      once, in the first round that finds the run alive and at least 3 s old, into C(<run_dir>/health/during/).
+    type: str
+    default: ""
   label:
     description: Name shown in the progress lines; empty means the run directory's name.
     type: str

@@ -4,6 +4,7 @@ check mode; the shell each action runs on the target is run for real against rea
 import importlib.util
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -525,12 +526,39 @@ def test_preflight_container_and_devices(monkeypatch, capsys, tmp_path):
                                                      "holder": HOLDER}, {"docker": (0, stopped, "")})
     assert rc == 1 and out["msg"] == "container c is not running (state exited); start it with `docker start c`"
     assert calls == [["docker", "container", "inspect", "c"]] and not (tmp_path / ".holder").exists()
-    npu = "No running processes found in NPU 0\nNo running processes found in NPU 1\n"
-    rc, out, calls = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "platform": "npu",
-                                                     "visible_devices": "0,1,2", "device_exec": ["ssh", "x"]},
-                               {"ssh": (0, npu, "")})
-    assert rc == 1 and out["problems"] == ["NPU 2 busy or missing (npu-smi info lists processes on it)"]
-    assert calls[0] == ["ssh", "x", "npu-smi", "info"]
+
+
+NPU_IDLE = REPO / "tests" / "fixtures" / "devices" / "npu-smi-info-910b-idle.txt"
+
+
+def test_preflight_runs_a_capture_command_where_it_exists_and_says_where(monkeypatch, capsys, tmp_path):
+    """npu-smi absent where the repo lives (a login shell whose PATH lacks it) but present on the host:
+    a stand-in npu-smi (printing a fixture) in a folder that only host_path puts on PATH."""
+    tools = tmp_path / "host-tools"
+    tools.mkdir()
+    (tools / "npu-smi").write_text(f"#!/bin/sh\ncat {shlex.quote(str(NPU_IDLE))}\n")
+    (tools / "npu-smi").chmod(0o755)
+    capture = [{"name": "npu_smi", "argv": ["npu-smi", "info"], "places": ["workload", "host"]}]
+    where_repo = ["env", "PATH=/usr/bin:/bin"]  # stands for docker exec: the login PATH there has no npu-smi
+    rc, out, calls = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "exec": where_repo,
+                                                     "capture": capture, "host_path": str(tools)})
+    assert rc == 0, out
+    got = out["capture"]["npu_smi"]
+    assert got["where"] == "host" and got["rc"] == 0 and got["stdout"] == NPU_IDLE.read_text()
+    assert calls[0][:4] == where_repo + ["bash", "-lc"] and calls[1][:2] == ["sh", "-c"]
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "exec": where_repo, "capture": capture})
+    got = out["capture"]["npu_smi"]  # nowhere: the first place's result, each place's last line
+    assert rc == 0 and got["where"] == "workload" and got["rc"] == 127
+    assert re.fullmatch(r"workload: .*npu-smi.*not found; host: .*npu-smi.*not found", got["stderr"]), got["stderr"]
+
+
+def test_preflight_names_the_missing_piece_of_the_platform_environment(monkeypatch, capsys, tmp_path):
+    env = {"imports": ["json", "torch_npu_absent"], "env": ["WANBENCH_TEST_UNSET_VAR", "HOME"]}
+    rc, out, _ = preflight(monkeypatch, capsys, {"run_root": str(tmp_path), "platform": "npu", "environment": env})
+    assert rc == 1
+    assert out["problems"] == ["the login shell where the repo lives lacks the npu environment: WANBENCH_TEST_UNSET_VAR "
+                               "not set; python3 cannot import torch_npu_absent: ModuleNotFoundError: No module named "
+                               "'torch_npu_absent'"], out["problems"]
 
 
 def test_preflight_check_mode_never_takes_the_lock(monkeypatch, capsys, tmp_path):

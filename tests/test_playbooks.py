@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,52 +132,67 @@ def test_validation_errors_are_clear(extra, needle):
     assert "PLAY [Validate the catalog and the inventory]" in res.stdout
 
 
-# ------------------------------------------------------------------ device checks (fake npu-smi / nvidia-smi)
-NPU_SMI = """#!/bin/sh
-cat <<'OUT'
-+---------------------------+---------------+----------------------------------------------------+
-| NPU     Chip              | Process id    | Process name             | Process memory(MB)      |
-+===========================+===============+====================================================+
-| No running processes found in NPU 0                                                            |
-+===========================+===============+====================================================+
-| No running processes found in NPU 1                                                            |
-+===========================+===============+====================================================+
-OUT
-if [ -n "$BUSY" ]; then
-  echo "| 2       0                 | 4242          | python3                  | 30512                   |"
-else
-  echo "| No running processes found in NPU 2                                                            |"
-fi
-echo "| No running processes found in NPU 3                                                            |"
-"""
-NVIDIA_SMI = """#!/bin/sh
-echo "$*" >> "$(dirname "$0")/nvidia-smi.args"
-[ -z "$BUSY" ] || echo "4242, python3, 30512 MiB"
-"""
+# ------------------------------------------------------------------ device checks (stand-in npu-smi / nvidia-smi)
+# Stand-ins for the device tools: scripts that print recorded outputs (tests/fixtures/devices/README.md)
+# and a stand-in torch_npu module with the ASCEND_* variables (the CANN environment preflight checks on npu).
+DEVICES = REPO / "tests" / "fixtures" / "devices"
+STAND_INS = {
+    ("npu", False): {"npu-smi": ["npu-smi-info-910b-idle.txt"]},
+    ("npu", True): {"npu-smi": ["npu-smi-info-910b-busy.txt"]},
+    ("cuda", False): {"nvidia-smi": ["nvidia-smi-query-h100x4-idle.csv", "nvidia-smi-h100x4-idle.txt",
+                                     "nvidia-smi-query-compute-apps-idle.csv"]},
+    ("cuda", True): {"nvidia-smi": ["nvidia-smi-query-h100x4-loaded.csv", "nvidia-smi-h100x4-loaded.txt",
+                                    "nvidia-smi-query-compute-apps-h100x4-loaded.csv"]},
+}
+
+
+def _stand_in(folder, tool, outputs):
+    """tool prints outputs[0] for --query-gpu, [1] plain, [2] for --query-compute-apps (npu-smi: [0])."""
+    q, plain, apps = (DEVICES / (outputs + outputs * 2)[i] for i in range(3))
+    (folder / tool).write_text(f"""#!/bin/sh
+case "$*" in --query-gpu*) cat {shlex.quote(str(q))} ;; --query-compute-apps*) cat {shlex.quote(str(apps))} ;;
+  *) cat {shlex.quote(str(plain))} ;; esac
+""")
+    (folder / tool).chmod(0o755)
 
 
 @pytest.mark.parametrize("platform,busy,needle", [
     ("npu", False, None),
-    ("npu", True, "NPU 2 busy or missing (npu-smi info lists processes on it)"),
+    ("npu", True, "device 0 held by another process before the run: pid 2718281 python3.10 (37888 MB)"),
     ("cuda", False, None),
-    ("cuda", True, "GPUs 0,1,2,3 are busy: ['4242, python3, 30512 MiB']"),
+    ("cuda", True, "device 0 held by another process before the run: pid 944 python3"),
+    ("npu", None, "device state before the run unknown: npu-smi info: exit status 127"),
 ])
 def test_preflight_device_idle_checks(tmp_path, platform, busy, needle):
-    for name, text in (("npu-smi", NPU_SMI), ("nvidia-smi", NVIDIA_SMI)):
-        (tmp_path / name).write_text(text)
-        (tmp_path / name).chmod(0o755)
-    env = {**ENV, "PATH": f"{tmp_path}{os.pathsep}{ENV['PATH']}", **({"BUSY": "1"} if busy else {})}
+    for tool, outputs in STAND_INS.get((platform, busy), {}).items():
+        _stand_in(tmp_path, tool, outputs)
+    (tmp_path / "py" / "torch_npu").mkdir(parents=True)
+    (tmp_path / "py" / "torch_npu" / "__init__.py").write_text("# stand-in: the CANN environment preflight checks\n")
+    env = {**ENV, "PATH": f"{tmp_path}{os.pathsep}{ENV['PATH']}", "PYTHONPATH": os.pathsep.join([str(tmp_path / "py"), *filter(None, [ENV.get("PYTHONPATH")])]),
+           "ASCEND_OPP_PATH": str(tmp_path), "ASCEND_AICPU_PATH": str(tmp_path)}
     res = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/preflight.yml", "--tags", "validate,preflight",
                           "-e", f"wanbench_platform={platform}", "-e", "wanbench_visible_devices=0,1,2,3"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     out = re.sub(r"\s+", " ", res.stdout + res.stderr)
-    if needle is None:
+    if busy is None:  # no npu-smi anywhere: a warning (every run will be invalid), not a failed preflight
+        assert res.returncode == 0 and needle in out and "every run will be invalid" in out, out[-3000:]
+    elif needle is None:
         assert res.returncode == 0, out[-3000:]
     else:
         assert res.returncode != 0 and needle in out, out[-3000:]
-    if platform == "cuda":
-        assert (tmp_path / "nvidia-smi.args").read_text().split() == [
-            "--id=0,1,2,3", "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader"]
+
+
+def test_preflight_names_the_missing_cann_environment(tmp_path):
+    _stand_in(tmp_path, "npu-smi", ["npu-smi-info-910b-idle.txt"])
+    env = {k: v for k, v in ENV.items() if not k.startswith("ASCEND_")}
+    res = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/preflight.yml", "--tags", "validate,preflight",
+                          "-e", "wanbench_platform=npu", "-e", "wanbench_visible_devices=0,1,2,3"],
+                         cwd=REPO, env={**env, "PATH": f"{tmp_path}{os.pathsep}{ENV['PATH']}"},
+                         capture_output=True, text=True, timeout=300)
+    out = re.sub(r"\s+", " ", res.stdout + res.stderr)
+    assert res.returncode != 0, out[-3000:]
+    assert re.search(r"the login shell where the repo lives lacks the npu environment: ASCEND_OPP_PATH not set; "
+                     r"ASCEND_AICPU_PATH not set; \S*python\S* cannot import torch_npu: ModuleNotFoundError", out), out[-3000:]
 
 
 # ------------------------------------------------------------------ bench.yml on the embedded default
@@ -268,6 +285,34 @@ def test_a_failed_run_does_not_stop_the_play(bench):
     assert "ffn_only (candidate): finished with exit code 1" in out and "nofsdp (candidate): finished" in out
     assert out.index("Write report.md") < out.index("Fail when a run did not finish cleanly")
     assert not (bench.paths["runs"] / ".holder").exists()
+
+
+def test_a_load_started_with_the_run_is_caught_mid_run(bench):
+    """A spinner started once the first run has started (a concurrent job): that run's before-sample did
+    not see it, the wait loop's mid-run sample does (health/during/), and the verdict is invalid."""
+    (bench.paths["bin"] / "sleep-seconds").write_text("8\n")
+    play = bench("-e", "variant=ffn_only", "-e", "baseline=rerun", "-e", "wanbench_health_busy_cpu_pct=5", wait=False)
+    spinner = None
+    try:
+        deadline = time.monotonic() + 240
+        while spinner is None and time.monotonic() < deadline and play.poll() is None:
+            if any((d / ".pid").exists() for d in run_dirs(bench.paths)):
+                spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            time.sleep(0.1)
+        out = play.communicate(timeout=300)[0]
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
+    assert spinner is not None and play.returncode == 0, out[-4000:]
+    first = min(collected(bench.paths), key=lambda p: json.loads((p / "manifest.json").read_text())["started_at"])
+    assert (first / "health" / "during" / "ps.rc").read_text() == "0\n"
+    (report_json,) = reports(bench.paths)
+    (group,) = json.loads(report_json.read_text())["groups"]
+    assert group["verdict"] == "invalid", group["reasons"]
+    mine = [r for r in group["health"] if first.name in r and f"pid {spinner.pid} " in r]
+    assert any("host busy during the run: " in r for r in mine), group["health"]
+    assert not any("host busy before the run: " in r for r in mine), mine
 
 
 def holder_of(paths):

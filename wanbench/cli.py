@@ -65,6 +65,8 @@ def _parser():
                             " (default per platform: npu 4096, cuda 1024)")
         h.add_argument("--busy-cpu-pct", type=_non_negative, metavar="C",
                        help="reference: another process at C %% CPU or more before a run makes it invalid (default 50)")
+        h.add_argument("--device-state", choices=("required", "optional"), default="required",
+                       help="optional: a device state that could not be read is a warning, not invalid")
         h.add_argument("--ignore-process", action="append", default=[], metavar="NAME",
                        help="a process name never counted as another user of the machine (repeatable)")
         h.add_argument("--min-psnr-db", type=_non_negative, metavar="DB",
@@ -125,6 +127,7 @@ def _build(args, paths):
     health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
               if getattr(args, k, None) is not None}
     health["ignore_names"] = tuple(getattr(args, "ignore_process", None) or ())
+    health["device_state"] = getattr(args, "device_state", None) or "required"
     health["own_pids"] = devices.controller_pids()  # the play's processes, where it runs on the measured host
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,

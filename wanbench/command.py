@@ -7,8 +7,7 @@ import secrets
 import shlex
 from datetime import datetime, timezone
 
-#: Environment variable that selects the devices, per platform.
-DEVICE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES", "reference": None}
+from . import platforms
 
 
 def run_id(variant, now=None, token=None):
@@ -27,7 +26,7 @@ def command(resolved, run_dir, generate="generate.py", torchrun="torchrun", mast
     """The run's environment and torchrun argv (run-local paths, port, devices added)."""
     platform = platform or resolved["settings"]["platform"]
     env = dict(resolved["env"])
-    dev_var = DEVICE_ENV.get(platform)
+    dev_var = platforms.get(platform).device_env
     if dev_var and devices:
         env[dev_var] = str(devices)
     args = list(resolved["args"])

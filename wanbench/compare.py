@@ -102,7 +102,8 @@ def _short(run):
 
 
 def _health(baseline, candidate, limits):
-    """(invalid reasons, environment differences) of the runs of both sides (warm-ups left out)."""
+    """(invalid reasons, environment differences, warnings) of the runs of both sides (warm-ups left out);
+    with ``device_state`` optional in ``limits`` a device state that could not be read is a warning."""
     runs = [("baseline", r) for r in _runs(baseline) if not is_warmup(r)] + \
            [("candidate", r) for r in _runs(candidate) if not is_warmup(r)]
     snaps = {id(r): (r.get("devices") or {}) for _, r in runs}
@@ -111,19 +112,23 @@ def _health(baseline, candidate, limits):
     control_env = None
     if control is not None:
         control_env = snaps[id(control)].get("before") or snaps[id(control)].get("after")
-    reasons, diffs = [], []
+    reasons, diffs, warnings = [], [], []
     for role, r in runs:
         snap = snaps[id(r)]
         if not snap:
             continue
+        if limits.get("device_state") == "optional":
+            warnings += [f"{role} run {_short(r)}: {line} (device_state=optional)"
+                         for line in devices.unknown_state(snap.get("before"), snap.get("after"), snap.get("during"))]
         env = None if r is control else control_env
         own = devices.own_pids_of(r, limits.get("own_pids"))
-        for why in devices.judge(snap.get("before"), snap.get("after"), env, **{**limits, "own_pids": own}):
+        for why in devices.judge(snap.get("before"), snap.get("after"), env,
+                                 **{**limits, "own_pids": own, "during": snap.get("during")}):
             reasons.append(f"{role} run {_short(r)}: {why}")
         if env is not None:
             mine = snap.get("before") or snap.get("after")
             diffs += [f"{role} run {_short(r)}: {line}" for line in devices.env_diff(env, mine)]
-    return reasons, diffs
+    return reasons, diffs, warnings
 
 
 def _output(candidate, min_psnr_db):
@@ -185,9 +190,10 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
         verdicts.append(verdict)
         reasons.append(reason)
 
-    unfit, env_diff = _health(baseline, candidate, health or {})
+    unfit, env_diff, unread = _health(baseline, candidate, health or {})
     for why in unfit:
         rule("invalid", why)
+    reasons += [f"warning: {w}" for w in unread]
     output = _output(candidate, min_psnr_db)
     for role, side in (("baseline", base), ("candidate", cand)):
         if side["total"] > 1:

@@ -50,8 +50,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 
-PLATFORMS = ("npu", "cuda", "reference")
+from . import platforms as _platforms
+
+PLATFORMS = _platforms.NAMES
 STATUSES = ("ok", "incomplete", "unreadable")  # best to worst
 
 #: NVML's clocks event (throttle) reason bits (nvml.h, nvmlClocksEventReason*).
@@ -74,10 +77,10 @@ ENV_KEYS = ("driver", "cuda", "cann", "torch", "torch_npu", "torch_cuda", "image
             "governor")
 #: Memory a device may hold with nothing running (MB), per platform: an idle Ascend 910 reports
 #: about 3 GB of HBM in use (firmware), an idle H100 0 MiB.
-IDLE_MEM_MB = {"npu": 4096.0, "cuda": 1024.0, "reference": None}
+#: Platforms with devices (a snapshot without a device read is unknown).
+DEVICE_PLATFORMS = tuple(name for name, p in _platforms.PLATFORMS.items() if p.device_env)
+IDLE_MEM_MB = {name: p.idle_mem_mb for name, p in _platforms.PLATFORMS.items()}
 
-_QUERY_FIELDS = ("index", "name", "driver_version", "utilization.gpu", "memory.used", "memory.total",
-                 "temperature.gpu", "power.draw", "clocks.sm", "clocks.mem", "clocks_throttle_reasons.active")
 _ALIASES = {"clocks.current.sm": "clocks.sm", "clocks.current.memory": "clocks.mem",
             "clocks.memory": "clocks.mem", "clocks_event_reasons.active": "clocks_throttle_reasons.active",
             "clocks_throttle_reasons.active": "clocks_throttle_reasons.active"}
@@ -98,9 +101,6 @@ try:
 except Exception:
     print("torch_cuda=")
 """
-# Everything but the shell running ps, its ancestors (ssh, docker exec, the Ansible module) and
-# its children: the first line is the shell's own pid.
-_PS = "echo $$; ps -eo pid=,ppid=,pcpu=,rss=,etimes=,comm="
 
 
 class _Bad(ValueError):
@@ -109,33 +109,21 @@ class _Bad(ValueError):
 
 # ---------------------------------------------------------------------------------------------- commands
 
-def capture_plan(platform, container=None, python="python3"):
-    """The commands of one snapshot, in order: [{"name", "argv", "where", "optional"}].
+def capture_plan(platform, container=None, python="python3", placed=None):
+    """The commands of one snapshot, in order: [{"name", "argv", "where", "places", "optional"}].
 
-    ``where``: ``workload`` = where the workload runs (inside its container when there is one),
-    ``host`` = on the host itself (docker).  ``optional``: a failure (e.g. no cpufreq on a VM) is
-    recorded as None, not as an error.  ``container`` adds the container's image id and digest.
+    The platform's own commands come from its record (``wanbench.platforms``), then the ones every
+    platform shares.  ``where``: ``workload`` = where the workload runs (inside its container when
+    there is one), ``host`` = on the host itself; ``places``: where it may run, in order (the
+    workload first); ``placed`` ({name: where}, what preflight found) moves a command to the host.
+    ``optional``: a failure (e.g. no cpufreq on a VM) is recorded as None, not as an error.
+    ``container`` adds the container's image id and digest.
     """
-    if platform not in PLATFORMS:
-        raise ValueError(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
-    plan = []
-    if platform == "cuda":
-        plan += [
-            {"name": "nvidia_query", "argv": ["nvidia-smi", "--query-gpu=" + ",".join(_QUERY_FIELDS),
-                                              "--format=csv"], "where": "workload", "optional": False},
-            {"name": "nvidia_table", "argv": ["nvidia-smi"], "where": "workload", "optional": False},
-            {"name": "nvidia_apps", "argv": ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory",
-                                             "--format=csv"], "where": "workload", "optional": True},
-        ]
-    elif platform == "npu":
-        plan += [
-            {"name": "npu_smi", "argv": ["npu-smi", "info"], "where": "workload", "optional": False},
-            {"name": "cann", "argv": ["sh", "-c", "cat /usr/local/Ascend/ascend-toolkit/latest/*/"
-                                                  "ascend_toolkit_install.info"],
-             "where": "workload", "optional": True},
-        ]
-    else:
-        plan.append({"name": "ps", "argv": ["sh", "-c", _PS], "where": "workload", "optional": False})
+    record = _platforms.get(platform)
+    placed = placed or {}
+    plan = [{"name": c.name, "argv": list(c.argv), "places": list(c.places), "optional": c.optional,
+             "device": c.device, "where": placed.get(c.name) if placed.get(c.name) in c.places else c.places[0]}
+            for c in record.commands]
     plan += [
         {"name": "kernel", "argv": ["uname", "-r"], "where": "workload", "optional": True},
         {"name": "loadavg", "argv": ["cat", "/proc/loadavg"], "where": "workload", "optional": True},
@@ -163,14 +151,78 @@ def capture_commands(platform, container=None, python="python3"):
 #: Where a run keeps its raw capture: <run_dir>/health/<phase>/<name>.out, .err, .rc (the run script
 #: writes ``before`` and ``after``; ``host`` holds the host-side commands, read once per play).
 HEALTH_DIR = "health"
-PHASES = ("before", "after")
+PHASES = ("before", "after", "during")  # during: the wait loop's mid-run sample (platform record's ``during``)
 HOST_PHASE = "host"
 
 
-def workload_plan(platform, python="python3"):
+def workload_plan(platform, python="python3", placed=None):
     """The commands the run script runs where the workload runs, before and after it (``capture_plan``'s
-    ``workload`` ones that are not read once per play)."""
-    return [c for c in capture_plan(platform, python=python) if c["where"] == "workload" and not c.get("once")]
+    ``workload`` ones that are not read once per play; ``placed``: preflight's {name: where})."""
+    return [c for c in capture_plan(platform, python=python, placed=placed)
+            if c["where"] == "workload" and not c.get("once")]
+
+
+def host_run_plan(platform, placed=None):
+    """The commands run on the host before and after each run: those preflight placed there (the
+    container lacks them)."""
+    return [c for c in capture_plan(platform, placed=placed) if c["where"] == "host" and not c.get("once")
+            and c["name"] != "image"]
+
+
+# On the host: $1 the run directory, $2 the phase, $3 directories put before PATH, then name and command
+# line pairs, then "--" and the argv prefix that reaches the run directory (docker exec NAME). Each command
+# runs as the run script's do (timeout, raw .out/.err/.rc) plus <name>.where = host, in a temporary folder
+# (removed after); the files travel as arguments of one command where the run lives (no stdin needed),
+# which writes them into <run_dir>/health/<phase>/.
+HOST_CAPTURE = r"""
+dir=$1 phase=$2 extra=$3; shift 3
+tmp=$(mktemp -d) || exit 1
+while [ $# -gt 1 ] && [ "$1" != -- ]; do
+  PATH="$extra${extra:+:}$PATH" timeout -k 5 60 sh -c "$2" </dev/null >"$tmp/$1.out" 2>"$tmp/$1.err"
+  echo "$?" >"$tmp/$1.rc"; echo host >"$tmp/$1.where"; shift 2
+done
+shift
+set -- "$@" sh -c 'd=$1; shift; mkdir -p "$d" || exit 1
+while [ $# -gt 1 ]; do printf "%s" "${2%x}" >"$d/$1" || exit 1; shift 2; done' wanbench-capture "$dir/health/$phase"
+for f in "$tmp"/*; do set -- "$@" "${f##*/}" "$(head -c 262144 "$f"; echo x)"; done
+rm -rf "$tmp"
+"$@"
+"""
+
+
+# Where the run lives, mid-run: $1 the run directory, then name and command line pairs (the platform record's
+# ``during``). Each output goes to <run_dir>/health/during/<name>.out|.err|.rc, after a ``run=PID`` line
+# naming the run script, whose process tree the parser leaves out.
+DURING = r"""
+r=$1 d=$1/health/during; shift
+mkdir -p "$d" || exit 0
+while [ $# -gt 1 ]; do
+  { echo "run=$(cat "$r/.pid" 2>/dev/null)"; timeout -k 5 60 sh -c "$2"; } </dev/null >"$d/$1.out" 2>"$d/$1.err"
+  echo "$?" >"$d/$1.rc"; shift 2
+done
+exit 0
+"""
+
+
+def during_argv(platform, run_dir):
+    """argv (to run where the run lives) of the mid-run sample, or [] when the platform takes none."""
+    names = _platforms.get(platform).during
+    plan = [c for c in capture_plan(platform) if c["name"] in names]
+    if not plan:
+        return []
+    return ["sh", "-c", DURING, "wanbench-during", str(run_dir), *[x for c in plan for x in (c["name"], shlex.join(c["argv"]))]]
+
+
+def host_capture_command(run_dir, phase, platform, placed, exec_prefix=(), host_path=""):
+    """One shell command line (for a plain command over the connection) that runs the commands preflight
+    placed on the host and writes their raw output into the run's health/<phase>/ where the run lives;
+    "" when there are none."""
+    plan = host_run_plan(platform, placed)
+    if not plan:
+        return ""
+    pairs = [x for c in plan for x in (c["name"], shlex.join(c["argv"]))]
+    return shlex.join(["sh", "-c", HOST_CAPTURE, "wanbench-host-capture", str(run_dir), phase, str(host_path or ""),
+                       *pairs, "--", *map(str, exec_prefix or ())])
 
 
 def host_plan(platform, container, python="python3", exec_prefix=()):
@@ -178,6 +230,30 @@ def host_plan(platform, container, python="python3", exec_prefix=()):
     itself, with a container) and the Python versions (where the workload runs: ``exec_prefix``)."""
     return [{**c, "argv": [*map(str, exec_prefix or ()), *c["argv"]] if c["where"] == "workload" else c["argv"]}
             for c in capture_plan(platform, container or None, python) if c["where"] == "host" or c.get("once")]
+
+
+def preflight_plan(platform, container=None):
+    """What preflight runs once per play: the commands that read the devices and the ones that may run
+    on the host, [{"name", "argv", "places"}] (without a container the workload runs on the host: one place)."""
+    return [{"name": c["name"], "argv": c["argv"], "places": c["places"] if container else ["workload"]}
+            for c in capture_plan(platform) if c.get("device") or len(c.get("places", ())) > 1]
+
+
+def preflight_judgement(platform, capture, device_state="required", **limits):
+    """Preflight's reading of its capture ({name: {where, rc, stdout, stderr}}):
+    {"problems": [...], "warnings": [...], "placed": {name: where}, "snapshot": snapshot of the device commands}.
+    A device busy, held or unhealthy is a problem (the play stops); a device state that cannot be read
+    is a warning: the runs are judged ``invalid`` for it, or not with ``device_state`` optional."""
+    capture = capture if isinstance(capture, dict) else {}
+    placed = {name: r.get("where") for name, r in capture.items() if isinstance(r, dict) and r.get("where")}
+    if not any(c.get("device") for c in capture_plan(platform)):
+        return {"problems": [], "warnings": [], "placed": placed, "snapshot": None}
+    snap = snapshot(platform, capture)
+    problems = judge(snap, **limits, device_state="optional")  # before the play: every reason is one
+    tail = ("the runs are judged without it (device_state=optional)" if device_state == "optional" else
+            "every run will be invalid (-e device_state=optional measures without it)")
+    warnings = [f"{line}; {tail}" for line in unknown_state(snap)]
+    return {"problems": problems, "warnings": warnings, "placed": placed, "snapshot": snap}
 
 
 def host_records(collected, results):
@@ -224,6 +300,9 @@ def read_capture(folder):
         outputs[name] = {"rc": rc if rc is not None else -1, "stdout": _read(os.path.join(folder, entry)) or "",
                          "stderr": (_read(os.path.join(folder, name + ".err")) or "")
                          + ("" if rc is not None else "\nno exit status recorded (cut off?)")}
+        where = (_read(os.path.join(folder, name + ".where")) or "").strip()
+        if where:  # written by HOST_CAPTURE: the command ran on the host (the container lacks it)
+            outputs[name]["where"] = where
     return outputs
 
 
@@ -595,6 +674,70 @@ def parse_ps(text, busy_floor_pct=1.0):
     return _part(processes=processes, errors=errors)
 
 
+def parse_cpu_sample(text, busy_floor_pct=1.0):
+    """The CPU sample (``platforms.CPU_SAMPLE``): every process's CPU over the second between two readings
+    of /proc/<pid>/stat, as processes [{"device": 0, "pid", "ppid", "name", "cpu_pct", "mem_mb", "age_s"}]
+    at ``busy_floor_pct`` % or more. Left out: the sampling shell, its ancestors (ssh, docker exec, the
+    Ansible module, the run script) and children, and with a ``run=PID`` line (the sample taken during a
+    run) that run's whole process tree. A run captured before this sample existed (``ps``'s lifetime
+    %CPU: the first line a bare pid) is read by ``parse_ps``."""
+    lines = [ln for ln in text.replace("\r", "").split("\n") if ln.strip()]
+    if lines and lines[0].strip().isdigit():
+        return parse_ps(text, busy_floor_pct)
+    run = None
+    if lines and lines[0].startswith("run="):
+        run = int(lines.pop(0)[4:]) if lines[0][4:].strip().isdigit() else None
+    head = parse_key_values(lines[0].replace(" ", "\n")) if lines else {}
+    if not all(head.get(k, "").isdigit() for k in ("me", "hz", "page")):
+        raise _Bad("cpu sample: no `me=PID hz=N page=N` line (cut off?)")
+    me, hz, page = int(head["me"]), int(head["hz"]), int(head["page"])
+    readings, errors = [], []
+    for line in lines[1:]:
+        if line.startswith("uptime "):
+            try:
+                readings.append((float(line.split()[1]), {}))
+            except (IndexError, ValueError):
+                raise _Bad(f"cpu sample: unreadable uptime line {line[:40]!r}") from None
+            continue
+        if not readings:
+            raise _Bad("cpu sample: a process line before the first uptime line")
+        name_part, _, rest = line.rpartition(")")
+        pid_s, _, name = name_part.partition(" (")
+        fields = rest.split()
+        try:  # fields after the name: state ppid ... utime(12) stime(13) ... starttime(20) vsize(21) rss(22)
+            readings[-1][1][int(pid_s)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]),
+                                           int(fields[19]), int(fields[21]))
+        except (IndexError, ValueError):
+            errors.append(f"cpu sample: unreadable line: {line[:80]!r}")
+    if len(readings) < 2:
+        raise _Bad("cpu sample: fewer than two readings (cut off?)")
+    (t0, first), (t1, second) = readings[0], readings[-1]
+    if t1 <= t0:
+        raise _Bad("cpu sample: the two readings are not apart in time")
+    parents = {pid: row[0] for pid, row in second.items()}
+    own, pid = set(), me
+    while pid in parents and pid not in own:  # the sampling shell and its ancestors
+        own.add(pid)
+        pid = parents[pid]
+    own |= {p for p, pp in parents.items() if pp == me}
+    if run is not None:  # the run's process tree: the run script and everything below it
+        tree, grew = {run}, True
+        while grew:
+            more = {p for p, pp in parents.items() if pp in tree} - tree
+            tree |= more
+            grew = bool(more)
+        own |= tree
+    processes = []
+    for pid, (ppid, name, ticks, start, rss) in sorted(second.items()):
+        if pid in own or pid not in first:  # started between the readings: no interval to measure
+            continue
+        cpu = round(100.0 * (ticks - first[pid][2]) / hz / (t1 - t0), 1)
+        if cpu >= busy_floor_pct:
+            processes.append({"device": 0, "pid": pid, "ppid": ppid, "name": name, "cpu_pct": cpu,
+                              "mem_mb": round(rss * page / 1048576, 1), "age_s": round(t1 - start / hz)})
+    return _part(processes=processes, errors=errors)
+
+
 def parse_loadavg(text):
     fields = text.split()
     if len(fields) < 3:
@@ -620,6 +763,54 @@ def parse_image(text):
         if isinstance(digests, list) and digests and isinstance(digests[0], str):
             out["image_digest"] = digests[0].rpartition("@")[2] or None
     return out
+
+
+def parse_cann(text):
+    """The CANN toolkit's ascend_toolkit_install.info: ``version=``."""
+    version = parse_key_values(text).get("version")
+    return _part(versions={"cann": version} if version else {})
+
+
+def parse_npu_driver(text):
+    """The NPU driver's version.info: ``Version=`` (the driver, when npu-smi's header did not give it)."""
+    version = parse_key_values(text).get("Version")
+    return _part(versions={"driver_install": version} if version else {})
+
+
+# ---------------------------------------------------------------------------------------------- assemble
+# One per platform (its record's ``assemble``): the snapshot's devices, processes and versions from the
+# parsed outputs ({command name: part}).
+
+def assemble_npu(snap, parts):
+    for key in ("cann", "npu_driver", "npu_smi"):  # npu-smi's header wins for the driver
+        snap["versions"].update((parts.get(key) or {}).get("versions", {}))
+    driver = snap["versions"].pop("driver_install", None)
+    if driver and not snap["versions"].get("driver"):
+        snap["versions"]["driver"] = driver
+    part = parts.get("npu_smi") or {}
+    snap["devices"], snap["processes"] = part.get("devices") or [], part.get("processes")
+
+
+def assemble_cuda(snap, parts):
+    for key in ("nvidia_table", "nvidia_query"):  # the query's driver wins; the table adds CUDA
+        snap["versions"].update((parts.get(key) or {}).get("versions", {}))
+    table = (parts.get("nvidia_table") or {}).get("processes")
+    apps = (parts.get("nvidia_apps") or {}).get("processes")
+    if table is not None or apps is not None:
+        merged = {p["pid"]: dict(p) for p in table or []}
+        for p in apps or []:  # the CSV lacks the device; the table has it for the same pid
+            merged.setdefault(p["pid"], p)
+        snap["processes"] = list(merged.values())
+    snap["devices"] = (parts.get("nvidia_query") or {}).get("devices") or []
+
+
+def assemble_reference(snap, parts):
+    if "ps" not in parts:
+        return
+    snap["processes"] = parts["ps"].get("processes")
+    la, ncpu = snap["host"]["loadavg"], snap["host"]["ncpu"]
+    snap["devices"] = [_device(0, f"cpu ({ncpu} cores)" if ncpu else "cpu",
+                               util_pct=None if not (la and ncpu) else round(100.0 * la[0] / ncpu, 1))]
 
 
 # ---------------------------------------------------------------------------------------------- snapshot
@@ -661,8 +852,10 @@ def snapshot(platform, outputs, container=None, python="python3"):
     elif not isinstance(outputs, dict):
         snap.update(status="unreadable", errors=[f"outputs must be a dict or a list, not {type(outputs).__name__}"])
         return snap
-    parsers = {"nvidia_query": parse_nvidia_query, "nvidia_table": parse_nvidia_table,
-               "nvidia_apps": parse_nvidia_apps, "npu_smi": parse_npu_smi, "ps": parse_ps}
+    snap["where"] = {name: out["where"] for name, out in outputs.items()
+                     if isinstance(out, dict) and out.get("where") and name in {c["name"] for c in plan}}
+    record = _platforms.PLATFORMS[platform]
+    parsers = {c.name: globals()[c.parser] for c in record.commands if c.parser}
     parts, errors = {}, snap["errors"]
     versions, host = snap["versions"], snap["host"]
     for cmd in plan:
@@ -677,10 +870,6 @@ def snapshot(platform, outputs, container=None, python="python3"):
                 parts[name] = parsers[name](text)
                 errors.extend(parts[name]["errors"])
                 snap["notes"].extend(parts[name]["notes"])
-            elif name == "cann":
-                kv = parse_key_values(text)
-                if kv.get("version"):
-                    versions["cann"] = kv["version"]
             elif name == "python":
                 kv = parse_key_values(text)
                 versions.update({k: kv[k] for k in ("python", "torch", "torch_npu", "torch_cuda", "numpy") if k in kv})
@@ -698,30 +887,8 @@ def snapshot(platform, outputs, container=None, python="python3"):
             errors.append(str(exc))
         except Exception as exc:  # a parser bug must not take the run down: say what failed
             errors.append(f"{name}: could not parse ({type(exc).__name__}: {exc})")
-
-    main = {"cuda": "nvidia_query", "npu": "npu_smi", "reference": "ps"}[platform]
-    if platform == "cuda":
-        for key in ("nvidia_table", "nvidia_query"):  # the query's driver wins; the table adds CUDA
-            versions.update((parts.get(key) or {}).get("versions", {}))
-        table = (parts.get("nvidia_table") or {}).get("processes")
-        apps = (parts.get("nvidia_apps") or {}).get("processes")
-        if table is not None or apps is not None:
-            merged = {p["pid"]: dict(p) for p in table or []}
-            for p in apps or []:  # the CSV lacks the device; the table has it for the same pid
-                merged.setdefault(p["pid"], p)
-            snap["processes"] = list(merged.values())
-        snap["devices"] = (parts.get("nvidia_query") or {}).get("devices") or []
-    elif platform == "npu":
-        part = parts.get("npu_smi") or {}
-        versions.update(part.get("versions", {}))
-        snap["devices"], snap["processes"] = part.get("devices") or [], part.get("processes")
-    else:
-        snap["processes"] = (parts.get("ps") or {}).get("processes")
-        la, ncpu = host["loadavg"], host["ncpu"]
-        snap["devices"] = [_device(0, f"cpu ({ncpu} cores)" if ncpu else "cpu",
-                                   util_pct=None if not (la and ncpu) else round(100.0 * la[0] / ncpu, 1))]
-        if "ps" not in parts:
-            snap["devices"] = []
+    globals()[record.assemble](snap, parts)
+    main = record.main
     if main not in parts:
         snap["status"] = "unreadable"
     elif errors:
@@ -754,6 +921,7 @@ def _fmt(v, unit):
 
 
 BUSY_MIN_AGE_S = 3  # seconds a process must have run to count as a load on the reference platform
+DURING_AFTER_S = 3  # the wait loop's mid-run sample: the first round that finds the run this old and alive
 
 
 def ancestors(pid=None):
@@ -811,8 +979,25 @@ def others(processes, own_pids=(), ignore_names=()):
             and p.get("name") not in ignore_names]
 
 
+def _unknown(snap):
+    return not isinstance(snap, dict) or snap.get("status") == "unreadable" or (
+        not snap.get("devices") and snap.get("platform") in DEVICE_PLATFORMS)
+
+
+def unknown_state(before, after=None, during=None):
+    """``device state <when> the run unknown: <why>`` for each snapshot that was taken but could not be
+    read (a snapshot that is None was not captured: no line)."""
+    lines = []
+    for when, snap in (("before", before), ("during", during), ("after", after)):
+        if snap is not None and _unknown(snap):
+            errs = snap.get("errors") if isinstance(snap, dict) else None
+            lines.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
+    return lines
+
+
 def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_mb=None, busy_cpu_pct=50.0,
-          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=()):
+          throttling=THROTTLING, env_keys=ENV_KEYS, own_pids=(), ignore_names=(), device_state="required",
+          during=None):
     """Reasons why a run is ``invalid`` (empty list: the machine was fit to measure on).
 
     * before the run: a device busy (utilisation above ``idle_util_pct`` %, memory in use above
@@ -828,25 +1013,21 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
     children (the CLI passes ``controller_pids()`` for runs on the controller, ``own_pids_of``: a
     controller on the measured host, e.g. the embedded default, is the suite itself, not another load);
     ``ignore_names``: process names never counted.
-    Snapshots that are None (not captured) give no reason.
+    Snapshots that are None (not captured) give no reason; ``device_state="optional"``: one that could
+    not be read gives none either (``unknown_state`` has its lines, reported as warnings).
     """
-    reasons = []
-    for when, snap in (("before", before), ("after", after)):
-        if snap is None:
-            continue
-        if not isinstance(snap, dict) or snap.get("status") == "unreadable" or (
-                not snap.get("devices") and snap.get("platform") in ("npu", "cuda")):
-            errs = snap.get("errors") if isinstance(snap, dict) else None
-            reasons.append(f"device state {when} the run unknown: " + ("; ".join(errs or []) or "no devices read"))
+    reasons = [] if device_state == "optional" else unknown_state(before, after, during)
+    for when, snap in (("before", before), ("during", during), ("after", after)):
+        if snap is None or _unknown(snap):
             continue
         platform = snap.get("platform")
-        if snap.get("status") == "incomplete" and snap.get("processes") is None and platform in ("npu", "cuda"):
+        if snap.get("status") == "incomplete" and snap.get("processes") is None and platform in DEVICE_PLATFORMS:
             reasons.append(f"device state {when} the run incomplete, processes unknown: "
                            + "; ".join(snap.get("errors") or []))
         mem_limit = IDLE_MEM_MB.get(platform) if idle_mem_mb is None else idle_mem_mb
         for d in snap.get("devices") or []:
             dev = f"device {d.get('index')}"
-            if when == "before" and platform != "reference":
+            if when == "before" and platform in DEVICE_PLATFORMS:
                 util, mem = d.get("util_pct"), d.get("mem_used_mb")
                 if util is not None and util > idle_util_pct:
                     reasons.append(f"{dev} busy before the run: utilisation {_fmt(util, '%')} "
@@ -860,19 +1041,23 @@ def judge(before, after=None, control_env=None, *, idle_util_pct=10.0, idle_mem_
             health = d.get("health")
             if health is not None and str(health).upper() != "OK":
                 reasons.append(f"{dev} health {when} the run: {health}")
+        load = []
         for p in others(snap.get("processes"), own_pids, ignore_names):
-            if platform == "reference":
-                cpu = p.get("cpu_pct")
-                # ps's %CPU is over the process's lifetime: a process younger than BUSY_MIN_AGE_S (a
-                # docker or git call of a second) is not a sustained load, whatever it shows
-                if when == "before" and cpu is not None and cpu >= busy_cpu_pct and \
-                        (p.get("age_s") is None or p["age_s"] >= BUSY_MIN_AGE_S):
-                    reasons.append(f"host busy before the run: pid {p['pid']} {p.get('name') or '?'} "
-                                   f"at {_fmt(cpu, '%')} CPU")
+            if platform not in DEVICE_PLATFORMS:  # the CPU stand-in: processes using CPU
+                # a process younger than BUSY_MIN_AGE_S (a docker or git call of a second) is no load
+                if p.get("cpu_pct") is not None and (p.get("age_s") is None or p["age_s"] >= BUSY_MIN_AGE_S):
+                    load.append(p)
                 continue
             where = "a device" if p.get("device") is None else f"device {p['device']}"
             reasons.append(f"{where} held by another process {when} the run: pid {p.get('pid')} "
                            f"{p.get('name') or '?'} ({_fmt(p.get('mem_mb'), 'MB')})")
+        total = sum(p["cpu_pct"] for p in load)
+        if when != "after" and load and total >= busy_cpu_pct:
+            top = sorted(load, key=lambda p: -p["cpu_pct"])
+            names = ", ".join(f"pid {p['pid']} {p.get('name') or '?'} at {_fmt(p['cpu_pct'], '%')} CPU" for p in top[:8])
+            more = f" and {len(top) - 8} more" if len(top) > 8 else ""
+            together = f" (together {_fmt(round(total, 1), '%')} CPU, limit {_fmt(busy_cpu_pct, '%')})" if len(top) > 1 else ""
+            reasons.append(f"host busy {when} the run: {names}{more}{together}")
     if control_env is not None:
         mine = before if before is not None else after
         reasons += [f"environment differs from the control: {line}"

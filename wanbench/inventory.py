@@ -13,6 +13,7 @@ import os
 import re
 
 from . import catalog
+from . import platforms
 from .schema import PLATFORMS
 
 #: The catalog's variables (group_vars/all/catalog.yml) -> its parts.
@@ -85,7 +86,7 @@ def _settings(v, nproc):
     if free is None or free < 0:
         yield f"wanbench_min_free_gb must be a number of GiB (0 or more), got {v['wanbench_min_free_gb']!r}"
     devices = v["wanbench_visible_devices"]
-    if platform in ("npu", "cuda") and nproc is not None and not (
+    if platform in PLATFORMS and platforms.get(platform).device_env and nproc is not None and not (
             isinstance(devices, str) and DEVICES_RE.fullmatch(devices) and len(devices.split(",")) == nproc):
         yield (f"wanbench_visible_devices must list {nproc} device ids (one per process, e.g. "
                f"\"{','.join(map(str, range(nproc)))}\") on platform {platform}, got {devices!r}")

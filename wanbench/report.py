@@ -104,14 +104,14 @@ def machine(run, health=None):
            "ignore_names": (health or {}).get("ignore_names", ())}
     captured = run.get("devices") or {}
     lines = []
-    for phase in ("before", "after"):
+    for phase in ("before", "during", "after"):
         snap = captured.get(phase)
         if not snap:
             continue
         devs = snap.get("devices") or []
         clocks = [d["clocks"]["sm_mhz"] for d in devs if isinstance(d.get("clocks"), dict)
                   and d["clocks"].get("sm_mhz") is not None]
-        parts = [f"{len(devs)} device(s)" if snap.get("platform") != "reference" else
+        parts = [f"{len(devs)} device(s)" if snap.get("platform") in devices.DEVICE_PLATFORMS else
                  (devs[0]["name"] if devs else "cpu")]
         for label_, key, unit in (("util max", "util_pct", "%"), ("mem in use max", "mem_used_mb", "MB"),
                                   ("temp max", "temp_c", "C"), ("power max", "power_w", "W")):
@@ -135,6 +135,9 @@ def machine(run, health=None):
                                                  "python", "kernel", "governor", "image") if v.get(k))
         if env:
             parts.append(env)
+        hosted = [n for n, w in (snap.get("where") or {}).items() if w == "host"]
+        if hosted:
+            parts.append("ran on host: " + ", ".join(hosted))
         if snap.get("status") != "ok":
             parts.append(f"capture {snap.get('status')}: " + "; ".join(snap.get("errors") or []))
         lines.append(f"{phase}: " + "; ".join(parts))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-PLATFORMS = ("npu", "cuda", "reference")
+from .platforms import NAMES as PLATFORMS  # noqa: F401  (one record per platform: wanbench.platforms)
 MODES = ("profiled", "runtime_only")
 AA = "aa"  # reserved selection: the family baseline against itself (an A/A check of the host's noise)
 

@@ -174,16 +174,98 @@ def spinner(request):
 
 def test_a_busy_host_makes_the_verdict_invalid_not_pass_or_fail(spinner, playbook, tmp_path):
     inventory, pid, name = spinner
-    # ps's %CPU is CPU time over the process's lifetime; on this 2-core machine shared with other
-    # jobs the spinner got as little as 14 % of a core (recorded on inventory/local while other plays
-    # ran), so the play asks for 5 %, as tests/test_devices.py does (docs/health.md).
+    # on this 2-core machine shared with other jobs the spinner got as little as 14 % of a core
+    # (recorded on inventory/local while other plays ran), so the play asks for 5 %, as
+    # tests/test_devices.py does (docs/health.md).
     result = playbook(inventory=inventory, extravars={**COMMON, **_run_root(inventory, tmp_path), "variant": "ffn_only",
                                                       "wanbench_health_busy_cpu_pct": 5})
     assert result.rc == 0, result.stdout[-4000:]
     _, data = _report(result)
     (group,) = data["groups"]
     assert group["verdict"] == "invalid", group["reasons"]
-    busy = [r for r in group["health"] if f"host busy before the run: pid {pid} {name} at" in r]
+    busy = [r for r in group["health"] if "host busy before the run: " in r and f"pid {pid} {name} at" in r]
     # every reason names the spinner and a measured run; on inventory/local one CI run (2026-11-27) saw it
     # before the baseline run only, not before the candidate: not yet explained (ps's lifetime %CPU?)
     assert busy and {r.split(" run ")[0] for r in busy} <= {"baseline", "candidate"}, group["health"]
+
+
+# ------------------------------------------------------------------ capture where the tools are (npu, test host)
+# The test host has no NPU and its container no npu-smi. Stand-ins, each removed after the module:
+# - npu-smi "on the host": a script that prints a real npu-smi output (tests/fixtures/real/npu-smi, its
+#   source in its header: 8x 910ProB, idle), in a temporary folder of this machine that only the play's
+#   wanbench_host_tools_path puts on PATH;
+# - the CANN environment in the container's login shell: ASCEND_OPP_PATH / ASCEND_AICPU_PATH set and a
+#   stand-in torch_npu package on PYTHONPATH (/etc/profile.d/ of the container, read by its login shell).
+# The workload is the zero-work fake (tests/testhost/fake_torchrun): the capture is the point.
+NPU_FIXTURE = REPO / "tests" / "fixtures" / "real" / "npu-smi" / "910prob-24.1.0-idle.txt"
+NPU_OUTPUT = "".join(line for line in NPU_FIXTURE.read_text().splitlines(True) if not line.startswith("# "))
+CANN_DIR = "/opt/wanbench-cann-standin"
+CANN_PROFILE = "/etc/profile.d/wanbench-cann-standin.sh"
+
+
+@pytest.fixture(scope="module")
+def npu_stand_ins(testhost, tmp_path_factory):
+    from .conftest import FakeWorkload
+
+    tools = tmp_path_factory.mktemp("host-tools")
+    (tools / "npu-smi").write_text(f"#!/bin/sh\n# stand-in npu-smi: a real output, its source header left out\n"
+                                   f"grep -v '^# ' {shlex.quote(str(NPU_FIXTURE))}\n")
+    (tools / "npu-smi").chmod(0o755)
+    profile = (f"export ASCEND_OPP_PATH={CANN_DIR} ASCEND_AICPU_PATH={CANN_DIR}\n"
+               f"export PYTHONPATH={CANN_DIR}/py${{PYTHONPATH:+:$PYTHONPATH}}\n")
+    docker("exec", CONTAINER, "sh", "-c", f'mkdir -p {CANN_DIR}/py/torch_npu && : > {CANN_DIR}/py/torch_npu/__init__.py'
+                                          f' && printf "%s" "$1" > {CANN_PROFILE}', "sh", profile)
+    fake = FakeWorkload()
+    try:
+        assert docker("exec", CONTAINER, "bash", "-lc", "command -v npu-smi", check=False).returncode != 0
+        yield tools, fake
+    finally:
+        fake.clear()
+        docker("exec", CONTAINER, "rm", "-rf", CANN_DIR, CANN_PROFILE, check=False)
+        shutil.rmtree(tools, ignore_errors=True)
+
+
+def _npu_play(playbook, fake, tmp_path, **extravars):
+    return playbook(extravars={"variant": "ffn_only", "baseline": "rerun", "repeats": "1", "wanbench_warmup_runs": 0,
+                               "wanbench_platform": "npu", "wanbench_visible_devices": "0,1,2,3",
+                               "wanbench_torchrun": fake.torchrun, **extravars})
+
+
+def test_npu_smi_absent_in_the_container_runs_on_the_host_and_says_so(npu_stand_ins, playbook, tmp_path):
+    tools, fake = npu_stand_ins
+    result = _npu_play(playbook, fake, tmp_path, wanbench_host_tools_path=str(tools))
+    assert result.rc == 0, result.stdout[-4000:]
+    runs = _runs(result)
+    assert len(runs) == 2, runs
+    for run_dir in runs:
+        for phase in ("before", "after"):
+            folder = run_dir / "health" / phase
+            assert (folder / "npu_smi.where").read_text() == "host\n" and (folder / "npu_smi.rc").read_text() == "0\n"
+            assert (folder / "npu_smi.out").read_text() == NPU_OUTPUT
+            assert (folder / "kernel.out").is_file() and not (folder / "kernel.where").exists()  # in the container
+        snap = parse_run(run_dir)["devices"]["before"]
+        assert snap["where"] == {"npu_smi": "host"} and snap["status"] == "ok" and len(snap["devices"]) == 8
+    out, data = _report(result)
+    (group,) = data["groups"]
+    assert not group["health"], group["health"]
+    assert "ran on host: npu_smi" in (out / "report.md").read_text()
+
+
+def test_npu_smi_absent_everywhere_is_invalid_or_with_optional_a_warning(npu_stand_ins, playbook, tmp_path):
+    _, fake = npu_stand_ins
+    result = _npu_play(playbook, fake, tmp_path)
+    assert result.rc == 0, result.stdout[-4000:]
+    assert "every run will be invalid (-e device_state=optional measures without it)" in re.sub(r"\s+", " ", result.stdout)
+    _, data = _report(result)
+    (group,) = data["groups"]
+    assert group["verdict"] == "invalid"
+    assert any("device state before the run unknown: npu-smi info: exit status 127" in r for r in group["health"]), \
+        group["health"]
+    runs = {manifest(p)["variant"]: p for p in _runs(result)}
+    proc = subprocess.run([str(REPO / ".venv/bin/python"), "-m", "wanbench.cli", "compare", str(runs["ffn_only"]),
+                           "--baseline", str(runs["baseline"]), "--json", "--device-state", "optional"],
+                          capture_output=True, text=True, cwd=REPO, check=True)
+    (group,) = json.loads(proc.stdout)
+    assert not any("device state" in r for r in group["health"]), group["health"]
+    assert any(r.startswith("warning: candidate run ") and "device state before the run unknown" in r
+               and r.endswith("(device_state=optional)") for r in group["reasons"]), group["reasons"]
