@@ -39,15 +39,15 @@ def cells(lines, section, first):
 
 
 def test_markdown_report(runs):
-    text = render_report([runs["variant"], runs["crash"]], runs["baseline"], noise={"cv_pct": 0.2, "source": "prior"})
+    text = render_report([runs["variant"], runs["crash"]], runs["baseline"], noise={"cv_pct": 0.2, "df": 12, "source": "measured"})
     lines = text.splitlines()
     assert lines[:6] == ["# wanbench report", "", "- commit: unknown", "- host: unknown", "- date: unknown",
                          "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
-                         " Welch t on log request_total, with one run a side the known noise: CV 0.20 % (prior))"]
+                         " Welch t on log request_total, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
     assert cells(lines, "## Verdicts", "run_sample_variant") == [
-        "run_sample_variant", "1/1", "-1.34", "-1.89 .. -0.79", "+0.28", "pass", ""]
+        "run_sample_variant", "1/1", "-1.34", "-2.05 .. -0.63 (Holm: 97.5 %)", "+0.28", "pass", ""]
     assert cells(lines, "## Verdicts", "run_sample_crash") == [
-        "run_sample_crash", "1/0", "n/a", "n/a", "n/a", "fail", ""]
+        "run_sample_crash", "1/0", "n/a", "n/a (Holm: 95 %)", "n/a", "fail", ""]
     assert cells(lines, "## Statistics per variant (runs used)", "run_sample_baseline")[:4] == [
         "run_sample_baseline", "request_total", "1", "104321.987"]
     assert cells(lines, "## Change vs baseline (%, of the means; sub-metrics are diagnostics)",
@@ -58,11 +58,12 @@ def test_markdown_report(runs):
         "failed", "failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
     notes = lines[lines.index("## Verdicts and notes"):]
     assert notes[2:5] == ["- run_sample_variant (pass)", "  - reserved_peak +0.28 % within 1.00 % tolerance",
-                          "  - request_total -1.34 % (95 % CI -1.89 .. -0.79 %, n=1/1, noise CV 0.2 % (prior)):"
+                          "  - request_total -1.34 % (97.5 % CI -2.05 .. -0.63 %, n=1/1, noise CV 0.2 %, 12 df (measured)):"
                           " the interval is below 0 and the change at or beyond -0.50 %"]
     assert "- run_sample_crash (fail)" in notes
-    assert "run_sample_variant: PASS (request_total -1.34 %, 95 % CI -1.89 .. -0.79 %, n=1/1; reserved_peak +0.28 %)" \
-        in lines
+    # two candidates against one control are one family: Holm puts the smaller p at 97.5 %
+    assert ("run_sample_variant: PASS (request_total -1.34 %, 97.5 % CI -2.05 .. -0.63 %, n=1/1; reserved_peak +0.28 %);"
+            " family of 2 candidates, Holm at 95 % family-wise") in lines
 
 
 def test_report_without_baseline(runs):

@@ -37,11 +37,12 @@ def test_welch_interval_on_log_times():
     assert c["ci"][0] < c["pct"] < c["ci"][1] < 0
 
 
-def test_one_run_a_side_needs_a_known_noise():
-    assert stats.change([100.0], [99.0]) == {"pct": pytest.approx(-1.0), "ci": None, "method": "none", "df": None}
-    c = stats.change([100.0], [99.0], noise_cv_pct=0.2)
-    half = 1.959964 * math.log1p(0.002) * math.sqrt(2)
-    assert c["method"] == "known-noise"
+def test_one_run_a_side_needs_a_measured_noise():
+    c = stats.change([100.0], [99.0])
+    assert (c["pct"], c["ci"], c["method"], c["df"]) == (pytest.approx(-1.0), None, "none", None)
+    c = stats.change([100.0], [99.0], noise={"cv_pct": 0.2, "df": 12})
+    half = scipy_stats.t.ppf(0.975, 12) * math.log1p(0.002) * math.sqrt(2)  # t with the noise's df, not z
+    assert c["method"] == "known-noise" and c["df"] == 12
     assert c["ci"] == (pytest.approx((math.exp(math.log(0.99) - half) - 1) * 100),
                        pytest.approx((math.exp(math.log(0.99) + half) - 1) * 100))
 
@@ -114,6 +115,6 @@ def test_14b_baselines_resolve_3_percent():
     assert single["verdict"] == "inconclusive" and single["ci_pct"]["request_total"] is None
     assert single["noise_source"] == "none"
     # with the measured 14B noise (CV 0.59 %) the 0.62 % difference is still noise
-    known = compare(base[0], base[1], noise={"cv_pct": 0.59, "source": "prior"})
-    assert known["verdict"] == "inconclusive" and known["noise_source"] == "prior"
+    known = compare(base[0], base[1], noise={"cv_pct": 0.59, "df": 11, "source": "measured"})
+    assert known["verdict"] == "inconclusive" and known["noise_source"] == "measured"
     assert known["runs_needed"] == 23

@@ -14,7 +14,7 @@ import sys
 from . import devices, history, importer, index, inventory, nightly, report, share, store
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
 from .parse import METRICS, parse_file, parse_run
-from .stats import CONFIDENCE
+from .stats import CONFIDENCE, MIN_NOISE_DF
 
 
 def _non_negative(text):
@@ -106,14 +106,36 @@ def _table(columns):
 
 
 def _noise(args, baselines, others):
-    """The known noise for a side of one run: the host's stored runs, else the prior, else None."""
-    fingerprint = next((b["manifest"].get("fingerprint") for b in baselines if b.get("manifest")), None)
-    if args.noise_store and fingerprint:
-        found = store.stored_noise(args.noise_store, fingerprint, exclude=[r["path"] for r in baselines + others])
-        if found:
-            return found
-    if args.noise_cv_pct:
-        return {"cv_pct": args.noise_cv_pct, "source": "prior (--noise-cv-pct, the inventory's wanbench_noise_cv_pct)"}
+    """The noise for a side of one run (or a control from another play), with its degrees of freedom.
+
+    The host's stored runs in the window (``store.stored_noise``) when they have
+    enough degrees of freedom, else a measurement given with its df
+    (``--noise-cv-pct`` with ``--noise-df``), else what the store has, else a
+    prior (``--noise-cv-pct`` alone: df None, informs the runs needed only).
+    """
+    manifests = [b["manifest"] for b in baselines if b.get("manifest")]
+    fingerprint = next((m.get("fingerprint") for m in manifests if m.get("fingerprint")), None)
+    found = None
+    if getattr(args, "noise_store", None) and fingerprint:
+        host = next((m.get("host") for m in manifests if isinstance(m.get("host"), str)), None)
+        dates = [d for d in (store._when(m) for m in manifests) if d is not None]
+        found = store.stored_noise(args.noise_store, fingerprint, exclude=[r["path"] for r in baselines + others],
+                                   host=host, window_days=getattr(args, "noise_window_days", None),
+                                   window_commits=getattr(args, "noise_window_commits", None),
+                                   now=max(dates) if dates else None)
+    min_df = getattr(args, "min_noise_df", MIN_NOISE_DF)
+    if found and found["cv_pct"] and found["df"] >= min_df:
+        return found
+    cv, df = getattr(args, "noise_cv_pct", None), getattr(args, "noise_df", None)
+    if cv and df is not None:
+        when = getattr(args, "noise_measured", None)
+        return {"cv_pct": cv, "df": df, "source": f"measured{' ' + when if when else ''}: CV {cv:g} %, {df:g} df"
+                                                   " (--noise-cv-pct/--noise-df, the inventory's wanbench_noise)"}
+    if found:
+        return found
+    if cv:
+        return {"cv_pct": cv, "df": None,
+                "source": "prior (--noise-cv-pct, the inventory's wanbench_noise_cv_pct): planning only"}
     return None
 
 
@@ -128,7 +150,8 @@ def _build(args, paths):
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
                         health=health, min_psnr_db=getattr(args, "min_psnr_db", None),
-                        require_same_output=getattr(args, "require_same_output", False))
+                        require_same_output=getattr(args, "require_same_output", False),
+                        judge={"min_noise_df": getattr(args, "min_noise_df", MIN_NOISE_DF)})
     return baselines + runs, data
 
 

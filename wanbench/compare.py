@@ -25,8 +25,12 @@ not be compared is ``invalid`` then).
 Each side is a run or a list of repeated runs (``parse_run`` results).
 Warm-up runs (manifest ``schedule.warmup``) and unhealthy runs are left out
 of the statistics and listed in ``excluded``.  With one run on a side the
-interval needs a known noise (``noise``: the host's stored control runs or
-the inventory's prior); without it nothing is decided.
+interval needs a measured noise (``noise``: the host's stored runs, or an
+inventory measurement, each with its degrees of freedom, at least
+``min_noise_df``); a control from another play (``baseline=stored``) needs
+the store's play-to-play estimate too; without them nothing is decided.
+Several candidates against one control are judged as a family
+(:func:`judge_family`: Holm's step-down on request_total).
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def _side(x, role):
             used.append(r)
     label_runs = [r for r in runs if not is_warmup(r)] or runs
     values = {m: [r["metrics"][m] for r in used] for m in METRICS}
-    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "n": len(used),
+    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "n": len(used), "used": used,
             "total": len(label_runs), "values": values, "unhealthy": unhealthy, "excluded": excluded,
             "memory_unmeasured": _memory_unmeasured(used or unhealthy),
             "warnings": list(dict.fromkeys(w for r in used + unhealthy for w in r["warnings"]))}
@@ -162,11 +166,14 @@ def _psnr_of(note):
 
 
 def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-            noise=None, confidence=stats.CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
+            noise=None, confidence=stats.CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False,
+            min_noise_df=stats.MIN_NOISE_DF):
     """Judge candidate against baseline; each may be a run dict or a list of repeated runs.
 
-    ``noise`` is the known noise for a side of one run: ``{"cv_pct": x,
-    "source": "..."}`` (or None).  ``health``: keyword limits of
+    ``noise`` is the known noise for a side of one run or a control from
+    another play: ``{"cv_pct": x, "df": n or None (a prior), "source": "...",
+    "between": ...}`` (``stats.noise_from_plays``; or None); it decides only
+    with ``min_noise_df`` degrees of freedom or more.  ``health``: keyword limits of
     ``devices.judge`` (idle_util_pct, idle_mem_mb, busy_cpu_pct, ignore_names);
     ``min_psnr_db``: an output at or above this PSNR counts as the same (None:
     any difference counts); ``require_same_output``: a changed output fails.
@@ -177,7 +184,9 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
     _check_number("threshold_pct", threshold_pct)
     _check_number("reserved_tolerance_pct", reserved_tolerance_pct)
     if noise is not None:
-        _check_number("noise cv_pct", noise.get("cv_pct"), positive=True)
+        _check_number("noise cv_pct", noise.get("cv_pct"))
+        if noise.get("df") is not None:
+            _check_number("noise df", noise["df"])
     base, cand = _side(baseline, "baseline"), _side(candidate, "candidate")
     verdicts, reasons = [], []
 
@@ -231,7 +240,7 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
             else:
                 reasons.append(f"reserved_peak {rp:+.2f} % within {reserved_tolerance_pct:.2f} % tolerance")
 
-    decision = _request_total(base, cand, threshold_pct, noise, confidence)
+    decision = _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df)
     if decision["change"] is not None:
         diff["request_total"] = decision["change"]["pct"]
         rule(decision["verdict"], decision["reason"])
@@ -249,6 +258,8 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
                                 for role, s in (("baseline", base), ("candidate", cand))},
                              "pooled": decision["pooled_cv"]},
             "noise_source": decision["source"], "runs_needed": decision["runs_needed"],
+            "method": decision["change"]["method"] if decision["change"] else None,
+            "p_value": decision["change"]["p"] if decision["change"] else None,
             "equivalent": decision["equivalent"],
             "stats": {role: {m: stats.summary(s["values"][m]) for m in METRICS}
                       for role, s in (("baseline", base), ("candidate", cand))},
@@ -257,26 +268,44 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
             "health": unfit, "env_diff": env_diff, "output": output, "output_flag": output["flag"]}
 
 
-def _request_total(base, cand, threshold_pct, noise, confidence):
+def _plays(side):
+    """The play ids of a side's used runs (None when any run has none)."""
+    plays = set()
+    for r in side["used"]:
+        schedule = r.get("manifest", {}).get("schedule")
+        play = schedule.get("play") if isinstance(schedule, dict) else None
+        if not isinstance(play, str) or not play:
+            return None
+        plays.add(play)
+    return plays
+
+
+def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=stats.MIN_NOISE_DF):
     """The request_total decision: change, interval, verdict, noise used and runs needed."""
     out = {"change": None, "verdict": "inconclusive", "reason": "", "source": "none", "runs_needed": None,
            "equivalent": False, "needed_reason": "", "pooled_cv": None}
     b, c = base["values"]["request_total"], cand["values"]["request_total"]
     if not b or not c or None in b or None in c or min(b) <= 0 or min(c) <= 0:
         return out
-    one_run = min(len(b), len(c)) < 2
-    prior = noise["cv_pct"] if noise and one_run else None
-    change = stats.change(b, c, noise_cv_pct=prior, confidence=confidence)
+    pb, pc = _plays(base), _plays(cand)
+    cross_play = bool(pb and pc and not pb & pc)  # the control ran in another play (baseline=stored)
+    change = stats.change(b, c, noise=noise, confidence=confidence, cross_play=cross_play, min_df=min_noise_df)
     out["change"] = change
-    out["source"] = {"welch": "data", "known-noise": noise["source"] if noise else "", "none": "none"}[change["method"]]
+    noise_source = noise["source"] if noise else ""
+    out["source"] = {"welch": "data", "none": "none"}.get(change["method"], noise_source)
     pct, ci = change["pct"], change["ci"]
-    level = f"{confidence * 100:g} %"
+    level = f"{confidence * 100:.4g} %"
     if ci is None:
-        out["reason"] = (f"request_total {pct:+.2f} % (n={len(b)}/{len(c)}): no interval, the noise is unknown with"
-                         " one run a side; repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
+        of = f" ({noise_source})" if noise else ""
+        out["reason"] = (f"request_total {pct:+.2f} % (n={len(b)}/{len(c)}): no interval, {change['why']}{of};"
+                         " repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
     else:
         verdict = out["verdict"] = stats.decide(pct, ci, threshold_pct)
-        how = "Welch t on log times" if change["method"] == "welch" else f"noise CV {noise['cv_pct']:.3g} % ({out['source']})"
+        if change["method"] == "welch":
+            how = "Welch t on log times"
+        else:
+            part = " within and the play-to-play part" if change["method"] == "stored-noise+between" else ""
+            how = f"noise CV {noise['cv_pct']:.3g} %{part}, {change['df']:.4g} df ({noise_source})"
         why = {"pass": f"the interval is below 0 and the change at or beyond -{threshold_pct:.2f} %",
                "fail": f"the interval is above 0 and the change at or beyond +{threshold_pct:.2f} %"}.get(verdict)
         if verdict == "equivalent":
@@ -289,9 +318,33 @@ def _request_total(base, cand, threshold_pct, noise, confidence):
                          f" n={len(b)}/{len(c)}, {how}): {why}")
     pooled, df = stats.pooled_cv_pct([b, c])
     out["pooled_cv"] = pooled
-    cv, source = (pooled, "observed") if df else ((noise["cv_pct"], noise["source"]) if noise else (None, None))
+    cv, source = (pooled, "observed") if df and pooled else \
+        ((noise["cv_pct"], noise["source"]) if noise and noise.get("cv_pct") else (None, None))
     out["runs_needed"] = stats.runs_needed(cv, threshold_pct, confidence)
     if out["runs_needed"] is not None and out["verdict"] == "inconclusive" and not out["equivalent"]:
         out["needed_reason"] = (f"runs needed to resolve {threshold_pct:.2f} % (80 % power): {out['runs_needed']}"
                                 f" a side at noise CV {cv:.2f} % ({source})")
+    return out
+
+
+def judge_family(baseline, groups, confidence=stats.CONFIDENCE, **kw):
+    """Judge each candidate group (a list of runs) against one control: :func:`compare` for each.
+
+    With two candidates or more they form one family: Holm's step-down on
+    their request_total tests (``stats.holm_levels``) sets each one's interval
+    level, so that the chance of any false verdict in the family stays at or
+    below 1 - ``confidence``; each result's ``family`` says the family's size,
+    the level asked and the candidate's own level.  One candidate: unchanged.
+    """
+    results = [compare(baseline, members, confidence=confidence, **kw) for members in groups]
+    if len(results) < 2:
+        return results
+    levels = stats.holm_levels([r["p_value"] for r in results], confidence)
+    out = []
+    for members, first, level in zip(groups, results, levels):
+        r = compare(baseline, members, confidence=level, **kw) if level != confidence else first
+        r["family"] = {"size": len(results), "method": "Holm", "confidence": confidence, "level": level}
+        r["reasons"].append(f"family of {len(results)} candidates against one control: Holm step-down at"
+                            f" {confidence * 100:.4g} % family-wise, this interval at {level * 100:.4g} %")
+        out.append(r)
     return out

@@ -17,7 +17,7 @@ import tempfile
 
 from . import devices, diagnostics
 from .schema import AA
-from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
+from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, is_warmup, judge_family
 from .stats import CONFIDENCE
 from .parse import DECIMALS, METRICS
 
@@ -164,14 +164,16 @@ def verdict_text(g):
 
 
 def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
+          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False, judge=None):
     """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
 
     ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
     ({"cv_pct", "source"}) is used where a side has one run; ``confidence``
     is the interval's level (lower it only with a reason, e.g. repeated looks).
     ``health``, ``min_psnr_db`` and ``require_same_output`` go to
-    :func:`wanbench.compare.compare` (machine state and output check).
+    :func:`wanbench.compare.compare` (machine state and output check), and so
+    do ``judge``'s further keywords (e.g. ``min_noise_df``).  Two candidates or
+    more are judged as one family (Holm: ``compare.judge_family``).
     """
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
@@ -184,10 +186,12 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     seen = {os.path.realpath(b["path"]) for b in baselines + [r for r, _ in cancelled]}
     candidates = group([r for r in runs if os.path.realpath(r["path"]) not in seen])
     groups, verdict_of = [], {}
-    if baselines:
-        for name, members in candidates:
-            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence,
-                             health=health, min_psnr_db=min_psnr_db, require_same_output=require_same_output)
+    if baselines:  # the candidates against one control form one family (Holm), one candidate: unchanged
+        results = judge_family(baselines, [members for _, members in candidates], confidence,
+                               threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
+                               noise=noise, health=health, min_psnr_db=min_psnr_db,
+                               require_same_output=require_same_output, **(judge or {}))
+        for (name, members), result in zip(candidates, results):
             groups.append({"variant": name, **result})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
     excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
@@ -264,6 +268,10 @@ def summary(data):
             line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
         if g["equivalent"]:
             line += f"; equivalent within +-{g['threshold_pct']:.2f} %"
+        if g.get("family"):
+            f = g["family"]
+            line += (f"; family of {f['size']} candidates, {f['method']} at {_level(f['confidence'])}"
+                     f" family-wise")
         if g.get("health"):
             more = len(g["health"]) - 1
             line += f"; machine not fit: {g['health'][0]}" + (f" (+{more} more)" if more else "")
@@ -284,7 +292,7 @@ def _markdown(data):
         noise = h["noise"]
         lines.append(f"- baseline: {h['baseline']} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
                      f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total, with one run a"
-                     f" side the known noise: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
+                     f" side a measured noise, t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
         lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
@@ -297,7 +305,8 @@ def _markdown(data):
     if groups:
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),
-                  f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"]),
+                  f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"])
+                  + (f" (Holm: {_level(g['confidence'])})" if g.get("family") else ""),
                   "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": verdict_text(g),
                   "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
                   else str(g["runs_needed"] or "n/a")} for g in groups]

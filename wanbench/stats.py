@@ -8,15 +8,22 @@ of geometric means minus one, and its interval comes from
   runs: small samples (3 a side) need t, not z, and a variant may change the
   spread, so the variances are not pooled.  A rank test alone cannot serve:
   with 3 runs a side its smallest two-sided p-value is 0.10.
-* a **z interval with a known noise** (``noise_cv_pct``: the host's stored
-  control runs, or the inventory's prior) when a side has one run and no
-  spread of its own.
-* **no interval** otherwise: then nothing is decided.
+* a **t interval with a measured noise** (``noise``: the host's stored runs,
+  or an inventory measurement with its degrees of freedom) when a side has one
+  run, or when the control comes from another play (then the play-to-play
+  variance estimated from the store is added): the t quantile takes the
+  noise's degrees of freedom, and a noise with fewer than ``min_df`` decides
+  nothing.  A prior (a CV without degrees of freedom) never makes an
+  interval: it only informs the runs needed.
+* **no interval** otherwise, or when both sides have zero spread (identical
+  times are a copy or a stuck clock, not a measured noise of 0): then nothing
+  is decided, and ``why`` says so.
 
 The decision (:func:`decide`) needs both: the whole interval on one side of 0
 *and* the estimate at or beyond the threshold.  :func:`runs_needed` is the
 per-side sample size of a two-sided t test that finds a change of the
-threshold's size with 80 % power at the observed noise.
+threshold's size with 80 % power at the observed noise.  :func:`holm_levels`
+corrects several candidates judged against one control (Holm's step-down).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import statistics
 
 CONFIDENCE = 0.95
 POWER = 0.80
-MIN_STORED_RUNS = 3
+MIN_NOISE_DF = 10  # degrees of freedom a measured noise needs before one-run sides decide
 
 
 def summary(values):
@@ -74,12 +81,71 @@ def _sigma(cv_pct):
     return math.log1p(cv_pct / 100)
 
 
-def change(base, cand, noise_cv_pct=None, confidence=CONFIDENCE):
+def noise_from_plays(groups):
+    """The noise of stored runs grouped by play: within-play CV with its df, and the play-to-play part.
+
+    ``groups`` is a list of lists of positive numbers (one list per play).
+    Returns None when no play has two runs, else {"cv_pct", "df", "runs",
+    "plays", "between"}: ``cv_pct``/``df`` the within-play noise pooled over
+    the plays (each play's own level removed; 0 when every play's runs are
+    identical); ``between`` the one-way random-effects mean squares on the log
+    scale ({"ms_within", "ms_between", "df_between", "n0", "cv_pct"}; cv_pct is
+    the between-play CV, 0 when no larger than the within-play spread), or
+    None with fewer than two plays.
+    """
+    groups = [list(g) for g in groups if g]
+    cv, df = pooled_cv_pct(groups)
+    if cv is None:
+        return None
+    n = sum(len(g) for g in groups)
+    out = {"cv_pct": cv, "df": df, "runs": n, "plays": len(groups), "between": None}
+    k = len(groups)
+    if k > 1:
+        logs = [_logs(g) for g in groups]
+        grand = statistics.fmean([x for g in logs for x in g])
+        msb = sum(len(g) * (statistics.fmean(g) - grand) ** 2 for g in logs) / (k - 1)
+        msw = _sigma(cv) ** 2
+        n0 = (n - sum(len(g) ** 2 for g in logs) / n) / (k - 1)
+        out["between"] = {"ms_within": msw, "ms_between": msb, "df_between": k - 1, "n0": n0,
+                          "cv_pct": _pct(math.sqrt(max(0.0, (msb - msw) / n0)))}
+    return out
+
+
+def _noise_variance(noise, nb, nc, cross_play):
+    """(variance of the log change, its df, None) from a measured noise, or (None, None, why)."""
+    cv, df = noise.get("cv_pct"), noise.get("df")
+    if df is None:
+        return None, None, "a prior noise (no degrees of freedom) informs planning only"
+    if not cv:
+        return None, None, "the noise's runs have zero spread (identical times): no noise estimate"
+    msw, coef_w = _sigma(cv) ** 2, 1 / nb + 1 / nc
+    if not cross_play:
+        return msw * coef_w, df, None
+    between = noise.get("between")
+    if not between:
+        return None, None, ("the control comes from another play and the store has no play-to-play"
+                            " estimate (runs of two plays or more)")
+    # Var(d) = 2 s_b^2 + s_w^2 (1/nb + 1/nc); E[MSB] = n0 s_b^2 + s_w^2, so
+    # 2 s_b^2 = 2 (MSB - MSW) / n0: a linear combination of two mean squares, df by Satterthwaite.
+    n0, msb, dfb = between["n0"], between["ms_between"], between["df_between"]
+    a_b, a_w = 2 / n0, coef_w - 2 / n0
+    var = a_b * msb + a_w * msw
+    floor = msw * coef_w
+    if var <= floor:  # the plays agree better than their runs: no smaller than the within-play part
+        return floor, min(df, dfb), None
+    return var, var ** 2 / ((a_b * msb) ** 2 / dfb + (a_w * msw) ** 2 / df), None
+
+
+def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_df=MIN_NOISE_DF):
     """Percent change from ``base`` to ``cand`` (positive numbers), with its interval.
 
-    Returns {pct, ci (low, high) or None, method, df}: Welch t on the logs when
-    both sides have two runs or more, else a z interval from ``noise_cv_pct``
-    when given, else no interval.
+    ``noise``: a measured noise {"cv_pct", "df", "between" (optional:
+    :func:`noise_from_plays`)}, used when a side has one run or when
+    ``cross_play`` (the control ran in another play: its play-to-play part is
+    added, and needed).  Returns {pct, ci (low, high) or None, method, df, p,
+    why}: Welch t on the logs when both sides have two runs or more (and the
+    control is from this play), else a t interval from the noise with its df,
+    else no interval with ``why`` the reason.
     """
     from scipy import stats as st
 
@@ -88,23 +154,56 @@ def change(base, cand, noise_cv_pct=None, confidence=CONFIDENCE):
     lb, lc = _logs(base), _logs(cand)
     d = statistics.fmean(lc) - statistics.fmean(lb)
     nb, nc = len(lb), len(lc)
-    if nb > 1 and nc > 1:
+    pct = (math.exp(d) - 1) * 100
+
+    def none(why):
+        return {"pct": pct, "ci": None, "method": "none", "df": None, "p": None, "why": why}
+
+    if nb > 1 and nc > 1 and not cross_play:
         vb, vc = statistics.variance(lb) / nb, statistics.variance(lc) / nc
-        se = math.sqrt(vb + vc)
-        if se == 0:
-            df, q = math.inf, 0.0
-        else:
-            df = (vb + vc) ** 2 / (vb ** 2 / (nb - 1) + vc ** 2 / (nc - 1))
-            q = st.t.ppf((1 + confidence) / 2, df)
+        if vb + vc == 0:
+            return none("both sides have zero spread (identical times): no interval")
+        var = vb + vc
+        df = var ** 2 / (vb ** 2 / (nb - 1) + vc ** 2 / (nc - 1))
         method = "welch"
-    elif noise_cv_pct:
-        se = _sigma(noise_cv_pct) * math.sqrt(1 / nb + 1 / nc)
-        df, q, method = math.inf, st.norm.ppf((1 + confidence) / 2), "known-noise"
+    elif noise:
+        var, df, why = _noise_variance(noise, nb, nc, cross_play)
+        if var is None:
+            return none(why)
+        if df < min_df:
+            return none(f"the noise has {df:.3g} degrees of freedom, fewer than the {min_df:g} needed")
+        method = "stored-noise+between" if cross_play else "known-noise"
     else:
-        return {"pct": (math.exp(d) - 1) * 100, "ci": None, "method": "none", "df": None}
+        return none("the control comes from another play and no noise is known" if cross_play else
+                    "the noise is unknown with one run a side")
+    se = math.sqrt(var)
+    q = st.t.ppf((1 + confidence) / 2, df)
     low, high = d - q * se, d + q * se
-    return {"pct": (math.exp(d) - 1) * 100, "ci": ((math.exp(low) - 1) * 100, (math.exp(high) - 1) * 100),
-            "method": method, "df": None if math.isinf(df) else df}
+    return {"pct": pct, "ci": ((math.exp(low) - 1) * 100, (math.exp(high) - 1) * 100),
+            "method": method, "df": df, "p": float(2 * st.t.sf(abs(d) / se, df)), "why": None}
+
+
+def holm_levels(p_values, confidence=CONFIDENCE):
+    """Holm's step-down for a family of tests against one control: the interval level of each.
+
+    ``p_values`` (None: not tested, ranked last) in family order.  Sorted by
+    p, rank i of m is tested at alpha / (m - i + 1) while every smaller p was
+    rejected; after the first one that is not, the rest keep that level (so
+    they cannot be rejected either).  The family-wise chance of any false
+    verdict stays at or below 1 - ``confidence``.  Returns one level a test,
+    in the given order.
+    """
+    m = len(p_values)
+    alpha = 1 - confidence
+    order = sorted(range(m), key=lambda i: (p_values[i] is None, p_values[i] or 0.0))
+    levels, stop = [None] * m, None
+    for rank, i in enumerate(order, start=1):
+        level = stop if stop is not None else 1 - alpha / (m - rank + 1)
+        levels[i] = level
+        p = p_values[i]
+        if stop is None and (p is None or p > 1 - level):
+            stop = level
+    return levels
 
 
 def decide(pct, ci, threshold_pct):
