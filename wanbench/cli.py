@@ -11,27 +11,8 @@ import json
 import os
 import sys
 
-from . import devices, history, importer, index, inventory, nightly, report, share, store
-from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
+from . import history, importer, index, inventory, judging, nightly, report, share
 from .parse import METRICS, parse_file, parse_run
-from .stats import CONFIDENCE, MIN_NOISE_DF
-
-
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _fraction(text):
-    value = _non_negative(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def _parser():
@@ -41,36 +22,9 @@ def _parser():
     def thresholds(p):
         p.add_argument("--baseline", action="append", metavar="PATH",
                        help="a baseline run; repeat it for repeated runs (all form the baseline side)")
-        p.add_argument("--threshold-pct", "--noise-pct", dest="threshold_pct", type=_non_negative,
-                       default=THRESHOLD_PCT, metavar="X",
-                       help=f"smallest request_total change that counts, in %% (default {THRESHOLD_PCT})")
-        p.add_argument("--reserved-tolerance-pct", type=_non_negative, default=RESERVED_TOLERANCE_PCT,
-                       metavar="Y", help=f"reserved_peak tolerance in %% (default {RESERVED_TOLERANCE_PCT})")
-        p.add_argument("--noise-store", metavar="DIR",
-                       help="the host's run directories (results/<host>): its stored runs with the baseline's"
-                            " settings give the noise when a side has one run")
-        p.add_argument("--noise-cv-pct", type=_non_negative, metavar="CV",
-                       help="prior request_total noise (CV in %%) when a side has one run and no stored noise")
-        p.add_argument("--confidence", type=_fraction, default=CONFIDENCE, metavar="C",
-                       help=f"level of the request_total interval (default {CONFIDENCE}); the play lowers"
-                            " alpha with repeats=auto, which looks after every block")
         p.add_argument("--check", action="store_true",
                        help="exit 1 when any verdict is fail or invalid")
-        h = p.add_argument_group("machine state and output (docs/health.md)")
-        h.add_argument("--idle-util-pct", type=_non_negative, metavar="U",
-                       help="npu/cuda: utilisation above U %% before a run makes it invalid (default 10)")
-        h.add_argument("--idle-mem-mb", type=_non_negative, metavar="M",
-                       help="npu/cuda: memory in use above M MB before a run makes it invalid"
-                            " (default per platform: npu 4096, cuda 1024)")
-        h.add_argument("--busy-cpu-pct", type=_non_negative, metavar="C",
-                       help="reference: another process at C %% CPU or more before a run makes it invalid (default 50)")
-        h.add_argument("--ignore-process", action="append", default=[], metavar="NAME",
-                       help="a process name never counted as another user of the machine (repeatable)")
-        h.add_argument("--min-psnr-db", type=_non_negative, metavar="DB",
-                       help="an output at or above DB dB PSNR vs the control counts as the same"
-                            " (default: any difference counts)")
-        h.add_argument("--require-same-output", action="store_true",
-                       help="a changed output fails the verdict (an output not compared is invalid)")
+        judging.add_arguments(p)
 
     p = sub.add_parser("parse", help="parse logs, profile files, time files or run directories")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -105,56 +59,6 @@ def _table(columns):
     return pd.DataFrame(list(cells), index=list(headers)).T.to_markdown(tablefmt="simple", disable_numparse=True)
 
 
-def _noise(args, baselines, others):
-    """The noise for a side of one run (or a control from another play), with its degrees of freedom.
-
-    The host's stored runs in the window (``store.stored_noise``) when they have
-    enough degrees of freedom, else a measurement given with its df
-    (``--noise-cv-pct`` with ``--noise-df``), else what the store has, else a
-    prior (``--noise-cv-pct`` alone: df None, informs the runs needed only).
-    """
-    manifests = [b["manifest"] for b in baselines if b.get("manifest")]
-    fingerprint = next((m.get("fingerprint") for m in manifests if m.get("fingerprint")), None)
-    found = None
-    if getattr(args, "noise_store", None) and fingerprint:
-        host = next((m.get("host") for m in manifests if isinstance(m.get("host"), str)), None)
-        dates = [d for d in (store._when(m) for m in manifests) if d is not None]
-        found = store.stored_noise(args.noise_store, fingerprint, exclude=[r["path"] for r in baselines + others],
-                                   host=host, window_days=getattr(args, "noise_window_days", None),
-                                   window_commits=getattr(args, "noise_window_commits", None),
-                                   now=max(dates) if dates else None)
-    min_df = getattr(args, "min_noise_df", MIN_NOISE_DF)
-    if found and found["cv_pct"] and found["df"] >= min_df:
-        return found
-    cv, df = getattr(args, "noise_cv_pct", None), getattr(args, "noise_df", None)
-    if cv and df is not None:
-        when = getattr(args, "noise_measured", None)
-        return {"cv_pct": cv, "df": df, "source": f"measured{' ' + when if when else ''}: CV {cv:g} %, {df:g} df"
-                                                   " (--noise-cv-pct/--noise-df, the inventory's wanbench_noise)"}
-    if found:
-        return found
-    if cv:
-        return {"cv_pct": cv, "df": None,
-                "source": "prior (--noise-cv-pct, the inventory's wanbench_noise_cv_pct): planning only"}
-    return None
-
-
-def _build(args, paths):
-    baselines = [parse_run(b) for b in args.baseline or []]
-    runs = [parse_run(p) for p in paths]
-    # limits not given (or commands of other modules, e.g. share, without these options): judge's defaults
-    health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
-              if getattr(args, k, None) is not None}
-    health["ignore_names"] = tuple(getattr(args, "ignore_process", None) or ())
-    health["own_pids"] = devices.controller_pids()  # the play's processes, where it runs on the measured host
-    data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
-                        _noise(args, baselines, runs) if baselines else None, args.confidence,
-                        health=health, min_psnr_db=getattr(args, "min_psnr_db", None),
-                        require_same_output=getattr(args, "require_same_output", False),
-                        judge={"min_noise_df": getattr(args, "min_noise_df", MIN_NOISE_DF)})
-    return baselines + runs, data
-
-
 def _parse(args):
     results = [parse_run(f) if os.path.isdir(f) else parse_file(f, block=args.block)
                for f in args.files]
@@ -170,7 +74,7 @@ def _parse(args):
 def _compare(args):
     if not args.baseline:
         raise ValueError("compare needs --baseline PATH (repeat it for repeated baseline runs)")
-    inputs, data = _build(args, args.candidates)
+    inputs, data = judging.judge(args, args.candidates)
     results = data["groups"]
     verdicts = [r["verdict"] for r in results]
     if args.json:
@@ -188,7 +92,7 @@ def _compare(args):
 
 
 def _report(args):
-    inputs, data = _build(args, args.paths)
+    inputs, data = judging.judge(args, args.paths)
     if args.out:
         text = "\n".join(report.write(data, args.out).values())
     else:

@@ -254,6 +254,12 @@ def aa_noise(g):
             f" at {n} run(s) a side")
 
 
+def family_note(groups):
+    """``; Holm over N candidates (95 % family-wise)`` where the candidates formed a family, else ``""``."""
+    f = next((g["family"] for g in groups if g.get("family")), None)
+    return f"; {f['method']} over {f['size']} candidates ({_level(f['confidence'])} family-wise)" if f else ""
+
+
 def summary(data):
     """One line per candidate variant: verdict, change with interval, memory, runs needed."""
     lines = []

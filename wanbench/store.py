@@ -78,7 +78,7 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
     return best[1] if best else None
 
 
-def _when(manifest):
+def run_time(manifest):
     """The run's start (or end) as an aware datetime, or None."""
     from datetime import datetime, timezone
 
@@ -127,7 +127,7 @@ def stored_noise(host_dir, fingerprint, exclude=(), host=None, window_days=None,
                 or os.path.realpath(path) in skip or (host and m.get("host") != host)
                 or _exit_code(path, m) != 0):
             continue
-        when = _when(m)
+        when = run_time(m)
         if since is not None and (when is None or not since <= when <= now):
             continue
         repo = m.get("repo")
