@@ -55,6 +55,18 @@ def _logs(values):
     return [math.log(v) for v in values]
 
 
+def _variance(xs):
+    mean = sum(xs) / len(xs)
+    return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def t_quantile(p, df):
+    """The p quantile of Student's t with df degrees of freedom (scipy.special: cheap enough to simulate with)."""
+    from scipy import special
+
+    return float(special.stdtrit(df, p))
+
+
 def pooled_cv_pct(groups):
     """Noise as a CV in %, pooled over groups of runs (each group's own level removed).
 
@@ -147,7 +159,7 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
     control is from this play), else a t interval from the noise with its df,
     else no interval with ``why`` the reason.
     """
-    from scipy import stats as st
+    from scipy import special
 
     if not base or not cand or min(base) <= 0 or min(cand) <= 0:
         raise ValueError("change needs at least one positive value a side")
@@ -160,7 +172,7 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
         return {"pct": pct, "ci": None, "method": "none", "df": None, "p": None, "why": why}
 
     if nb > 1 and nc > 1 and not cross_play:
-        vb, vc = statistics.variance(lb) / nb, statistics.variance(lc) / nc
+        vb, vc = _variance(lb) / nb, _variance(lc) / nc
         if vb + vc == 0:
             return none("both sides have zero spread (identical times): no interval")
         var = vb + vc
@@ -177,10 +189,10 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
         return none("the control comes from another play and no noise is known" if cross_play else
                     "the noise is unknown with one run a side")
     se = math.sqrt(var)
-    q = st.t.ppf((1 + confidence) / 2, df)
+    q = t_quantile((1 + confidence) / 2, df)
     low, high = d - q * se, d + q * se
     return {"pct": pct, "ci": ((math.exp(low) - 1) * 100, (math.exp(high) - 1) * 100),
-            "method": method, "df": df, "p": float(2 * st.t.sf(abs(d) / se, df)), "why": None}
+            "method": method, "df": df, "p": float(2 * special.stdtr(df, -abs(d) / se)), "why": None}
 
 
 def holm_levels(p_values, confidence=CONFIDENCE):
@@ -233,16 +245,16 @@ def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER,
     for the smallest such n >= 2; None when the noise is unknown or the
     threshold is 0.
     """
-    from scipy import stats as st
+    from scipy import special
 
     if not noise_cv_pct or not threshold_pct or threshold_pct <= 0:
         return None
     ratio = _sigma(noise_cv_pct) / abs(math.log1p(threshold_pct / 100))
-    z = st.norm.ppf((1 + confidence) / 2) + st.norm.ppf(power)
+    z = float(special.ndtri((1 + confidence) / 2) + special.ndtri(power))
     n = max(2, math.ceil(2 * z ** 2 * ratio ** 2))  # t > z: the answer is no smaller
     while n < cap:
         df = 2 * n - 2
-        if n >= 2 * (st.t.ppf((1 + confidence) / 2, df) + st.t.ppf(power, df)) ** 2 * ratio ** 2:
+        if n >= 2 * (t_quantile((1 + confidence) / 2, df) + t_quantile(power, df)) ** 2 * ratio ** 2:
             return n
         n += 1
     return cap
