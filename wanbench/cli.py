@@ -81,7 +81,8 @@ def _compare(args):
         return inputs, json.dumps(results, indent=2), verdicts
     table = _table([(r["variant"], {"n (base/cand)": f"{r['n']['baseline']}/{r['n']['candidate']}",
                                     **{m: report.fmt_pct(r["diff_pct"][m]) for m in METRICS},
-                                    "95 % CI (request_total)": report.fmt_ci(r["ci_pct"]["request_total"]),
+                                    "95 % CI (request_total)": report.fmt_ci(r["ci_pct"]["request_total"])
+                                    + (f" (Holm: {r['confidence'] * 100:.4g} %)" if r.get("family") else ""),
                                     "verdict": r["verdict"],
                                     "runs needed a side": str(r["runs_needed"] or "n/a")}) for r in results])
     lines = [f"% change vs {results[0]['baseline']}", table, ""] + report.summary(data).splitlines()

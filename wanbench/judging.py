@@ -229,8 +229,7 @@ def _noise(args, baselines, others):
         return found
     if args.noise:
         m = args.noise
-        return {**m, "source": f"measured {m['measured']}: CV {m['cv_pct']:g} %, {m['df']:g} df"
-                               " (--noise-measured, the inventory's wanbench_noise)"}
+        return {**m, "source": f"measured {m['measured']} (--noise-measured, the inventory's wanbench_noise)"}
     if found:
         return found
     if args.noise_cv_pct:

@@ -145,7 +145,7 @@ def _noise_variance(noise, nb, nc, cross_play):
     floor = msw * coef_w
     if var <= floor:  # the plays agree better than their runs: no smaller than the within-play part
         return floor, min(df, dfb), None
-    return var, var ** 2 / ((a_b * msb) ** 2 / dfb + (a_w * msw) ** 2 / df), None
+    return var, min(dfb, var ** 2 / ((a_b * msb) ** 2 / dfb + (a_w * msw) ** 2 / df)), None
 
 
 def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_df=MIN_NOISE_DF):
