@@ -43,7 +43,7 @@ def test_markdown_report(runs):
     lines = text.splitlines()
     assert lines[:6] == ["# wanbench report", "", "- commit: unknown", "- host: unknown", "- date: unknown",
                          "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
-                         " Welch t on log request_total, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
+                         " Welch t on log request_total, paired by block where every block has both arms, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
     assert cells(lines, "## Verdicts", "run_sample_variant") == [
         "run_sample_variant", "1/1", "-1.34", "-2.05 .. -0.63 (Holm: 97.5 %)", "+0.28", "pass", ""]
     assert cells(lines, "## Verdicts", "run_sample_crash") == [

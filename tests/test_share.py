@@ -68,17 +68,17 @@ def test_share_markdown_on_the_real_gpu_runs():
     text = share.markdown(gpu_data())
     lines = text.splitlines()
     assert lines[0] == "**wanbench** · host vm · commit unknown · date unknown"
-    assert lines[1] == ("baseline baseline; request_total change with its 95 % interval (Welch t on log times;"
-                        " Holm over 2 candidates (95 % family-wise)), threshold ±0.50 %; reserved_peak tolerance"
-                        " +1.00 %; 1 warm-up run(s) discarded")
+    assert lines[1] == ("baseline baseline; request_total change with its 95 % interval (paired t on log differences"
+                        " within blocks; Holm over 2 candidates (95 % family-wise)), threshold ±0.50 %; reserved_peak"
+                        " tolerance +1.00 %; 1 warm-up run(s) discarded")
     rows = [line for line in lines if line.startswith("| ")]
     assert rows == [
         "| variant | n base/cand | request_total ms (mean) | change | 95 % CI | reserved_peak MB (max) | change"
         " | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        "| nofsdp | 3/3 | 11775.118 → 10108.306 | -14.17 % | -20.19 .. -7.69 % | 10854.0 → 19394.0 | +78.68 %"
+        "| nofsdp | 3/3 | 11775.118 → 10108.306 | -14.17 % | -17.67 .. -10.52 % | 10854.0 → 19394.0 | +78.68 %"
         " | FAIL: reserved_peak +78.68 % > 1.00 % tolerance |",
-        "| aa | 3/3 | 11775.118 → 11945.730 | +1.43 % | -4.15 .. +7.34 % | 10854.0 → 10854.0 | +0.00 %"
+        "| aa | 3/3 | 11775.118 → 11945.730 | +1.43 % | -1.78 .. +4.75 % | 10854.0 → 10854.0 | +0.00 %"
         " | inconclusive: 344 runs a side needed |",
     ]
     assert "- noise, request_total CV: baseline 1.78 % (n=3); nofsdp 2.76 % (n=3); aa 2.79 % (n=3)" in lines

@@ -81,6 +81,12 @@ def scaled(run, factor):
                                for m, v in run["metrics"].items()}}
 
 
+def unblocked(run):
+    """The run without its schedule block (as a run of an older play, or a hand-picked directory)."""
+    schedule = {k: v for k, v in run["manifest"]["schedule"].items() if k != "block"}
+    return {**run, "manifest": {**run["manifest"], "schedule": schedule}}
+
+
 def gpu_13b(variant):
     return [parse_run(p) for p in sorted(GPU_13B.glob(f"*-{variant}"))]
 
@@ -96,10 +102,18 @@ def test_aa_on_real_runs_decides_nothing():
     low, high = result["ci_pct"]["request_total"]
     assert low < 0 < high
     assert result["noise_source"] == "data" and result["runs_needed"] > 3
-    # 10 % beyond the noise of these runs (CV ~2.4 %) is decided; 3 % is not, and says how many runs would be
+    # every block holds one run of each arm: paired by block, -1.78 .. +4.75 %; Welch over all runs -4.15 .. +7.34 %
+    assert result["method"] == "paired" and (round(low, 2), round(high, 2)) == (-1.78, 4.75)
+    assert "paired by block, t on log differences, 3 blocks" in result["reasons"][3]
+    welch = compare(base, [unblocked(r) for r in aa])
+    assert welch["method"] == "welch" and [round(x, 2) for x in welch["ci_pct"]["request_total"]] == [-4.15, 7.34]
+    assert "Welch t on log times (blocks incomplete)" in welch["reasons"][3]
+    # 10 % beyond the noise of these runs (CV ~2.4 %) is decided; 3 % is decided paired by block (the drift
+    # between blocks cancels), not by Welch over all runs, which says how many runs would be needed
     assert compare(base, [scaled(r, 1.10) for r in aa])["verdict"] == "fail"
     assert compare(base, [scaled(r, 0.90) for r in aa])["verdict"] == "pass"
-    slower3 = compare(base, [scaled(r, 1.03) for r in aa])
+    assert compare(base, [scaled(r, 1.03) for r in aa])["verdict"] == "fail"
+    slower3 = compare(base, [unblocked(scaled(r, 1.03)) for r in aa])
     assert slower3["verdict"] == "inconclusive" and slower3["runs_needed"] > 3
 
 

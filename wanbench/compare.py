@@ -280,6 +280,16 @@ def _plays(side):
     return plays
 
 
+def _blocks(side):
+    """The schedule block of each used run of a side (None where a run has none)."""
+    out = []
+    for r in side["used"]:
+        schedule = r.get("manifest", {}).get("schedule")
+        block = schedule.get("block") if isinstance(schedule, dict) else None
+        out.append(block if isinstance(block, int) and not isinstance(block, bool) else None)
+    return out
+
+
 def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=stats.MIN_NOISE_DF):
     """The request_total decision: change, interval, verdict, noise used and runs needed."""
     out = {"change": None, "verdict": "inconclusive", "reason": "", "source": "none", "runs_needed": None,
@@ -289,10 +299,12 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
         return out
     pb, pc = _plays(base), _plays(cand)
     cross_play = bool(pb and pc and not pb & pc)  # the control ran in another play (baseline=stored)
-    change = stats.change(b, c, noise=noise, confidence=confidence, cross_play=cross_play, min_df=min_noise_df)
+    blocks = (_blocks(base), _blocks(cand)) if pb and pb == pc and len(pb) == 1 else None  # one play's blocks
+    change = stats.change(b, c, noise=noise, confidence=confidence, cross_play=cross_play, min_df=min_noise_df,
+                          blocks=blocks)
     out["change"] = change
     noise_source = noise["source"] if noise else ""
-    out["source"] = {"welch": "data", "none": "none"}.get(change["method"], noise_source)
+    out["source"] = {"welch": "data", "paired": "data", "none": "none"}.get(change["method"], noise_source)
     pct, ci = change["pct"], change["ci"]
     level = f"{confidence * 100:.4g} %"
     if ci is None:
@@ -301,8 +313,10 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
                          " repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
     else:
         verdict = out["verdict"] = stats.decide(pct, ci, threshold_pct)
-        if change["method"] == "welch":
-            how = "Welch t on log times"
+        if change["method"] == "paired":
+            how = f"paired by block, t on log differences, {len(b)} blocks"
+        elif change["method"] == "welch":
+            how = "Welch t on log times" + (" (blocks incomplete)" if blocks and len(b) > 1 else "")
         else:
             part = " within and the play-to-play part" if change["method"] == "stored-noise+between" else ""
             how = f"noise CV {noise['cv_pct']:.3g} %{part}, {change['df']:.4g} df ({noise_source})"

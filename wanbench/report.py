@@ -254,10 +254,16 @@ def aa_noise(g):
             f" at {n} run(s) a side")
 
 
-def family_note(groups):
-    """``; Holm over N candidates (95 % family-wise)`` where the candidates formed a family, else ``""``."""
+METHODS = {"paired": "paired t on log differences within blocks", "welch": "Welch t on log times",
+           "known-noise": "t from a measured noise", "stored-noise+between": "t from the store, play-to-play part added"}
+
+
+def method_note(groups):
+    """How the intervals were made: ``Welch t on log times``, ``paired ...``; and the Holm family, if any."""
+    used = [METHODS[m] for m in dict.fromkeys(g.get("method") for g in groups) if m in METHODS]
     f = next((g["family"] for g in groups if g.get("family")), None)
-    return f"; {f['method']} over {f['size']} candidates ({_level(f['confidence'])} family-wise)" if f else ""
+    family = f"{f['method']} over {f['size']} candidates ({_level(f['confidence'])} family-wise)" if f else ""
+    return "; ".join(used + ([family] if family else [])) or METHODS["welch"]
 
 
 def summary(data):
@@ -297,8 +303,8 @@ def _markdown(data):
     if h["baseline"] is not None:
         noise = h["noise"]
         lines.append(f"- baseline: {h['baseline']} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
-                     f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total, with one run a"
-                     f" side a measured noise, t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
+                     f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total,"
+                     f" paired by block where every block has both arms, with one run a side a measured noise, t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
         lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")

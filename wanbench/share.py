@@ -159,7 +159,7 @@ def markdown(data, alarms=None):
     else:
         warm = _warmups(data)
         lines.append(f"baseline {_md_cell(h['baseline'])}; request_total change with its {level} interval"
-                     f" (Welch t on log times{report.family_note(groups)}), threshold ±{h['threshold_pct']:.2f} %;"
+                     f" ({report.method_note(groups)}), threshold ±{h['threshold_pct']:.2f} %;"
                      f" reserved_peak tolerance +{h['reserved_tolerance_pct']:.2f} %"
                      + (f"; {warm} warm-up run(s) discarded" if warm else ""))
         lines += ["", f"| variant | n base/cand | request_total ms (mean) | change | {level} CI"
@@ -369,7 +369,7 @@ def html(data, series=None, alarms=None, title="wanbench report"):
     if groups:
         warm = _warmups(data)
         parts.append(f'<p class="meta">baseline <b>{_e(h["baseline"])}</b>; request_total change with its {level}'
-                     f' interval (Welch t on log times{_e(report.family_note(groups))}), threshold'
+                     f' interval ({_e(report.method_note(groups))}), threshold'
                      f' ±{h["threshold_pct"]:.2f} %; reserved_peak'
                      f' tolerance +{h["reserved_tolerance_pct"]:.2f} %'
                      + (f"; {warm} warm-up run(s) discarded" if warm else "") + "</p>")

@@ -4,7 +4,9 @@ Timing noise is multiplicative (a slower host stretches every stage by a
 factor), so a change is computed on the log scale: the estimate is the ratio
 of geometric means minus one, and its interval comes from
 
-* **Welch's t interval** on the log times when both sides have at least two
+* a **paired t interval** on the log differences within blocks when every
+  block of the play holds one run of each side (drift between blocks cancels);
+* else **Welch's t interval** on the log times when both sides have at least two
   runs: small samples (3 a side) need t, not z, and a variant may change the
   spread, so the variances are not pooled.  A rank test alone cannot serve:
   with 3 runs a side its smallest two-sided p-value is 0.10.
@@ -148,16 +150,28 @@ def _noise_variance(noise, nb, nc, cross_play):
     return var, min(dfb, var ** 2 / ((a_b * msb) ** 2 / dfb + (a_w * msw) ** 2 / df)), None
 
 
-def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_df=MIN_NOISE_DF):
+def complete_blocks(base_blocks, cand_blocks):
+    """The blocks of a paired analysis: every block holds one run of each side, two blocks or more; else None."""
+    if not base_blocks or not cand_blocks or None in base_blocks or None in cand_blocks:
+        return None
+    if len(set(base_blocks)) != len(base_blocks) or sorted(base_blocks) != sorted(cand_blocks):
+        return None
+    return sorted(base_blocks) if len(base_blocks) > 1 else None
+
+
+def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_df=MIN_NOISE_DF, blocks=None):
     """Percent change from ``base`` to ``cand`` (positive numbers), with its interval.
 
     ``noise``: a measured noise {"cv_pct", "df", "between" (optional:
     :func:`noise_from_plays`)}, used when a side has one run or when
     ``cross_play`` (the control ran in another play: its play-to-play part is
-    added, and needed).  Returns {pct, ci (low, high) or None, method, df, p,
-    why}: Welch t on the logs when both sides have two runs or more (and the
-    control is from this play), else a t interval from the noise with its df,
-    else no interval with ``why`` the reason.
+    added, and needed).  ``blocks``: (the block of each base value, of each
+    cand value) from the play's schedule.  Returns {pct, ci (low, high) or
+    None, method, df, p, why}: a paired t on the log differences within
+    blocks when every block holds one run of each side (``paired``: drift
+    between blocks cancels), else Welch t on the logs when both sides have two
+    runs or more (and the control is from this play), else a t interval from
+    the noise with its df, else no interval with ``why`` the reason.
     """
     from scipy import special
 
@@ -171,7 +185,14 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
     def none(why):
         return {"pct": pct, "ci": None, "method": "none", "df": None, "p": None, "why": why}
 
-    if nb > 1 and nc > 1 and not cross_play:
+    pairs = None if cross_play or not blocks else complete_blocks(*blocks)
+    if pairs:
+        by_block = dict(zip(blocks[0], lb))
+        diffs = [c - by_block[k] for k, c in zip(blocks[1], lc)]
+        var, df, method = _variance(diffs) / len(diffs), len(diffs) - 1, "paired"
+        if var == 0:
+            return none("the block differences have zero spread (identical times): no interval")
+    elif nb > 1 and nc > 1 and not cross_play:
         vb, vc = _variance(lb) / nb, _variance(lc) / nc
         if vb + vc == 0:
             return none("both sides have zero spread (identical times): no interval")
