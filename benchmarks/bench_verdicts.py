@@ -7,7 +7,7 @@ log-normal run-to-run noise at CV 0.5 % (14B on 4x H100) and 2.4 % (1.3B),
 plus a play effect where a scenario has one.  Rows (noise only, true change 0):
 
 * fresh control, repeats 2/3/5: interleaved control and candidate runs of one play;
-* one run a side, with a store of df 1/2/4/10 (df + 1 stored runs of one play);
+* one run a side, with a store of df 1/2/4/10 (df + 1 stored runs of one play, one of another);
 * baseline=stored: one control run from another play and 3 candidate runs,
   the play-to-play spread 1x or 2x the within-play spread, the store 11 plays
   of 3 runs;
@@ -45,11 +45,14 @@ GPU_14B = [REPO / "docs" / "gpu-runs" / f"h100x4-2026-11-26-run{i}" / v
            for v in ("baseline", "ffn_only", "nofsdp") for i in (1, 2)]
 
 
-def runs(values, tag, play):
-    """Run dicts as parse_run gives them (the fields compare reads), one per value, all of one play."""
+def runs(values, tag, play, blocks=True):
+    """Run dicts as parse_run gives them (the fields compare reads), one per value, all of one play.
+
+    ``blocks``: the i-th run is in block i + 1, as a play's manifests record it (False: no block recorded)."""
     return [{"path": f"sim/{tag}{i}", "kind": "run", "status": "ok", "reason": "", "warnings": [],
              "metrics": {**dict.fromkeys(METRICS), "request_total": float(v), "reserved_peak": 1000.0},
-             "manifest": {"variant": tag, "schedule": {"play": play, "warmup": False}}}
+             "manifest": {"variant": tag, "schedule": {"play": play, "warmup": False,
+                                                       **({"block": i + 1} if blocks else {})}}}
             for i, v in enumerate(values)]
 
 
@@ -85,8 +88,8 @@ def fresh(rng, cv, plays, repeats):
 
 def one_run_with_store(rng, cv, plays, df):
     x = lognormal(rng, cv, (plays, 2))
-    s = lognormal(rng, cv, (plays, df + 1))
-    return [judge(runs(p[:1], "b", "P"), [runs(p[1:], "c", "P")], noise=store_noise([st]))
+    s = lognormal(rng, cv, (plays, df + 2))  # df + 1 runs of one play and a play of one run: df + 2 runs, df df
+    return [judge(runs(p[:1], "b", "P"), [runs(p[1:], "c", "P")], noise=store_noise([st[:-1], st[-1:]]))
             for p, st in zip(x, s)]
 
 
@@ -152,8 +155,9 @@ def real_14b_minus_3():
     verdicts = []
     for chosen in itertools.combinations(range(6), 3):
         rest = [i for i in range(6) if i not in chosen]
-        verdicts.append(judge(runs(base_level * residual[list(chosen)], "b", "P"),
-                              [runs(base_level * 0.97 * residual[rest], "c", "P")])[0])
+        # the directories record no blocks (no manifests): compare judges them by Welch, as here
+        verdicts.append(judge(runs(base_level * residual[list(chosen)], "b", "P", blocks=False),
+                              [runs(base_level * 0.97 * residual[rest], "c", "P", blocks=False)])[0])
     return verdicts
 
 

@@ -229,7 +229,9 @@ def _order(runs):
     blocks = max((r["manifest"]["schedule"].get("block") or 0) for r in scheduled)
     return {"play": s.get("play"), "seed": s.get("seed"),
             "runs": [variant_name(r) + (" (warm-up)" if is_warmup(r) else "") for r in scheduled],
-            "adaptive": {"blocks": blocks, "budget": s.get("repeats")} if s.get("adaptive") else None}
+            "adaptive": {"blocks": blocks, "budget": s.get("repeats"), "spending": s.get("spending"),
+                         "spent_alpha": max((r["manifest"]["schedule"].get("spent_alpha") or 0) for r in scheduled)}
+            if s.get("adaptive") else None}
 
 
 def _md_table(rows, left=("variant", "log_file", "status", "verdict", "role", "excluded", "metric")):
@@ -304,7 +306,8 @@ def _markdown(data):
         noise = h["noise"]
         lines.append(f"- baseline: {h['baseline']} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
                      f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total,"
-                     f" paired by block where every block has both arms, with one run a side a measured noise, t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
+                     f" paired by block where every block has both arms, with one run a side a measured noise,"
+                     f" t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], noise['source']) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
         lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
@@ -313,7 +316,9 @@ def _markdown(data):
             settled = all(g["verdict"] != "inconclusive" or g["equivalent"] for g in groups)
             lines.append(f"- repeats=auto: {a['blocks']} of {a['budget']} blocks run, "
                          + ("stopped: decided" if settled else "budget spent, not decided")
-                         + f"; each look at {_level(h['confidence'])} (alpha split over the looks)")
+                         + (f"; alpha spent {a['spent_alpha']:.4g} of {1 - CONFIDENCE:.2g} ({a['spending']},"
+                            f" Lan-DeMets); this report at {_level(h['confidence'])}" if a.get("spending") else
+                            f"; each look at {_level(h['confidence'])} (alpha split over the looks)"))
     if groups:
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),

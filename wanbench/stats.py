@@ -212,7 +212,8 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
     se = math.sqrt(var)
     q = t_quantile((1 + confidence) / 2, df)
     low, high = d - q * se, d + q * se
-    return {"pct": pct, "ci": ((math.exp(low) - 1) * 100, (math.exp(high) - 1) * 100),
+    bound = 50.0  # a log interval beyond +-50 (a look at a tiny alpha with 1 df) is capped: e^50 stays finite
+    return {"pct": pct, "ci": ((math.exp(max(-bound, low)) - 1) * 100, (math.exp(min(bound, high)) - 1) * 100),
             "method": method, "df": df, "p": float(2 * special.stdtr(df, -abs(d) / se)), "why": None}
 
 
@@ -281,13 +282,41 @@ def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER,
     return cap
 
 
-def look_confidence(looks, confidence=CONFIDENCE):
-    """The interval level for each of ``looks`` planned looks at growing data (adaptive repeats).
+SPENDING = ("obrien-fleming", "pocock")
 
-    Looking after every block and stopping at the first decided verdict would
-    inflate false verdicts; splitting alpha evenly over the planned looks
-    (Bonferroni) keeps the chance of any false verdict at or below
-    1 - ``confidence`` whatever the stopping point.  Conservative, and simple
-    enough to state in a report.
+
+def spent_alpha(fraction, alpha=1 - CONFIDENCE, shape="obrien-fleming"):
+    """Lan-DeMets alpha spending: the alpha spent by information ``fraction`` (0..1) of the planned runs.
+
+    O'Brien-Fleming shape 2 - 2 Phi(z[1 - alpha/2] / sqrt(t)): almost nothing
+    early, most at the end; Pocock shape alpha ln(1 + (e - 1) t): evenly.
     """
-    return 1 - (1 - confidence) / max(1, looks)
+    from scipy import special
+
+    if shape not in SPENDING:
+        raise ValueError(f"alpha spending {shape!r}: expected one of {', '.join(SPENDING)}")
+    if fraction <= 0:
+        return 0.0
+    fraction = min(1.0, fraction)
+    if shape == "pocock":
+        return alpha * math.log(1 + (math.e - 1) * fraction)
+    return float(2 - 2 * special.ndtr(special.ndtri(1 - alpha / 2) / math.sqrt(fraction)))
+
+
+def look_levels(blocks, confidence=CONFIDENCE, shape="obrien-fleming", first=2):
+    """The interval level of the look after each block ``first`` .. ``blocks`` of an adaptive play: {block: level}.
+
+    The information fraction of a look is its blocks over the planned
+    ``blocks``; each look spends the alpha the spending function
+    (:func:`spent_alpha`) adds since the previous look (blocks before the
+    first look add theirs to it), and uses it as its interval's two-sided
+    level.  The looks' alphas sum to 1 - ``confidence``, so the chance of any
+    false verdict, wherever the play stops, stays at or below it (a union
+    bound: conservative, and simple to state in a report).
+    """
+    alpha, levels, spent = 1 - confidence, {}, 0.0
+    for block in range(first, blocks + 1):
+        total = spent_alpha(block / blocks, alpha, shape)
+        levels[block] = 1 - (total - spent)
+        spent = total
+    return levels
