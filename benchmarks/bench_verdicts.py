@@ -14,13 +14,20 @@ plus a play effect where a scenario has one.  Rows (noise only, true change 0):
 * 9 candidates at repeats 3 against one control (any candidate's verdict counts);
 * repeats=auto (max 10 runs an arm): the play's looks after every block.
 
-Targets: pass <= 2.5 %, pass+fail <= 5 %.  Then a genuine -3 % with 3 runs a
+Targets: pass <= 2.5 %, pass+fail <= 5 %.  Then (issue 19) plays of the
+baseline and one candidate in the schedule's order (a warm-up, ABBA blocks)
+under no drift (CV 0.5 % and 2.4 %), block drift (0.5 % between blocks,
+0.2 % within), a linear trend (1 % a run) and a first-in-block effect (+1 %):
+the noise-only pass and pass+fail rates, the pass rate at -3, -1 and -0.5 %,
+and the mean runs an arm, for repeats 2/4/6 and repeats=auto (max 10, 20).
+Targets at block drift: -1 % passes >= 80 % with 4 blocks, and repeats=auto
+(max 10) >= 90 % at <= 6 runs an arm.  Then a genuine -3 % with 3 runs a
 side built from the real 14B runs in docs/gpu-runs (each run's deviation from
 its variant's mean, the candidate's times scaled by 0.97): it should pass.
 Prints the number of simulated plays per row and the Monte-Carlo standard
 error; the seed is fixed.
 
-    .venv/bin/python benchmarks/bench_verdicts.py [--plays 2000] [--seed 20261204]
+    .venv/bin/python benchmarks/bench_verdicts.py [--plays 2000] [--drift-plays 100] [--seed 20261204]
 """
 
 import argparse
@@ -143,6 +150,80 @@ def auto(rng, cv, plays, max_runs=10, change_pct=0.0, seed=1):
     return out, float(np.mean(used))
 
 
+# ---------------------------------------------------------------------------- issue 19: drift and power
+
+SCENARIOS = {  # name: (within-run CV %, between-block CV %, trend % a run, first-in-block effect %)
+    "no drift, CV 0.5 %": (0.5, 0.0, 0.0, 0.0),
+    "no drift, CV 2.4 %": (2.4, 0.0, 0.0, 0.0),
+    "block drift 0.5 % / 0.2 % within": (0.2, 0.5, 0.0, 0.0),
+    "linear trend 1 %/run, CV 0.5 %": (0.5, 0.0, 1.0, 0.0),
+    "first in block +1 %, CV 0.5 %": (0.5, 0.0, 0.0, 1.0),
+}
+DESIGNS = (("repeats 2", 2, False), ("repeats 4", 4, False), ("repeats 6", 6, False),
+           ("auto, max 10", 10, True), ("auto, max 20", 20, True))
+
+
+def play_verdict(rng, scenario, change_pct, repeats, adaptive, seed):
+    """One play of baseline + one candidate in the project's order (warm-up, ABBA blocks), judged as the play
+    judges it (the looks of repeats=auto, else the final report); (verdict, runs an arm)."""
+    cv, block_cv, trend, first = scenario
+    sched = adaptive_schedule(repeats, seed) if adaptive else sch.schedule(
+        {"controls": {"fsdp:profiled": {**ARM, "variant": "baseline"}},
+         "variants": [{**ARM, "variant": "baseline"}, {**ARM, "variant": "cand"}]},
+        repeats=repeats, seed=seed, warmup=1, play="P")
+    sigma, block_sigma = math.log1p(cv / 100), math.log1p(block_cv / 100)
+    block_effect = rng.standard_normal(repeats + 1) * block_sigma
+    seen = {"baseline": [], "cand": []}
+    verdict = "inconclusive"
+    for pos, r in enumerate(sched["runs"]):
+        s = r["schedule"]
+        log = sigma * rng.standard_normal() + block_effect[s["block"]] + math.log1p(trend / 100) * pos
+        if not s["warmup"] and s["order"][0] == r["variant"]:
+            log += math.log1p(first / 100)
+        if r["variant"] == "cand":
+            log += math.log1p(change_pct / 100)
+        if s["warmup"]:
+            continue
+        seen[r["variant"]].append((LEVEL * math.exp(log), s["block"]))
+        if adaptive and s["last_in_block"] and s["block"] >= 2 or not adaptive and pos == len(sched["runs"]) - 1:
+            base, cand = (blocked(seen[a], a) for a in ("baseline", "cand"))
+            result = cmp.compare(base, cand, confidence=s["confidence"] if adaptive else sched["confidence"])
+            verdict = result["verdict"]
+            if adaptive and sch.decided([result]):
+                break
+    return verdict, len(seen["cand"])
+
+
+ARM = {"family": "fsdp", "mode": "profiled", "family_baseline": "baseline"}
+
+
+def blocked(values_blocks, tag):
+    out = runs([v for v, _ in values_blocks], tag, "P")
+    for run, (_, block) in zip(out, values_blocks):
+        run["manifest"]["schedule"]["block"] = block
+    return out
+
+
+def drift_table(rng, plays):
+    print(f"\nissue 19: plays of baseline + 1 candidate in the project's order, {plays} plays a cell"
+          " (MC SE of a rate p: sqrt(p (1 - p) / plays))")
+    print(f"{'scenario':<36} {'design':<13} {'0 %: pass':>9} {'p+f':>6} {'-3 %':>6} {'-1 %':>6} {'-0.5 %':>7}"
+          f" {'runs/arm at 0, -3, -1, -0.5':>28}")
+    seed = itertools.count(1)
+    for name, scenario in SCENARIOS.items():
+        for design, repeats, adaptive in DESIGNS:
+            cells, mean_runs = [], []
+            for change in (0.0, -3.0, -1.0, -0.5):
+                got = [play_verdict(rng, scenario, change, repeats, adaptive, next(seed)) for _ in range(plays)]
+                cells.append([v for v, _ in got])
+                mean_runs.append(sum(n for _, n in got) / plays)
+            zero = cells[0]
+            print(f"{name:<36} {design:<13} {100 * zero.count('pass') / plays:>9.1f}"
+                  f" {100 * (zero.count('pass') + zero.count('fail')) / plays:>6.1f}"
+                  + "".join(f" {100 * c.count('pass') / plays:>{w}.1f}" for c, w in zip(cells[1:], (6, 6, 7)))
+                  + f" {', '.join(f'{m:.1f}' for m in mean_runs):>28}")
+
+
 # ---------------------------------------------------------------------------- the real 14B runs
 
 
@@ -176,6 +257,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plays", type=int, default=2000, help="simulated plays per row (default 2000)")
     parser.add_argument("--seed", type=int, default=20261204)
+    parser.add_argument("--drift-plays", type=int, default=100,
+                        help="plays a cell of the drift and power table (issue 19; default 100; 0 = skip it)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
@@ -202,6 +285,8 @@ def main(argv=None):
         mark = "ok" if over <= 0 else "~ (within 2 MC SE)" if over <= 2 * se else "MISSED"
         missed += mark == "MISSED"
         print(f"{name:<44} {cv:>5.1f} {plays:>6d} {p:>7.2f} {pf:>7.2f} {se:>6.2f}  {mark}")
+    if args.drift_plays:
+        drift_table(rng, args.drift_plays)
     real = real_14b_minus_3()
     print(f"\ngenuine -3 % on the real 14B runs (docs/gpu-runs, 3 vs 3, all {len(real)} splits):"
           f" pass {real.count('pass')}/{len(real)}")
