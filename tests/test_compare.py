@@ -49,7 +49,10 @@ def test_one_run_a_side_decides_nothing_without_a_known_noise(samples):
                                    " (stored: 14 runs)): the interval is below 0 and the change at or beyond -0.50 %")
     noisy = compare(baseline, variant, noise={"cv_pct": 1.0, "source": "prior"})
     assert noisy["verdict"] == "inconclusive" and noisy["runs_needed"] == 64
-    assert noisy["reasons"][2] == "runs needed to resolve 0.50 % (80 % power): 64 a side at noise CV 1.00 % (prior)"
+    # the planning figure (a change of the threshold's size), then the runs for the verdict sought (issue 19)
+    assert noisy["reasons"][2] == ("runs needed to resolve 0.50 % (80 % power): 64 a side at noise CV 1.00 % (prior);"
+                                   " for this verdict: 9 more run(s) a side (10 in all) give 80 % chance of pass if"
+                                   " the change is the -1.34 % observed")
 
 
 def test_crashed_runs(samples):
@@ -81,7 +84,9 @@ def test_crashed_runs(samples):
     (run(99700.0, 18100.0), "inconclusive",
      ["reserved_peak +0.56 % within 1.00 % tolerance",
       "request_total -0.30 % (95 % CI -0.58 .. -0.02 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): a real change, but smaller"
-      " than the 0.50 % threshold", "runs needed to resolve 0.50 % (80 % power): 3 a side at noise CV 0.10 % (measured)"]),
+      " than the 0.50 % threshold", "runs needed to resolve 0.50 % (80 % power): 3 a side at noise CV 0.10 % (measured);"
+      " for this verdict: cannot pass at this threshold (the change observed is inside +-0.50 %); 5 more run(s) a"
+      " side (6 in all) give 80 % chance of equivalent if the change is the -0.30 % observed"]),
     (run(99900.0, 18180.0), "inconclusive",
      ["reserved_peak +1.00 % within 1.00 % tolerance",
       "request_total -0.10 % (95 % CI -0.38 .. +0.18 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): equivalent: the interval"

@@ -44,3 +44,14 @@ def test_the_schedule_records_each_looks_level_and_the_alpha_spent():
         schedule.schedule(SELECTION, repeats=4, adaptive=True, spending="x")
     fixed = schedule.schedule(SELECTION, repeats=3, seed=1, warmup=0, play="p")
     assert {r["schedule"]["confidence"] for r in fixed["runs"]} == {0.95}
+
+
+def test_runs_for_the_verdict_sought_follow_the_observed_change():
+    """Issue 19: an observed -3 % at CV 2.4 % printed 369 runs a side (the power to resolve 0.5 %) although 11 a side
+    give 80 % for a true -3 %; a significant -0.43 % could never pass, yet was told 6 more runs."""
+    sought = stats.runs_to_decide(-3.0, 2.4, 3, 0.5)
+    assert (sought["more"], sought["runs"], sought["outcome"], sought["cannot"]) == (8, 11, "pass", None)
+    assert stats.runs_needed(2.4, 0.5) > 300  # the planning figure, kept apart
+    small = stats.runs_to_decide(-0.43, 0.5, 10, 0.5)
+    assert small["cannot"] == "pass" and small["outcome"] == "equivalent"
+    assert stats.runs_to_decide(-1.0, None, 3, 0.5) is None

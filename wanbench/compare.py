@@ -258,6 +258,7 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
                                 for role, s in (("baseline", base), ("candidate", cand))},
                              "pooled": decision["pooled_cv"]},
             "noise_source": decision["source"], "runs_needed": decision["runs_needed"],
+            "runs_to_decide": decision["to_decide"],
             "method": decision["change"]["method"] if decision["change"] else None,
             "p_value": decision["change"]["p"] if decision["change"] else None,
             "equivalent": decision["equivalent"],
@@ -293,7 +294,7 @@ def _blocks(side):
 def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=stats.MIN_NOISE_DF):
     """The request_total decision: change, interval, verdict, noise used and runs needed."""
     out = {"change": None, "verdict": "inconclusive", "reason": "", "source": "none", "runs_needed": None,
-           "equivalent": False, "needed_reason": "", "pooled_cv": None}
+           "equivalent": False, "needed_reason": "", "pooled_cv": None, "to_decide": None}
     b, c = base["values"]["request_total"], cand["values"]["request_total"]
     if not b or not c or None in b or None in c or min(b) <= 0 or min(c) <= 0:
         return out
@@ -338,6 +339,15 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
     if out["runs_needed"] is not None and out["verdict"] == "inconclusive" and not out["equivalent"]:
         out["needed_reason"] = (f"runs needed to resolve {threshold_pct:.2f} % (80 % power): {out['runs_needed']}"
                                 f" a side at noise CV {cv:.2f} % ({source})")
+        sought = out["to_decide"] = stats.runs_to_decide(change["pct"], cv, min(len(b), len(c)), threshold_pct,
+                                                          confidence)
+        if sought:
+            more = (f"{sought['more']} more run(s) a side ({sought['runs']} in all) give 80 % chance of"
+                    f" {sought['outcome']} if the change is the {change['pct']:+.2f} % observed"
+                    if sought["more"] is not None else f"no {sought['outcome']} within 10000 runs a side")
+            cannot = (f"cannot {sought['cannot']} at this threshold (the change observed is inside"
+                      f" +-{threshold_pct:.2f} %); " if sought["cannot"] else "")
+            out["needed_reason"] += f"; for this verdict: {cannot}{more}"
     return out
 
 

@@ -280,6 +280,11 @@ def summary(data):
                 f" reserved_peak {_pct_text(d['reserved_peak'])})")
         if g["verdict"] == "inconclusive" and g["runs_needed"] and not g["equivalent"]:
             line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
+            sought = g.get("runs_to_decide")
+            if sought:
+                line += (f"; cannot {sought['cannot']} at this threshold" if sought["cannot"] else "") + (
+                    f"; for a verdict: {sought['more']} more a side ({sought['outcome']} likely)"
+                    if sought["more"] is not None else "")
         if g["equivalent"]:
             line += f"; equivalent within +-{g['threshold_pct']:.2f} %"
         if g.get("family"):

@@ -282,6 +282,41 @@ def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER,
     return cap
 
 
+def runs_to_decide(change_pct, noise_cv_pct, n, threshold_pct, confidence=CONFIDENCE, power=POWER, cap=10 ** 4):
+    """Runs a side to add so that a verdict is likely, if the true change is the one observed.
+
+    ``change_pct`` the observed change, ``noise_cv_pct`` the run-to-run noise,
+    ``n`` the runs a side so far.  With N runs a side the change's standard
+    error is s sqrt(2 / N) and its interval t[1 - alpha/2, 2N - 2] times that
+    (Welch's, equal sides); a verdict is pass or fail (the interval beyond 0 and
+    the change at or beyond the threshold) or equivalent (the interval inside
+    +-threshold).  Returns {"more", "runs", "outcome", "chance", "cannot"}: the
+    fewest runs a side to add (0: as many as now already give that chance)
+    for ``power`` chance of the likely outcome ("pass", "fail" or
+    "equivalent"; ``more`` None when none reaches it within ``cap`` runs a
+    side), and ``cannot`` "pass" (or "fail") when the observed change lies
+    inside +-threshold: then no number of runs makes it pass (fail).  None
+    when the noise is unknown.
+    """
+    from scipy import special
+
+    if not noise_cv_pct or n < 1 or threshold_pct is None:
+        return None
+    d, sigma, thr = abs(math.log1p(change_pct / 100)), _sigma(noise_cv_pct), math.log1p(threshold_pct / 100)
+    outcome = ("pass" if change_pct < 0 else "fail") if d >= thr else "equivalent"
+    cannot = ("pass" if change_pct < 0 else "fail") if outcome == "equivalent" and d > 0 else None
+    for runs in range(max(2, n), cap + 1):
+        se = sigma * math.sqrt(2 / runs)
+        q = t_quantile((1 + confidence) / 2, 2 * runs - 2)
+        if outcome == "equivalent":  # the interval inside +-thr: |estimate| + q se < thr
+            chance = float(special.ndtr((thr - q * se - d) / se))
+        else:  # beyond 0 and at or beyond the threshold
+            chance = float(special.ndtr((d - max(q * se, thr)) / se))
+        if chance >= power:
+            return {"more": max(0, runs - n), "runs": runs, "outcome": outcome, "chance": chance, "cannot": cannot}
+    return {"more": None, "runs": None, "outcome": outcome, "chance": None, "cannot": cannot}
+
+
 SPENDING = ("obrien-fleming", "pocock")
 
 
