@@ -53,14 +53,15 @@ class Option:
 
     dest: str
     flags: tuple
-    kind: str  # number | fraction | text | list (repeatable text) | flag (store_true)
+    kind: str  # number | fraction | text | choice | list (repeatable text) | flag (store_true)
     default: object
     metavar: str
     help: str
     health: bool = False
+    choices: tuple = ()
 
 
-_TYPES = {"number": non_negative, "fraction": fraction, "text": _text, "list": _text}
+_TYPES = {"number": non_negative, "fraction": fraction, "text": _text, "choice": _text, "list": _text}
 
 OPTIONS = (
     Option("threshold_pct", ("--threshold-pct", "--noise-pct"), "number", THRESHOLD_PCT, "X",
@@ -77,6 +78,9 @@ OPTIONS = (
            " alpha with repeats=auto, which looks after every block"),
     Option("allow_mismatch", ("--allow-mismatch",), "list", [], "KEY",
            "compare runs whose workload identity differs in KEY (e.g. commit); repeatable, logged in the report"),
+    Option("on_mismatch", ("--on-mismatch",), "choice", "error", "HOW",
+           "runs of different workloads: error (default: one line, exit 2) or invalid (the verdict; a play's"
+           " own look and report)", choices=("error", "invalid")),
     Option("idle_util_pct", ("--idle-util-pct",), "number", None, "U",
            "npu/cuda: utilisation above U %% before a run makes it invalid (default 10)", health=True),
     Option("idle_mem_mb", ("--idle-mem-mb",), "number", None, "M",
@@ -107,7 +111,7 @@ def add_arguments(parser):
                                 metavar=o.metavar, help=o.help)
         else:
             target.add_argument(*o.flags, dest=o.dest, type=_TYPES[o.kind], default=o.default,
-                                metavar=o.metavar, help=o.help)
+                                metavar=o.metavar, help=o.help, **({"choices": o.choices} if o.choices else {}))
     return parser
 
 
@@ -146,6 +150,8 @@ def argv(values):
                 out += [f"{flag}={_text(item)}" for item in items]
             elif value is not None and str(value) != "":
                 _TYPES[o.kind](value)
+                if o.choices and str(value) not in o.choices:
+                    raise argparse.ArgumentTypeError(f"must be one of {', '.join(o.choices)}, got {value!r}")
                 out += [flag, str(value)]
         except argparse.ArgumentTypeError as e:
             raise ValueError(f"judging option {o.dest}: {e}") from None
@@ -178,7 +184,8 @@ def judge(args, paths):
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
                         health=health, min_psnr_db=args.min_psnr_db,
-                        require_same_output=args.require_same_output)
+                        require_same_output=args.require_same_output, allow_mismatch=tuple(args.allow_mismatch),
+                        on_mismatch=args.on_mismatch)
     return baselines + runs, data
 
 

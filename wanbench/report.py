@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 
-from . import devices, diagnostics
+from . import devices, diagnostics, manifest
 from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .stats import CONFIDENCE
@@ -164,14 +164,18 @@ def verdict_text(g):
 
 
 def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
+          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False,
+          allow_mismatch=(), on_mismatch="error"):
     """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
 
     ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
     ({"cv_pct", "source"}) is used where a side has one run; ``confidence``
     is the interval's level (lower it only with a reason, e.g. repeated looks).
     ``health``, ``min_psnr_db`` and ``require_same_output`` go to
-    :func:`wanbench.compare.compare` (machine state and output check).
+    :func:`wanbench.compare.compare` (machine state and output check), and so do
+    ``allow_mismatch`` and ``on_mismatch`` (the workload identity both sides
+    must share).  A run given twice (same directory, run id or content) is a
+    ValueError.
     """
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
@@ -182,12 +186,17 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     cancelled += [(r, "candidate") for r in runs if r["status"] == "cancelled"
                   and os.path.realpath(r["path"]) not in {os.path.realpath(b["path"]) for b, _ in cancelled}]
     seen = {os.path.realpath(b["path"]) for b in baselines + [r for r, _ in cancelled]}
-    candidates = group([r for r in runs if os.path.realpath(r["path"]) not in seen])
+    candidates = [r for r in runs if os.path.realpath(r["path"]) not in seen]  # a baseline listed again: once
+    same = manifest.duplicates(baselines + [r for r in candidates if r["status"] != "cancelled"])
+    if same:
+        raise ValueError("; ".join(same) + ": give each run once")
+    candidates = group(candidates)
     groups, verdict_of = [], {}
     if baselines:
         for name, members in candidates:
             result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence,
-                             health=health, min_psnr_db=min_psnr_db, require_same_output=require_same_output)
+                             health=health, min_psnr_db=min_psnr_db, require_same_output=require_same_output,
+                             allow_mismatch=allow_mismatch, on_mismatch=on_mismatch)
             groups.append({"variant": name, **result})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
     excluded = {e["path"]: e["why"] for g in groups for e in g["excluded"]}
@@ -212,7 +221,7 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                   baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
                   noise=noise, confidence=confidence, min_psnr_db=min_psnr_db,
-                  require_same_output=require_same_output, order=_order(baselines + [r for _, rs in candidates for r in rs]))
+                  require_same_output=require_same_output, allow_mismatch=list(allow_mismatch), order=_order(baselines + [r for _, rs in candidates for r in rs]))
     return {"header": header, "groups": groups, "rows": rows}
 
 
