@@ -128,3 +128,41 @@ def test_memory_measured_on_one_side_only_is_invalid_never_skipped(tmp_path, unm
     result = compare([parse_run(b) for b in base], [parse_run(c) for c in cand])
     assert result["diff_pct"]["reserved_peak"] is None and result["verdict"] != "invalid"
     assert "reserved_peak not measured (all memory figures 0.0 or absent): no memory verdict" in result["reasons"]
+
+
+def test_a_change_of_workload_starts_a_new_history_series_instead_of_an_alarm(tmp_path):
+    """Nights 1-4 ran the 1.3B shape; nights 5-6 printed a 14B-shape run in their log while the manifest
+    still said t2v-1.3B (the issue's history case). main: one series, ALARM on request_total and reserved_peak."""
+    from wanbench import history, index
+
+    host = tmp_path / "vm"
+    template = json.loads((BASE13[0] / "manifest.json").read_text())
+    nights = [(k, BASE13) for k in (1, 2, 3, 4)] + [(5, B14), (6, B14)]
+    for k, runs in nights:
+        for i, run in enumerate(runs):
+            stamp = f"2026-11-{k:02d}T02:{i:02d}:00Z"
+            copy(host, run, f"n{k}-{i}", manifest={
+                **template, "started_at": stamp, "ended_at": stamp, "repo": {"sha": f"{k:040d}", "dirty": False},
+                "schedule": {**template["schedule"], "play": f"play{k}", "warmup": False, "position": i}})
+    index.build(tmp_path)
+    series = history.load(str(tmp_path))
+    assert history.alarms(series) == []
+    lengths = sorted((len(s["nights"]), s["metric"]) for s in series)
+    assert lengths == [(2, "request_total"), (2, "reserved_peak"), (4, "request_total"), (4, "reserved_peak")]
+
+
+def test_the_render_step_records_the_workload_identity_old_manifests_get_the_same():
+    import yaml
+
+    from wanbench import catalog, manifest, play
+
+    cat = yaml.safe_load((GPU.parents[1] / "group_vars/all/catalog.yml").read_text())
+    resolved = catalog.resolve({k.removeprefix("wanbench_"): v for k, v in cat.items()}, "ffn_only", platform="cuda")
+    m = play.render_run({**resolved, "role": "candidate", "control_key": "fsdp:profiled"}, "r1", "/runs")["manifest"]
+    assert m["manifest_version"] == manifest.MANIFEST_VERSION == 1
+    assert m["workload"] == {"task": "t2v-14B", "size": "832*480", "frame_num": "81", "steps": "20", "nproc": "4",
+                             "ulysses_size": "4", "ring_size": "1", "cfg_size": "1", "platform": "cuda",
+                             "mode": "profiled", "prompt": "A boy plays piano.", "seed": "42"}
+    old = {k: v for k, v in m.items() if k not in ("manifest_version", "workload", "workload_id")}
+    run = {"path": "x", "manifest": old, "extra": {}}
+    assert manifest.workload_id(manifest.workload(run)) == m["workload_id"]  # computed from the settings

@@ -61,3 +61,23 @@ def test_the_adaptive_look_and_the_report_pass_every_verdict_option():
     look = _judging_vars("playbooks/tasks/look.yml", "Judge the runs collected so far")
     final = _judging_vars("roles/report/tasks/write.yml", "Write report.md, report.csv, report.json and summary.txt")
     assert set(look) == set(final) == set(judging.NAMES)
+
+
+def test_a_noise_store_that_does_not_exist_is_an_error_naming_it(tmp_path, capsys, samples):
+    missing = tmp_path / "does" / "not" / "exist"
+    rc = cli.main(["compare", "--baseline", str(samples / "perf_sample_baseline.csv"),
+                   str(samples / "perf_sample_variant.csv"), "--noise-store", str(missing)])
+    out, err = capsys.readouterr()
+    assert (rc, out) == (2, "")
+    assert err == f"wanbench: --noise-store {missing}: not a folder (give the host's results folder, results/<host>)\n"
+
+
+def test_an_invalid_look_never_stops_an_adaptive_play():
+    from wanbench import schedule
+
+    # the look of a play whose runs are invalid (e.g. a busy machine): the final report gives no decision
+    assert schedule.decided([{"verdict": "invalid", "equivalent": False}]) is False
+    assert schedule.decided([{"verdict": "pass", "equivalent": False},
+                             {"verdict": "invalid", "equivalent": False}]) is False
+    assert schedule.decided([{"verdict": "fail", "equivalent": False},
+                             {"verdict": "inconclusive", "equivalent": True}]) is True

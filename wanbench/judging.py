@@ -11,6 +11,7 @@ judges them with the options of a parsed command line.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
 from . import devices, report, store
@@ -175,6 +176,9 @@ def judge(args, paths):
 
     Returns (every parsed run, :func:`wanbench.report.build`'s data).
     """
+    if args.noise_store and not os.path.isdir(args.noise_store):
+        raise ValueError(f"--noise-store {args.noise_store}: not a folder (give the host's results folder,"
+                         " results/<host>)")
     baselines = [parse_run(b) for b in args.baseline or []]
     runs = [parse_run(p) for p in paths]
     health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")

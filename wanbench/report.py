@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 
-from . import devices, diagnostics, manifest
+from . import devices, diagnostics, manifest, schedule
 from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
 from .stats import CONFIDENCE
@@ -299,9 +299,11 @@ def _markdown(data):
         lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
         if o.get("adaptive"):
             a = o["adaptive"]
-            settled = all(g["verdict"] != "inconclusive" or g["equivalent"] for g in groups)
+            invalid = [g["variant"] for g in groups if g["verdict"] == "invalid"]
             lines.append(f"- repeats=auto: {a['blocks']} of {a['budget']} blocks run, "
-                         + ("stopped: decided" if settled else "budget spent, not decided")
+                         + ("stopped: decided" if schedule.decided(groups) else "budget spent, not decided")
+                         + (f" ({', '.join(invalid)} invalid: an invalid look never stops the play, it ran on)"
+                            if invalid else "")
                          + f"; each look at {_level(h['confidence'])} (alpha split over the looks)")
     if groups:
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",

@@ -125,8 +125,13 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
 
 
 def decided(results):
-    """Whether a look settles a control key: every candidate group pass, fail, invalid or equivalent."""
-    return bool(results) and all(r["verdict"] != "inconclusive" or r["equivalent"] for r in results)
+    """Whether a look settles a control key: every candidate group pass, fail or equivalent.
+
+    ``invalid`` never settles it: the final report would not give that
+    verdict as a decision (a busy machine, a mismatch); the play runs on.
+    """
+    return bool(results) and all(r["verdict"] in ("pass", "fail") or (r["verdict"] == "inconclusive" and r["equivalent"])
+                                 for r in results)
 
 
 def plan_text(sched):
