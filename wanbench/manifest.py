@@ -59,19 +59,19 @@ def check(data, where="manifest.json"):
         holder = data.get(parent) if parent else data
         value = holder.get(leaf) if isinstance(holder, dict) else None
         if value is not None and not _CHECK[kind](value):
-            raise ManifestError(f"{where}: {key} must be {kind}, got {json.dumps(value)[:60]}")
+            shown = repr(value)
+            raise ManifestError(f"{where}: {key} must be {kind}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
     return data
 
 
 def read(run_dir):
     """The run directory's manifest (checked, see :func:`check`); None when missing or not a JSON object."""
-    path = os.path.join(run_dir, "manifest.json")
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError):
         return None
-    return check(data, path) if isinstance(data, dict) else None
+    return check(data, f"{run_dir}: manifest.json") if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------- the workload identity

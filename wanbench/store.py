@@ -10,20 +10,17 @@ flags), and finished with exit code 0.
 
 from __future__ import annotations
 
-import json
 import os
+
+from . import manifest as _manifest
 
 __all__ = ["find_baseline", "read_manifest", "runs", "stored_noise"]
 
 
 def read_manifest(run_dir):
-    """The run's manifest as a dict, or None when missing or not JSON."""
-    try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """The run's manifest as a dict, or None when missing or not JSON; a field of the wrong type is a
+    ManifestError naming the file and the key (the one reader: :func:`wanbench.manifest.read`)."""
+    return _manifest.read(run_dir)
 
 
 def _exit_code(run_dir, manifest):
