@@ -6,6 +6,7 @@ Changed copies are made in a temporary folder.
 """
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -166,3 +167,36 @@ def test_the_render_step_records_the_workload_identity_old_manifests_get_the_sam
     old = {k: v for k, v in m.items() if k not in ("manifest_version", "workload", "workload_id")}
     run = {"path": "x", "manifest": old, "extra": {}}
     assert manifest.workload_id(manifest.workload(run)) == m["workload_id"]  # computed from the settings
+
+
+def test_runs_of_two_plays_are_not_judged_together_unless_asked(tmp_path, capsys):
+    base = [copy(tmp_path, b) for b in BASE13]
+    template = json.loads((NOFSDP13[0] / "manifest.json").read_text())
+    cand = [copy(tmp_path, c, manifest={"schedule": {**template["schedule"], "play": "another-play"}})
+            for c in NOFSDP13]
+    rc, _, err = wanbench(capsys, "compare", *[f"--baseline={b}" for b in base], *cand)
+    assert rc == 2 and err == ("wanbench: not comparable: the runs differ in play (20261127T075306Z-gpu vs"
+                               " another-play) (the control first); --across-plays compares them anyway\n")
+    rc, out, _ = wanbench(capsys, "compare", "--json", "--across-plays", *[f"--baseline={b}" for b in base], *cand)
+    (group,) = json.loads(out)
+    assert rc == 0 and "allowed mismatch (--across-plays): play (20261127T075306Z-gpu vs another-play)" \
+        in group["reasons"]
+
+
+def test_collect_without_ids_judges_each_play_on_its_own(tmp_path):
+    """collect.yml without ids gathers the runs of every play; each play gets its own control key (own report)."""
+    from wanbench import rundirs, schedule
+
+    template = json.loads((BASE13[0] / "manifest.json").read_text())
+    paths = []
+    for play in ("P1", "P2"):
+        for run in (BASE13[0], NOFSDP13[0]):
+            m = json.loads((run / "manifest.json").read_text())
+            paths.append(str(copy(tmp_path, run, f"{play}-{run.name}", manifest={
+                "schedule": {**m["schedule"], "play": play, "warmup": False}})))
+    got = rundirs.report_inputs(paths, str(tmp_path))
+    assert sorted(got["controls"]) == [f"{template['control_key']}@P1", f"{template['control_key']}@P2"]
+    groups = schedule.report_groups(got["runs"], got["controls"], out_root="/r")
+    assert [(len(g["controls"]), len(g["candidates"]), g["across_plays"]) for g in groups] == [(1, 1, False)] * 2
+    assert {os.path.basename(p).split("-")[0] for g in groups for p in g["controls"] + g["candidates"]} == {"P1", "P2"}
+    assert all(len({os.path.basename(p).split("-")[0] for p in g["controls"] + g["candidates"]}) == 1 for g in groups)

@@ -16,7 +16,8 @@ def _parse(command, *extra):
 
 
 VALUES = {"threshold_pct": "0.7", "reserved_tolerance_pct": 2, "noise_store": "results/h", "noise_cv_pct": "",
-          "confidence": 0.99, "allow_mismatch": "commit", "on_mismatch": "invalid", "idle_util_pct": 10, "idle_mem_mb": "",
+          "confidence": 0.99, "allow_mismatch": "commit", "across_plays": False, "on_mismatch": "invalid",
+          "idle_util_pct": 10, "idle_mem_mb": "",
           "busy_cpu_pct": 50.0, "ignore_process": ["sshd", "containerd"], "min_psnr_db": 60,
           "require_same_output": "True"}
 
@@ -25,8 +26,8 @@ VALUES = {"threshold_pct": "0.7", "reserved_tolerance_pct": 2, "noise_store": "r
 def test_argv_of_the_play_reads_back_the_same_options_in_every_command(command):
     got = judging.values_of(_parse(command, *judging.argv(VALUES)))
     assert got == {"threshold_pct": 0.7, "reserved_tolerance_pct": 2.0, "noise_store": "results/h",
-                   "noise_cv_pct": None, "confidence": 0.99, "allow_mismatch": ["commit"], "on_mismatch": "invalid",
-                   "idle_util_pct": 10.0,
+                   "noise_cv_pct": None, "confidence": 0.99, "allow_mismatch": ["commit"], "across_plays": False,
+                   "on_mismatch": "invalid", "idle_util_pct": 10.0,
                    "idle_mem_mb": None, "busy_cpu_pct": 50.0, "ignore_process": ["sshd", "containerd"],
                    "min_psnr_db": 60.0, "require_same_output": True}
 

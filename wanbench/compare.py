@@ -189,7 +189,8 @@ def comparability(baseline, candidate, allow_mismatch=()):
         if control is not None and r is not control:
             for k, v in manifest.mismatch(control, r).items():
                 (allowed if k in allow_mismatch else diffs).setdefault(k, v)
-    notes = [f"allowed mismatch (--allow-mismatch {k}): {_pairs({k: v})}" for k, v in allowed.items()]
+    notes = [f"allowed mismatch (--{'across-plays' if k == 'play' else 'allow-mismatch ' + k}): {_pairs({k: v})}"
+             for k, v in allowed.items()]
     return reasons, diffs, notes
 
 
@@ -219,8 +220,9 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
         raise ValueError(f"on_mismatch must be error or invalid, got {on_mismatch!r}")
     told, diffs, allowed = comparability(baseline, candidate, allow_mismatch)
     if diffs and on_mismatch == "error":
+        escape = " ".join("--across-plays" if k == "play" else f"--allow-mismatch {k}" for k in diffs)
         raise ValueError(f"not comparable: the runs differ in {_pairs(diffs)} (the control first);"
-                         f" --allow-mismatch {' --allow-mismatch '.join(diffs)} compares them anyway")
+                         f" {escape} compares them anyway")
     base, cand = _side(baseline, "baseline"), _side(candidate, "candidate")
     verdicts, reasons = [], []
 

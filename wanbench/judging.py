@@ -79,6 +79,9 @@ OPTIONS = (
            " alpha with repeats=auto, which looks after every block"),
     Option("allow_mismatch", ("--allow-mismatch",), "list", [], "KEY",
            "compare runs whose workload identity differs in KEY (e.g. commit); repeatable, logged in the report"),
+    Option("across_plays", ("--across-plays",), "flag", False, None,
+           "judge runs of different plays together (a report keeps each play apart otherwise); logged in the"
+           " report, as --allow-mismatch play"),
     Option("on_mismatch", ("--on-mismatch",), "choice", "error", "HOW",
            "runs of different workloads: error (default: one line, exit 2) or invalid (the verdict; a play's"
            " own look and report)", choices=("error", "invalid")),
@@ -188,7 +191,7 @@ def judge(args, paths):
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
                         health=health, min_psnr_db=args.min_psnr_db,
-                        require_same_output=args.require_same_output, allow_mismatch=tuple(args.allow_mismatch),
+                        require_same_output=args.require_same_output, allow_mismatch=tuple(args.allow_mismatch) + (("play",) if args.across_plays else ()),
                         on_mismatch=args.on_mismatch)
     return baselines + runs, data
 

@@ -30,7 +30,7 @@ MANIFEST_VERSION = 1
 WORKLOAD_KEYS = {"task": "task", "size": "size", "frame_num": "frame_num", "steps": "sample_steps",
                  "nproc": None, "ulysses_size": "ulysses_size", "ring_size": "ring_size", "cfg_size": "cfg_size",
                  "platform": None, "mode": None, "prompt": "prompt", "seed": "base_seed"}
-MISMATCH_KEYS = (*WORKLOAD_KEYS, "commit")
+MISMATCH_KEYS = (*WORKLOAD_KEYS, "commit", "play")
 
 
 class ManifestError(ValueError):
@@ -127,9 +127,15 @@ def _commit(run):
     return repo.get("sha") or None if isinstance(repo, dict) else None
 
 
+def _play(run):
+    schedule = (run.get("manifest") or {}).get("schedule")
+    return schedule.get("play") or None if isinstance(schedule, dict) else None
+
+
 def mismatch(control, run, allow=()):
-    """{key: (control's, run's)} of the workload keys (and ``commit``) both know and that differ."""
-    a, b = {**workload(control), "commit": _commit(control)}, {**workload(run), "commit": _commit(run)}
+    """{key: (control's, run's)} of the workload keys (and ``commit``, ``play``) both know and that differ."""
+    a = {**workload(control), "commit": _commit(control), "play": _play(control)}
+    b = {**workload(run), "commit": _commit(run), "play": _play(run)}
     return {k: (a[k], b[k]) for k in MISMATCH_KEYS
             if k not in allow and a[k] is not None and b[k] is not None and a[k] != b[k]}
 
