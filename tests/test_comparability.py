@@ -200,3 +200,17 @@ def test_collect_without_ids_judges_each_play_on_its_own(tmp_path):
     assert [(len(g["controls"]), len(g["candidates"]), g["across_plays"]) for g in groups] == [(1, 1, False)] * 2
     assert {os.path.basename(p).split("-")[0] for g in groups for p in g["controls"] + g["candidates"]} == {"P1", "P2"}
     assert all(len({os.path.basename(p).split("-")[0] for p in g["controls"] + g["candidates"]}) == 1 for g in groups)
+
+
+def test_the_noise_store_leaves_out_runs_whose_log_says_another_workload(tmp_path):
+    from wanbench import store
+
+    def stored(task):
+        host = tmp_path / task
+        for run in BASE13:
+            m = json.loads((run / "manifest.json").read_text())
+            copy(host, run, manifest={"fingerprint": "fp", "settings": {**m["settings"], "task": task}})
+        return store.stored_noise(str(host), "fp")
+
+    assert stored("t2v-1.3B")["runs"] == 3
+    assert stored("t2v-tiny") is None  # the logs say t2v-1.3B: not this settings' noise
