@@ -191,7 +191,8 @@ def judge(args, paths):
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
                         health=health, min_psnr_db=args.min_psnr_db,
-                        require_same_output=args.require_same_output, allow_mismatch=tuple(args.allow_mismatch) + (("play",) if args.across_plays else ()),
+                        require_same_output=args.require_same_output,
+                        allow_mismatch=tuple(args.allow_mismatch) + (("play",) if args.across_plays else ()),
                         on_mismatch=args.on_mismatch)
     return baselines + runs, data
 

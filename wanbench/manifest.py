@@ -60,7 +60,8 @@ def check(data, where="manifest.json"):
         value = holder.get(leaf) if isinstance(holder, dict) else None
         if value is not None and not _CHECK[kind](value):
             shown = repr(value)
-            raise ManifestError(f"{where}: {key} must be {kind}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ManifestError(f"{where}: {key} must be {kind}, got {shown}")
     return data
 
 

@@ -221,7 +221,8 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                   baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
                   noise=noise, confidence=confidence, min_psnr_db=min_psnr_db,
-                  require_same_output=require_same_output, allow_mismatch=list(allow_mismatch), order=_order(baselines + [r for _, rs in candidates for r in rs]))
+                  require_same_output=require_same_output, allow_mismatch=list(allow_mismatch),
+                  order=_order(baselines + [r for _, rs in candidates for r in rs]))
     return {"header": header, "groups": groups, "rows": rows}
 
 

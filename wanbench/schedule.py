@@ -130,8 +130,8 @@ def decided(results):
     ``invalid`` never settles it: the final report would not give that
     verdict as a decision (a busy machine, a mismatch); the play runs on.
     """
-    return bool(results) and all(r["verdict"] in ("pass", "fail") or (r["verdict"] == "inconclusive" and r["equivalent"])
-                                 for r in results)
+    return bool(results) and all(r["verdict"] in ("pass", "fail")
+                                 or (r["verdict"] == "inconclusive" and r["equivalent"]) for r in results)
 
 
 def plan_text(sched):
