@@ -58,3 +58,15 @@ def test_old_manifests_without_a_version_are_read_as_before():
     m = store.read_manifest(RUNS / "03-baseline")
     assert m["variant"] == "baseline" and "manifest_version" not in m
     assert manifest.read(RUNS / "absent") is None
+
+
+def test_the_index_skips_a_run_with_a_bad_manifest_and_indexes_the_rest(tmp_path):
+    from wanbench import index
+
+    host, runs = copies(tmp_path, lambda m: {**m, "schedule": {**m["schedule"], "block": "2"}})
+    for d in runs.values():  # the index takes finished runs only
+        m = json.loads((d / "manifest.json").read_text())
+        (d / "manifest.json").write_text(json.dumps({**m, "ended_at": "2026-11-27T08:00:00Z"}))
+    assert index.run_state(str(runs["01-nofsdp"])) == "manifest.json: schedule.block must be a whole number, got '2'"
+    index.build(str(tmp_path))
+    assert len(index.runs(str(tmp_path))) == 5

@@ -35,7 +35,7 @@ import tempfile
 from datetime import datetime, timezone
 
 from .parse import METRICS, parse_run
-from .manifest import workload, workload_id
+from .manifest import ManifestError, workload, workload_id
 from .store import read_manifest
 
 __all__ = ["INDEX_NAME", "add_cli", "build", "dump", "open_index", "rebuild", "run_state", "runs",
@@ -85,7 +85,10 @@ def run_state(run_dir):
             return f"in progress ({name} present)"
     if os.path.lexists(os.path.normpath(run_dir) + ".tar.gz"):
         return "still being collected (its archive is beside it)"
-    manifest = read_manifest(run_dir)
+    try:
+        manifest = read_manifest(run_dir)
+    except ManifestError as e:  # a field of the wrong type: skipped and listed, the rest is indexed
+        return str(e).split(": ", 2)[-1].join(("manifest.json: ", ""))
     if manifest is None:
         return "no readable manifest.json"
     try:
