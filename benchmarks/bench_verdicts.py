@@ -31,6 +31,7 @@ error; the seed is fixed.
 """
 
 import argparse
+import inspect
 import itertools
 import math
 import sys
@@ -74,11 +75,16 @@ def store_noise(groups):
     return {"cv_pct": cv, "df": df, "source": "simulated store"} if cv and enough else None
 
 
-def judge(base, groups, confidence=stats.CONFIDENCE, noise=None):
-    """The verdicts of candidate groups against one control, as the report judges them."""
+ACROSS = {"allow_mismatch": ("play",)} if "allow_mismatch" in inspect.signature(cmp.compare).parameters else {}
+
+
+def judge(base, groups, confidence=stats.CONFIDENCE, noise=None, across=False):
+    """The verdicts of candidate groups against one control, as the report judges them (``across``: a control
+    from another play, as the report of baseline=stored allows it)."""
+    kw = ACROSS if across else {}
     if hasattr(cmp, "judge_family"):
-        return [r["verdict"] for r in cmp.judge_family(base, groups, confidence=confidence, noise=noise)]
-    return [cmp.compare(base, g, noise=noise, confidence=confidence)["verdict"] for g in groups]
+        return [r["verdict"] for r in cmp.judge_family(base, groups, confidence=confidence, noise=noise, **kw)]
+    return [cmp.compare(base, g, noise=noise, confidence=confidence, **kw)["verdict"] for g in groups]
 
 
 def lognormal(rng, cv_pct, shape):
@@ -108,7 +114,8 @@ def stored_baseline(rng, cv, plays, between_x, stored_plays=11, per_play=3):
         store = lognormal(rng, cv, (stored_plays, per_play)) * effects[:stored_plays, None]
         control = lognormal(rng, cv, 1) * effects[-2]
         cand = lognormal(rng, cv, 3) * effects[-1]
-        out.append(judge(runs(control, "b", "stored"), [runs(cand, "c", "tonight")], noise=store_noise(store)))
+        out.append(judge(runs(control, "b", "stored"), [runs(cand, "c", "tonight")], noise=store_noise(store),
+                         across=True))
     return out
 
 

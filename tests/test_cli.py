@@ -96,7 +96,8 @@ def manifest_run(tmp_path, s, name, sample, variant, factor=1.0):
     run.mkdir()
     text = s[f"run_sample_{sample}.log"].read_text()
     value = "102922.546" if sample == "variant" else "104321.987"
-    (run / "run.log").write_text(text.replace(f"request_total: {value}", f"request_total: {float(value) * factor:.3f}"))
+    text = text.replace(f"request_total: {value}", f"request_total: {float(value) * factor:.3f}")
+    (run / "run.log").write_text(text + f"run {name}\n")  # each run its own content (identical = the same run)
     (run / "manifest.json").write_text(json.dumps({"variant": variant, "host": "h", "fingerprint": "fp"}))
     (run / "exit_code").write_text("0\n")
     return run

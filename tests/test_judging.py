@@ -17,7 +17,8 @@ def _parse(command, *extra):
 
 VALUES = {"threshold_pct": "0.7", "reserved_tolerance_pct": 2, "noise_store": "results/h", "noise_cv_pct": "",
           "noise": {"cv_pct": 0.59, "df": 11, "measured": "2026-11-27"}, "min_noise_df": 10, "noise_window_days": 30,
-          "noise_window_commits": "", "confidence": 0.99, "allow_mismatch": "commit", "idle_util_pct": 10, "idle_mem_mb": "",
+          "noise_window_commits": "", "confidence": 0.99, "allow_mismatch": "commit", "across_plays": False,
+          "on_mismatch": "invalid", "idle_util_pct": 10, "idle_mem_mb": "",
           "busy_cpu_pct": 50.0, "ignore_process": ["sshd", "containerd"], "min_psnr_db": 60,
           "require_same_output": "True"}
 
@@ -27,7 +28,8 @@ def test_argv_of_the_play_reads_back_the_same_options_in_every_command(command):
     got = judging.values_of(_parse(command, *judging.argv(VALUES)))
     assert got == {"threshold_pct": 0.7, "reserved_tolerance_pct": 2.0, "noise_store": "results/h",
                    "noise_cv_pct": None, "noise": {"cv_pct": 0.59, "df": 11.0, "measured": "2026-11-27"},
-                   "min_noise_df": 10.0, "noise_window_days": 30.0, "noise_window_commits": None, "confidence": 0.99, "allow_mismatch": ["commit"], "idle_util_pct": 10.0,
+                   "min_noise_df": 10.0, "noise_window_days": 30.0, "noise_window_commits": None, "confidence": 0.99,
+                   "allow_mismatch": ["commit"], "across_plays": False, "on_mismatch": "invalid", "idle_util_pct": 10.0,
                    "idle_mem_mb": None, "busy_cpu_pct": 50.0, "ignore_process": ["sshd", "containerd"],
                    "min_psnr_db": 60.0, "require_same_output": True}
 
@@ -62,3 +64,23 @@ def test_the_adaptive_look_and_the_report_pass_every_verdict_option():
     look = _judging_vars("playbooks/tasks/look.yml", "Judge the runs collected so far")
     final = _judging_vars("roles/report/tasks/write.yml", "Write report.md, report.csv, report.json and summary.txt")
     assert set(look) == set(final) == set(judging.NAMES)
+
+
+def test_a_noise_store_that_does_not_exist_is_an_error_naming_it(tmp_path, capsys, samples):
+    missing = tmp_path / "does" / "not" / "exist"
+    rc = cli.main(["compare", "--baseline", str(samples / "perf_sample_baseline.csv"),
+                   str(samples / "perf_sample_variant.csv"), "--noise-store", str(missing)])
+    out, err = capsys.readouterr()
+    assert (rc, out) == (2, "")
+    assert err == f"wanbench: --noise-store {missing}: not a folder (give the host's results folder, results/<host>)\n"
+
+
+def test_an_invalid_look_never_stops_an_adaptive_play():
+    from wanbench import schedule
+
+    # the look of a play whose runs are invalid (e.g. a busy machine): the final report gives no decision
+    assert schedule.decided([{"verdict": "invalid", "equivalent": False}]) is False
+    assert schedule.decided([{"verdict": "pass", "equivalent": False},
+                             {"verdict": "invalid", "equivalent": False}]) is False
+    assert schedule.decided([{"verdict": "fail", "equivalent": False},
+                             {"verdict": "inconclusive", "equivalent": True}]) is True

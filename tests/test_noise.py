@@ -21,11 +21,12 @@ SAMPLE_TOTAL = "request_total: 104321.987"
 
 
 def scaled(run, factor, path=None, play=None):
-    """The run with every time metric multiplied by factor (memory kept), optionally renamed / of a play."""
+    """A run like this one (its own path, no files of its own: not the same run given twice) with every time
+    metric multiplied by factor (memory kept), optionally of a play."""
     manifest = dict(run.get("manifest") or {})
     if play:
         manifest["schedule"] = {**(manifest.get("schedule") or {}), "play": play, "warmup": False}
-    return {**run, "path": path or run["path"], "manifest": manifest,
+    return {**run, "path": path or f"{run['path']}-x{factor}", "manifest": manifest, "sources": [],
             "metrics": {m: v * factor if v is not None and m != "reserved_peak" else v
                         for m, v in run["metrics"].items()}}
 
@@ -133,7 +134,8 @@ def test_a_control_from_another_play_needs_the_play_to_play_part():
     control = scaled(parse_run(GPU_14B[0]), 1.0, play="stored-play")
     cands = [scaled(parse_run(GPU_14B[1]), f, path=f"c{i}", play="tonight") for i, f in enumerate((0.97, 0.971, 0.969))]
     within_only = {"cv_pct": 0.5, "df": 20, "between": None, "source": "stored: one play"}
-    result = compare(control, cands, noise=within_only)
+    across = {"allow_mismatch": ("play",)}  # a stored control comes from another play by design (--across-plays)
+    result = compare(control, cands, noise=within_only, **across)
     assert result["verdict"] == "inconclusive" and result["ci_pct"]["request_total"] is None
     assert any("no play-to-play estimate" in r for r in result["reasons"])
     # with the store's between-play estimate it decides, on a wider interval than the within-play noise gives
@@ -141,7 +143,7 @@ def test_a_control_from_another_play_needs_the_play_to_play_part():
                                               [1.003, 1.0, 1.007], [0.998, 1.002, 0.994], [1.0, 0.996, 1.004])]
     noise = {**stats.noise_from_plays(plays), "source": "stored: 6 plays"}
     assert noise["between"]["df_between"] == 5 and noise["between"]["cv_pct"] > 0
-    judged = compare(control, cands, noise=noise, min_noise_df=5)
+    judged = compare(control, cands, noise=noise, min_noise_df=5, **across)
     same_play = compare(scaled(control, 1.0, play="tonight"), cands, noise=noise, min_noise_df=5)
     assert judged["method"] == "stored-noise+between" and judged["verdict"] == "pass"
     width = lambda r: r["ci_pct"]["request_total"][1] - r["ci_pct"]["request_total"][0]  # noqa: E731

@@ -76,9 +76,11 @@ def test_pooled_cv_removes_each_groups_level():
 
 
 def scaled(run, factor):
-    """The run with every time metric multiplied by factor (memory kept)."""
-    return {**run, "metrics": {m: v * factor if v is not None and m != "reserved_peak" else v
-                               for m, v in run["metrics"].items()}}
+    """A run like this one with every time metric multiplied by factor (memory kept): another run (its own path,
+    no files of its own), so that it is not the same run given twice."""
+    return {**run, "path": f"{run['path']}-x{factor}", "sources": [],
+            "metrics": {m: v * factor if v is not None and m != "reserved_peak" else v
+                        for m, v in run["metrics"].items()}}
 
 
 def unblocked(run):
@@ -120,7 +122,7 @@ def test_aa_on_real_runs_decides_nothing():
 def test_14b_baselines_resolve_3_percent():
     """Real 14B baselines (two sessions, 0.62 % apart): A/A is not decided, +-3 % is."""
     base = [parse_run(p) for p in GPU_14B]
-    again = [parse_run(p) for p in GPU_14B]
+    again = [scaled(parse_run(p), 1.0) for p in GPU_14B]
     assert compare(base, again)["verdict"] == "inconclusive"
     assert compare(base, [scaled(r, 1.03) for r in again])["verdict"] == "fail"
     assert compare(base, [scaled(r, 0.97) for r in again])["verdict"] == "pass"

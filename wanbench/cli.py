@@ -74,6 +74,9 @@ def _parse(args):
 def _compare(args):
     if not args.baseline:
         raise ValueError("compare needs --baseline PATH (repeat it for repeated baseline runs)")
+    both = {os.path.realpath(p) for p in args.baseline} & {os.path.realpath(p) for p in args.candidates}
+    if both:
+        raise ValueError(f"{sorted(both)[0]} is given as a baseline and as a candidate: the same run")
     inputs, data = judging.judge(args, args.candidates)
     results = data["groups"]
     verdicts = [r["verdict"] for r in results]

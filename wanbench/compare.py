@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 
-from . import devices, outputs, stats
+from . import devices, manifest, outputs, stats
 from .parse import METRICS
 
 THRESHOLD_PCT = 0.5           # request_total: smallest change that counts, in %
@@ -165,9 +165,42 @@ def _psnr_of(note):
         return float("-inf")
 
 
+def _pairs(diffs):
+    return ", ".join(f"{k} ({a} vs {b})" for k, (a, b) in diffs.items())
+
+
+def comparability(baseline, candidate, allow_mismatch=()):
+    """(invalid reasons, {key: (control's, other's)} not allowed, allowed notes) of the runs of both sides.
+
+    Every run (warm-ups aside) is held against the control (the first
+    baseline run): its workload identity and commit (``manifest.mismatch``);
+    a run whose log says it ran another workload than its manifest is invalid.
+    ValueError when a run is given twice (same directory, run id or content).
+    """
+    runs = [("baseline", r) for r in _runs(baseline)] + [("candidate", r) for r in _runs(candidate)]
+    same = manifest.duplicates([r for _, r in runs])
+    if same:
+        raise ValueError("; ".join(same) + ": give each run once")
+    runs = [(role, r) for role, r in runs if not is_warmup(r)]
+    reasons, diffs, allowed = [], {}, {}
+    for role, r in runs:
+        told = manifest.log_disagreement(r)
+        if told:
+            reasons.append(f"{role} run {_short(r)}: the workload's log disagrees with its manifest:"
+                           f" {_pairs({k: (f'manifest {a}', f'log {b}') for k, (a, b) in told.items()})}")
+    control = next((r for role, r in runs if role == "baseline"), None)
+    for _, r in runs:
+        if control is not None and r is not control:
+            for k, v in manifest.mismatch(control, r).items():
+                (allowed if k in allow_mismatch else diffs).setdefault(k, v)
+    notes = [f"allowed mismatch (--{'across-plays' if k == 'play' else 'allow-mismatch ' + k}): {_pairs({k: v})}"
+             for k, v in allowed.items()]
+    return reasons, diffs, notes
+
+
 def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
             noise=None, confidence=stats.CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False,
-            min_noise_df=stats.MIN_NOISE_DF):
+            min_noise_df=stats.MIN_NOISE_DF, allow_mismatch=(), on_mismatch="error"):
     """Judge candidate against baseline; each may be a run dict or a list of repeated runs.
 
     ``noise`` is the known noise for a side of one run or a control from
@@ -177,6 +210,10 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
     ``devices.judge`` (idle_util_pct, idle_mem_mb, busy_cpu_pct, ignore_names);
     ``min_psnr_db``: an output at or above this PSNR counts as the same (None:
     any difference counts); ``require_same_output``: a changed output fails.
+    Both sides must measure the same workload (:func:`comparability`): a
+    difference in a key not in ``allow_mismatch`` is a ValueError with
+    ``on_mismatch="error"`` (the CLI) or makes the verdict invalid with
+    ``"invalid"`` (a play's own report and look).
     Returns {candidate, baseline, diff_pct, verdict, reasons, n, ci_pct,
     noise_cv_pct, noise_source, runs_needed, equivalent, stats, excluded,
     threshold_pct, confidence, health, env_diff, output, output_flag}.
@@ -187,6 +224,13 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
         _check_number("noise cv_pct", noise.get("cv_pct"))
         if noise.get("df") is not None:
             _check_number("noise df", noise["df"])
+    if on_mismatch not in ("error", "invalid"):
+        raise ValueError(f"on_mismatch must be error or invalid, got {on_mismatch!r}")
+    told, diffs, allowed = comparability(baseline, candidate, allow_mismatch)
+    if diffs and on_mismatch == "error":
+        escape = " ".join("--across-plays" if k == "play" else f"--allow-mismatch {k}" for k in diffs)
+        raise ValueError(f"not comparable: the runs differ in {_pairs(diffs)} (the control first);"
+                         f" {escape} compares them anyway")
     base, cand = _side(baseline, "baseline"), _side(candidate, "candidate")
     verdicts, reasons = [], []
 
@@ -194,6 +238,11 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
         verdicts.append(verdict)
         reasons.append(reason)
 
+    if diffs:
+        rule("invalid", f"not comparable: the runs differ in {_pairs(diffs)} (the control first)")
+    for why in told:
+        rule("invalid", why)
+    reasons += allowed
     unfit, env_diff = _health(baseline, candidate, health or {})
     for why in unfit:
         rule("invalid", why)
@@ -201,8 +250,13 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
     for role, side in (("baseline", base), ("candidate", cand)):
         if side["total"] > 1:
             reasons.append(f"{role}: {side['n']} of {side['total']} runs used")
-    required = ("request_total",) if base["memory_unmeasured"] or cand["memory_unmeasured"] else \
+    # both sides unmeasured: no memory verdict (said below); one side only: the memory rule cannot be judged
+    required = ("request_total",) if base["memory_unmeasured"] and cand["memory_unmeasured"] else \
         ("request_total", "reserved_peak")
+    for role, side in (("baseline", base), ("candidate", cand)):
+        if side["memory_unmeasured"] and not (base["memory_unmeasured"] and cand["memory_unmeasured"]):
+            rule("invalid", f"memory not measured for the {role} (all memory figures 0.0 or absent),"
+                            " measured for the other side: no memory verdict")
     if not base["n"]:
         worst = base["unhealthy"][0] if base["unhealthy"] else None
         rule("invalid", f"baseline {worst['status']}: {worst['reason']}" if worst else "no baseline run")

@@ -11,6 +11,7 @@ judges them with the options of a parsed command line.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
 from . import devices, report, store
@@ -90,15 +91,16 @@ class Option:
 
     dest: str
     flags: tuple
-    kind: str  # number | fraction | whole | measurement | text | list (repeatable text) | flag (store_true)
+    kind: str  # number | fraction | whole | measurement | text | choice | list (repeatable text) | flag (store_true)
     default: object
     metavar: str
     help: str
     health: bool = False
+    choices: tuple = ()
 
 
 _TYPES = {"number": non_negative, "fraction": fraction, "whole": whole, "measurement": measurement,
-          "text": _text, "list": _text}
+          "text": _text, "choice": _text, "list": _text}
 
 OPTIONS = (
     Option("threshold_pct", ("--threshold-pct", "--noise-pct"), "number", THRESHOLD_PCT, "X",
@@ -124,6 +126,12 @@ OPTIONS = (
            " alpha with repeats=auto, which looks after every block"),
     Option("allow_mismatch", ("--allow-mismatch",), "list", [], "KEY",
            "compare runs whose workload identity differs in KEY (e.g. commit); repeatable, logged in the report"),
+    Option("across_plays", ("--across-plays",), "flag", False, None,
+           "judge runs of different plays together (a report keeps each play apart otherwise); logged in the"
+           " report, as --allow-mismatch play"),
+    Option("on_mismatch", ("--on-mismatch",), "choice", "error", "HOW",
+           "runs of different workloads: error (default: one line, exit 2) or invalid (the verdict; a play's"
+           " own look and report)", choices=("error", "invalid")),
     Option("idle_util_pct", ("--idle-util-pct",), "number", None, "U",
            "npu/cuda: utilisation above U %% before a run makes it invalid (default 10)", health=True),
     Option("idle_mem_mb", ("--idle-mem-mb",), "number", None, "M",
@@ -154,7 +162,7 @@ def add_arguments(parser):
                                 metavar=o.metavar, help=o.help)
         else:
             target.add_argument(*o.flags, dest=o.dest, type=_TYPES[o.kind], default=o.default,
-                                metavar=o.metavar, help=o.help)
+                                metavar=o.metavar, help=o.help, **({"choices": o.choices} if o.choices else {}))
     return parser
 
 
@@ -202,6 +210,8 @@ def argv(values):
                     out += [flag, ",".join(f"{k}={v}" for k, v in measurement(value).items())]
             elif value is not None and str(value) != "":
                 _TYPES[o.kind](value)
+                if o.choices and str(value) not in o.choices:
+                    raise argparse.ArgumentTypeError(f"must be one of {', '.join(o.choices)}, got {value!r}")
                 out += [flag, str(value)]
         except argparse.ArgumentTypeError as e:
             raise ValueError(f"judging option {o.dest}: {e}") from None
@@ -243,6 +253,9 @@ def judge(args, paths):
 
     Returns (every parsed run, :func:`wanbench.report.build`'s data).
     """
+    if args.noise_store and not os.path.isdir(args.noise_store):
+        raise ValueError(f"--noise-store {args.noise_store}: not a folder (give the host's results folder,"
+                         " results/<host>)")
     baselines = [parse_run(b) for b in args.baseline or []]
     runs = [parse_run(p) for p in paths]
     health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
@@ -252,7 +265,9 @@ def judge(args, paths):
     data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
                         _noise(args, baselines, runs) if baselines else None, args.confidence,
                         health=health, min_psnr_db=args.min_psnr_db,
-                        require_same_output=args.require_same_output, judge={"min_noise_df": args.min_noise_df})
+                        require_same_output=args.require_same_output,
+                        allow_mismatch=tuple(args.allow_mismatch) + (("play",) if args.across_plays else ()),
+                        on_mismatch=args.on_mismatch, judge={"min_noise_df": args.min_noise_df})
     return baselines + runs, data
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 
-from . import devices, diagnostics
+from . import devices, diagnostics, manifest, schedule
 from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, is_warmup, judge_family
 from .stats import CONFIDENCE
@@ -164,16 +164,19 @@ def verdict_text(g):
 
 
 def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False, judge=None):
+          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False,
+          allow_mismatch=(), on_mismatch="error", judge=None):
     """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
 
     ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
     ({"cv_pct", "source"}) is used where a side has one run; ``confidence``
     is the interval's level (lower it only with a reason, e.g. repeated looks).
     ``health``, ``min_psnr_db`` and ``require_same_output`` go to
-    :func:`wanbench.compare.compare` (machine state and output check), and so
-    do ``judge``'s further keywords (e.g. ``min_noise_df``).  Two candidates or
-    more are judged as one family (Holm: ``compare.judge_family``).
+    :func:`wanbench.compare.compare` (machine state and output check), and so do
+    ``allow_mismatch`` and ``on_mismatch`` (the workload identity both sides
+    must share) and ``judge``'s further keywords (e.g. ``min_noise_df``).  A
+    run given twice (same directory, run id or content) is a ValueError.  Two
+    candidates or more are judged as one family (Holm: ``compare.judge_family``).
     """
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
@@ -184,13 +187,18 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     cancelled += [(r, "candidate") for r in runs if r["status"] == "cancelled"
                   and os.path.realpath(r["path"]) not in {os.path.realpath(b["path"]) for b, _ in cancelled}]
     seen = {os.path.realpath(b["path"]) for b in baselines + [r for r, _ in cancelled]}
-    candidates = group([r for r in runs if os.path.realpath(r["path"]) not in seen])
+    candidates = [r for r in runs if os.path.realpath(r["path"]) not in seen]  # a baseline listed again: once
+    same = manifest.duplicates(baselines + [r for r in candidates if r["status"] != "cancelled"])
+    if same:
+        raise ValueError("; ".join(same) + ": give each run once")
+    candidates = group(candidates)
     groups, verdict_of = [], {}
     if baselines:  # the candidates against one control form one family (Holm), one candidate: unchanged
         results = judge_family(baselines, [members for _, members in candidates], confidence,
                                threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
                                noise=noise, health=health, min_psnr_db=min_psnr_db,
-                               require_same_output=require_same_output, **(judge or {}))
+                               require_same_output=require_same_output, allow_mismatch=allow_mismatch,
+                               on_mismatch=on_mismatch, **(judge or {}))
         for (name, members), result in zip(candidates, results):
             groups.append({"variant": name, **result})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
@@ -216,7 +224,8 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                   baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
                   noise=noise, confidence=confidence, min_psnr_db=min_psnr_db,
-                  require_same_output=require_same_output, order=_order(baselines + [r for _, rs in candidates for r in rs]))
+                  require_same_output=require_same_output, allow_mismatch=list(allow_mismatch),
+                  order=_order(baselines + [r for _, rs in candidates for r in rs]))
     return {"header": header, "groups": groups, "rows": rows}
 
 
@@ -318,9 +327,11 @@ def _markdown(data):
         lines.append(f"- order: play {o['play']}, seed {o['seed']}: {', '.join(o['runs'])}")
         if o.get("adaptive"):
             a = o["adaptive"]
-            settled = all(g["verdict"] != "inconclusive" or g["equivalent"] for g in groups)
+            invalid = [g["variant"] for g in groups if g["verdict"] == "invalid"]
             lines.append(f"- repeats=auto: {a['blocks']} of {a['budget']} blocks run, "
-                         + ("stopped: decided" if settled else "budget spent, not decided")
+                         + ("stopped: decided" if schedule.decided(groups) else "budget spent, not decided")
+                         + (f" ({', '.join(invalid)} invalid: an invalid look never stops the play, it ran on)"
+                            if invalid else "")
                          + (f"; alpha spent {a['spent_alpha']:.4g} of {1 - CONFIDENCE:.2g} ({a['spending']},"
                             f" Lan-DeMets); this report at {_level(h['confidence'])}" if a.get("spending") else
                             f"; each look at {_level(h['confidence'])} (alpha split over the looks)"))

@@ -135,8 +135,13 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
 
 
 def decided(results):
-    """Whether a look settles a control key: every candidate group pass, fail, invalid or equivalent."""
-    return bool(results) and all(r["verdict"] != "inconclusive" or r["equivalent"] for r in results)
+    """Whether a look settles a control key: every candidate group pass, fail or equivalent.
+
+    ``invalid`` never settles it: the final report would not give that
+    verdict as a decision (a busy machine, a mismatch); the play runs on.
+    """
+    return bool(results) and all(r["verdict"] in ("pass", "fail")
+                                 or (r["verdict"] == "inconclusive" and r["equivalent"]) for r in results)
 
 
 def plan_text(sched):
@@ -159,9 +164,10 @@ def report_groups(collected, controls, out_root=None):
     ``collected``: [{"variant", "role", "control_key", "path"}] in run order;
     ``controls``: :func:`schedule`'s controls.  Returns one group per control
     key: {"key", "family", "mode", "controls": [paths], "control_source",
-    "candidates": [paths], "out": <out_root>/<family>-<mode>}.  Fresh control
+    "candidates": [paths], "out": <out_root>/<family>-<mode>, "across_plays"}.  Fresh control
     runs (warm-ups included: the report lists and discards them by their
-    manifest) form the control side; else the stored one, if any.
+    manifest) form the control side; else the stored one, if any (from another
+    play by design: ``across_plays``).
     """
     groups = []
     for key, ctl in controls.items():
@@ -173,5 +179,6 @@ def report_groups(collected, controls, out_root=None):
         groups.append({"key": key, "family": family, "mode": mode, "controls": paths,
                        "control_source": source if paths else "none",
                        "candidates": [c["path"] for c in mine if c["role"] == "candidate"],
-                       "out": f"{out_root}/{family}-{mode}" if out_root else None})
+                       "out": f"{out_root}/{family}-{mode}" if out_root else None,
+                       "across_plays": not fresh and bool(paths)})
     return groups

@@ -268,19 +268,19 @@ def history_plots(series, alarms=None):
     by_key = {}
     for s in series:
         if s["metric"] in HISTORY_METRICS and s["nights"]:
-            by_key.setdefault((s["host"], s["variant"]), {})[s["metric"]] = s
+            by_key.setdefault((s["host"], s["variant"], s.get("workload")), {})[s["metric"]] = s
     if not by_key:
         return []
     matplotlib, figure = _matplotlib()
     out = []
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 9}):
-        for (host, variant), metrics in by_key.items():
+        for (host, variant, workload), metrics in by_key.items():  # a variant's series of each workload: own plot
             shown = [m for m in HISTORY_METRICS if m in metrics]
             fig = figure(figsize=(9, 2.7 * len(shown)))
             axes = fig.subplots(len(shown), 1, squeeze=False)
             for ax, m in zip(axes[:, 0], shown):
-                _history_axis(ax, metrics[m], [a for a in alarms if (a["host"], a["variant"], a["metric"])
-                                               == (host, variant, m)])
+                _history_axis(ax, metrics[m], [a for a in alarms if (a["host"], a["variant"], a.get("workload"),
+                                                                     a["metric"]) == (host, variant, workload, m)])
             axes[0, 0].set_title(f"{host} / {variant}: median per night (dots: runs)", fontsize=10, loc="left")
             fig.tight_layout()
             out.append((host, variant, _png(fig)))

@@ -305,16 +305,20 @@ def runs_to_decide(change_pct, noise_cv_pct, n, threshold_pct, confidence=CONFID
     d, sigma, thr = abs(math.log1p(change_pct / 100)), _sigma(noise_cv_pct), math.log1p(threshold_pct / 100)
     outcome = ("pass" if change_pct < 0 else "fail") if d >= thr else "equivalent"
     cannot = ("pass" if change_pct < 0 else "fail") if outcome == "equivalent" and d > 0 else None
-    for runs in range(max(2, n), cap + 1):
+    def chance(runs):
         se = sigma * math.sqrt(2 / runs)
         q = t_quantile((1 + confidence) / 2, 2 * runs - 2)
         if outcome == "equivalent":  # the interval inside +-thr: |estimate| + q se < thr
-            chance = float(special.ndtr((thr - q * se - d) / se))
-        else:  # beyond 0 and at or beyond the threshold
-            chance = float(special.ndtr((d - max(q * se, thr)) / se))
-        if chance >= power:
-            return {"more": max(0, runs - n), "runs": runs, "outcome": outcome, "chance": chance, "cannot": cannot}
-    return {"more": None, "runs": None, "outcome": outcome, "chance": None, "cannot": cannot}
+            return float(special.ndtr((thr - q * se - d) / se))
+        return float(special.ndtr((d - max(q * se, thr)) / se))  # beyond 0 and at or beyond the threshold
+
+    low, high = max(2, n), cap  # the chance grows with the runs: the fewest that reach power, by bisection
+    if chance(high) < power:
+        return {"more": None, "runs": None, "outcome": outcome, "chance": None, "cannot": cannot}
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if chance(mid) < power else (low, mid)
+    return {"more": max(0, low - n), "runs": low, "outcome": outcome, "chance": chance(low), "cannot": cannot}
 
 
 SPENDING = ("obrien-fleming", "pocock")

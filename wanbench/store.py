@@ -10,20 +10,17 @@ flags), and finished with exit code 0.
 
 from __future__ import annotations
 
-import json
 import os
+
+from . import manifest as _manifest
 
 __all__ = ["find_baseline", "read_manifest", "runs", "stored_noise"]
 
 
 def read_manifest(run_dir):
-    """The run's manifest as a dict, or None when missing or not JSON."""
-    try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """The run's manifest as a dict, or None when missing or not JSON; a field of the wrong type is a
+    ManifestError naming the file and the key (the one reader: :func:`wanbench.manifest.read`)."""
+    return _manifest.read(run_dir)
 
 
 def _exit_code(run_dir, manifest):
@@ -142,7 +139,7 @@ def stored_noise(host_dir, fingerprint, exclude=(), host=None, window_days=None,
     for _, path, play, _ in found:
         run = parse_run(path)
         value = run["metrics"]["request_total"]
-        if run["status"] == "ok" and value:
+        if run["status"] == "ok" and value and not _manifest.log_disagreement(run):  # it ran what it says
             plays.setdefault(play, []).append(value)
     noise = noise_from_plays(list(plays.values()))
     if noise is None:
