@@ -27,7 +27,7 @@ its variant's mean, the candidate's times scaled by 0.97): it should pass.
 Prints the number of simulated plays per row and the Monte-Carlo standard
 error; the seed is fixed.
 
-    .venv/bin/python benchmarks/bench_verdicts.py [--plays 2000] [--drift-plays 100] [--seed 20261204]
+    .venv/bin/python benchmarks/bench_verdicts.py [--plays 1000] [--drift-plays 40] [--seed 20261204]
 """
 
 import argparse
@@ -262,10 +262,10 @@ def rates(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plays", type=int, default=2000, help="simulated plays per row (default 2000)")
+    parser.add_argument("--plays", type=int, default=1000, help="simulated plays per row (default 1000)")
     parser.add_argument("--seed", type=int, default=20261204)
-    parser.add_argument("--drift-plays", type=int, default=100,
-                        help="plays a cell of the drift and power table (issue 19; default 100; 0 = skip it)")
+    parser.add_argument("--drift-plays", type=int, default=40,
+                        help="plays a cell of the drift and power table (issue 19; default 40; 0 = skip it)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
