@@ -95,7 +95,8 @@ def wanbench_selection_text(selection, baseline="rerun"):
     return _catalog.selection_text(selection, str(baseline))
 
 
-def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10, play=""):
+def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10, play="",
+                      spending="obrien-fleming"):
     """The play's runs: warm-ups, then interleaved blocks of every arm (see wanbench.schedule).
 
     ``repeats=auto`` plans ``max_runs`` blocks as a budget and marks the schedule adaptive.
@@ -107,7 +108,8 @@ def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed=
         return _schedule.schedule(selection, baseline=baseline, stored=stored or {},
                                   repeats=_int("max_runs" if adaptive else "repeats", max_runs if adaptive else repeats),
                                   seed=None if seed in (None, "") else _int("order_seed", seed),
-                                  warmup=_int("warmup", warmup), adaptive=adaptive, play=str(play or "") or None)
+                                  warmup=_int("warmup", warmup), adaptive=adaptive, play=str(play or "") or None,
+                                  spending=str(spending or "obrien-fleming"))
     except _schedule.ScheduleError as exc:
         raise _fail("wanbench_schedule", exc) from None
 

@@ -45,7 +45,10 @@ def wanbench_report_inputs(paths, results_dir=""):
     """{runs, controls, confidence, unhealthy} for the report role (see wanbench.rundirs.report_inputs)."""
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise AnsibleFilterError("wanbench_report_inputs: expected a list of run directory paths")
-    return _rundirs.report_inputs(paths, str(results_dir or "") or None)
+    try:
+        return _rundirs.report_inputs(paths, str(results_dir or "") or None)
+    except ValueError as exc:  # a manifest field of the wrong type: one line naming the file and the key
+        raise AnsibleFilterError(f"wanbench_report_inputs: {exc}") from None
 
 
 class FilterModule:

@@ -79,9 +79,17 @@ def test_compare_json_and_check(s):
         "n": {"baseline": 1, "candidate": 1}, "ci_pct": {"request_total": None}, "noise_source": "none",
         "runs_needed": None}
     assert wanbench(*args, "--check").returncode == 1
-    known = json.loads(wanbench(*args, "--noise-cv-pct", "0.2").stdout)
-    assert (known[0]["verdict"], known[0]["noise_source"]) == ("pass", "prior (--noise-cv-pct, the inventory's"
-                                                                        " wanbench_noise_cv_pct)")
+    # a prior (a CV without degrees of freedom) informs the runs needed only: it never lets one run a side decide
+    prior = json.loads(wanbench(*args, "--noise-cv-pct", "0.01").stdout)
+    assert (prior[0]["verdict"], prior[0]["ci_pct"]["request_total"]) == ("inconclusive", None)
+    assert "a prior noise (no degrees of freedom) informs planning only" in prior[0]["reasons"][1]
+    assert prior[0]["runs_needed"] == 2  # planning still uses it
+    # a measurement with its df and date decides (two candidates: a Holm family, this one at 97.5 %)
+    known = json.loads(wanbench(*args, "--noise-measured", "cv_pct=0.2,df=12,measured=2026-11-27").stdout)
+    assert (known[0]["verdict"], known[0]["noise_source"], known[0]["confidence"]) == (
+        "pass", "measured 2026-11-27 (--noise-measured, the inventory's wanbench_noise)", 0.975)
+    bad = wanbench(*args, "--noise-measured", "cv_pct=0.2,measured=2026-11-27")
+    assert bad.returncode == 2 and "df missing in 'cv_pct=0.2,measured=2026-11-27'" in bad.stderr
 
 
 def manifest_run(tmp_path, s, name, sample, variant, factor=1.0):
@@ -90,7 +98,8 @@ def manifest_run(tmp_path, s, name, sample, variant, factor=1.0):
     run.mkdir()
     text = s[f"run_sample_{sample}.log"].read_text()
     value = "102922.546" if sample == "variant" else "104321.987"
-    (run / "run.log").write_text(text.replace(f"request_total: {value}", f"request_total: {float(value) * factor:.3f}"))
+    text = text.replace(f"request_total: {value}", f"request_total: {float(value) * factor:.3f}")
+    (run / "run.log").write_text(text + f"run {name}\n")  # each run its own content (identical = the same run)
     (run / "manifest.json").write_text(json.dumps({"variant": variant, "host": "h", "fingerprint": "fp"}))
     (run / "exit_code").write_text("0\n")
     return run

@@ -20,7 +20,7 @@ def run(request_total=100000.0, reserved_peak=18000.0, status="ok", reason="", w
 
 
 _ids = itertools.count()
-PRIOR = {"cv_pct": 0.1, "source": "prior"}  # a known noise small enough that the thresholds decide
+PRIOR = {"cv_pct": 0.1, "df": 1000, "source": "measured"}  # a measured noise small enough that the thresholds decide
 
 
 def test_one_run_a_side_decides_nothing_without_a_known_noise(samples):
@@ -42,14 +42,17 @@ def test_one_run_a_side_decides_nothing_without_a_known_noise(samples):
         "request_total -1.34 % (n=1/1): no interval, the noise is unknown with one run a side; repeat the runs"
         " (-e repeats=N), or measure the host (-e variant=aa)",
         "warning (candidate): negative stage time in stage_totals: vae_decode max=-38.172, avg=-38.106"]
-    known = compare(baseline, variant, noise={"cv_pct": 0.2, "source": "stored: 6 runs"})
-    assert known["verdict"] == "pass" and known["noise_source"] == "stored: 6 runs"
-    assert known["ci_pct"]["request_total"] == [pytest.approx(-1.89, abs=0.005), pytest.approx(-0.79, abs=0.005)]
-    assert known["reasons"][1] == ("request_total -1.34 % (95 % CI -1.89 .. -0.79 %, n=1/1, noise CV 0.2 % (stored:"
-                                   " 6 runs)): the interval is below 0 and the change at or beyond -0.50 %")
+    known = compare(baseline, variant, noise={"cv_pct": 0.2, "df": 12, "source": "stored: 14 runs"})
+    assert known["verdict"] == "pass" and known["noise_source"] == "stored: 14 runs"
+    assert known["ci_pct"]["request_total"] == [pytest.approx(-1.95, abs=0.005), pytest.approx(-0.73, abs=0.005)]
+    assert known["reasons"][1] == ("request_total -1.34 % (95 % CI -1.95 .. -0.73 %, n=1/1, noise CV 0.2 %, 12 df"
+                                   " (stored: 14 runs)): the interval is below 0 and the change at or beyond -0.50 %")
     noisy = compare(baseline, variant, noise={"cv_pct": 1.0, "source": "prior"})
     assert noisy["verdict"] == "inconclusive" and noisy["runs_needed"] == 64
-    assert noisy["reasons"][2] == "runs needed to resolve 0.50 % (80 % power): 64 a side at noise CV 1.00 % (prior)"
+    # the planning figure (a change of the threshold's size), then the runs for the verdict sought (issue 19)
+    assert noisy["reasons"][2] == ("runs needed to resolve 0.50 % (80 % power): 64 a side at noise CV 1.00 % (prior);"
+                                   " for this verdict: 9 more run(s) a side (10 in all) give 80 % chance of pass if"
+                                   " the change is the -1.34 % observed")
 
 
 def test_crashed_runs(samples):
@@ -72,27 +75,29 @@ def test_crashed_runs(samples):
 @pytest.mark.parametrize("candidate, verdict, reasons", [
     (run(99000.0, 40643.0), "fail",
      ["reserved_peak +125.79 % > 1.00 % tolerance",
-      "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 % (prior)): the interval is below 0"
+      "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): the interval is below 0"
       " and the change at or beyond -0.50 %"]),
     (run(100600.0), "fail",
      ["reserved_peak +0.00 % within 1.00 % tolerance",
-      "request_total +0.60 % (95 % CI +0.32 .. +0.88 %, n=1/1, noise CV 0.1 % (prior)): the interval is above 0"
+      "request_total +0.60 % (95 % CI +0.32 .. +0.88 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): the interval is above 0"
       " and the change at or beyond +0.50 %"]),
     (run(99700.0, 18100.0), "inconclusive",
      ["reserved_peak +0.56 % within 1.00 % tolerance",
-      "request_total -0.30 % (95 % CI -0.58 .. -0.02 %, n=1/1, noise CV 0.1 % (prior)): a real change, but smaller"
-      " than the 0.50 % threshold", "runs needed to resolve 0.50 % (80 % power): 3 a side at noise CV 0.10 % (prior)"]),
+      "request_total -0.30 % (95 % CI -0.58 .. -0.02 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): a real change, but smaller"
+      " than the 0.50 % threshold", "runs needed to resolve 0.50 % (80 % power): 3 a side at noise CV 0.10 % (measured);"
+      " for this verdict: cannot pass at this threshold (the change observed is inside +-0.50 %); 5 more run(s) a"
+      " side (6 in all) give 80 % chance of equivalent if the change is the -0.30 % observed"]),
     (run(99900.0, 18180.0), "inconclusive",
      ["reserved_peak +1.00 % within 1.00 % tolerance",
-      "request_total -0.10 % (95 % CI -0.38 .. +0.18 %, n=1/1, noise CV 0.1 % (prior)): equivalent: the interval"
+      "request_total -0.10 % (95 % CI -0.38 .. +0.18 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): equivalent: the interval"
       " lies inside +-0.50 %"]),
     (run(99000.0, 17000.0), "pass",
      ["reserved_peak -5.56 % within 1.00 % tolerance",
-      "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 % (prior)): the interval is below 0"
+      "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): the interval is below 0"
       " and the change at or beyond -0.50 %"]),
     (run(90000.0, None), "invalid",
      ["reserved_peak missing in candidate",
-      "request_total -10.00 % (95 % CI -10.25 .. -9.75 %, n=1/1, noise CV 0.1 % (prior)): the interval is below 0"
+      "request_total -10.00 % (95 % CI -10.25 .. -9.75 %, n=1/1, noise CV 0.1 %, 1000 df (measured)): the interval is below 0"
       " and the change at or beyond -0.50 %"]),
     (run(90000.0, 99999.0, status="incomplete", reason="report cut off"), "fail",
      ["candidate incomplete: report cut off", "request_total missing in candidate",
@@ -125,8 +130,8 @@ def test_thresholds_are_configurable():
     result = compare(run(), run(99000.0, 18300.0), threshold_pct=2, reserved_tolerance_pct=2.0, noise=PRIOR)
     assert result["verdict"] == "inconclusive"
     assert result["reasons"][:2] == ["reserved_peak +1.67 % within 2.00 % tolerance",
-                                     "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 %"
-                                     " (prior)): equivalent: the interval lies inside +-2.00 %"]
+                                     "request_total -1.00 % (95 % CI -1.27 .. -0.73 %, n=1/1, noise CV 0.1 %,"
+                                     " 1000 df (measured)): equivalent: the interval lies inside +-2.00 %"]
     assert result["equivalent"] is True
 
 
@@ -134,7 +139,7 @@ def test_thresholds_are_configurable():
     ({"threshold_pct": -0.1}, "threshold_pct must be a number >= 0, got -0.1"),
     ({"reserved_tolerance_pct": -1}, "reserved_tolerance_pct must be a number >= 0, got -1"),
     ({"threshold_pct": True}, "threshold_pct must be a number >= 0, got True"),
-    ({"noise": {"cv_pct": 0}}, "noise cv_pct must be a number > 0, got 0"),
+    ({"noise": {"cv_pct": -1}}, "noise cv_pct must be a number >= 0, got -1"),
 ])
 def test_bad_thresholds(kwargs, message):
     with pytest.raises(ValueError, match=f"^{message}$"):

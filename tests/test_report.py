@@ -20,7 +20,8 @@ def runs(samples):
 def make_run_dir(tmp_path, samples, name, sample, manifest):
     run = tmp_path / name
     run.mkdir()
-    (run / "run.log").write_bytes((samples / f"run_sample_{sample}.log").read_bytes())
+    # each run its own content: byte-identical runs are one run given twice
+    (run / "run.log").write_bytes((samples / f"run_sample_{sample}.log").read_bytes() + f"run {name}\n".encode())
     (run / "perf.csv").write_bytes((samples / f"perf_sample_{sample}.csv").read_bytes())
     (run / "manifest.json").write_text(json.dumps(manifest))
     return parse_run(run)
@@ -40,15 +41,15 @@ def cells(lines, section, first):
 
 
 def test_markdown_report(runs):
-    text = render_report([runs["variant"], runs["crash"]], runs["baseline"], noise={"cv_pct": 0.2, "source": "prior"})
+    text = render_report([runs["variant"], runs["crash"]], runs["baseline"], noise={"cv_pct": 0.2, "df": 12, "source": "measured"})
     lines = text.splitlines()
     assert lines[:6] == ["# wanbench report", "", "- commit: unknown", "- host: unknown", "- date: unknown",
                          "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
-                         " Welch t on log request_total, with one run a side the known noise: CV 0.20 % (prior))"]
+                         " Welch t on log request_total, paired by block where every block has both arms, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
     assert cells(lines, "## Verdicts", "run_sample_variant") == [
-        "run_sample_variant", "1/1", "-1.34", "-1.89 .. -0.79", "+0.28", "pass", ""]
+        "run_sample_variant", "1/1", "-1.34", "-2.05 .. -0.63 (Holm: 97.5 %)", "+0.28", "pass", ""]
     assert cells(lines, "## Verdicts", "run_sample_crash") == [
-        "run_sample_crash", "1/0", "n/a", "n/a", "n/a", "fail", ""]
+        "run_sample_crash", "1/0", "n/a", "n/a (Holm: 95 %)", "n/a", "fail", ""]
     assert cells(lines, "## Statistics per variant (runs used)", "run_sample_baseline")[:4] == [
         "run_sample_baseline", "request_total", "1", "104321.987"]
     assert cells(lines, "## Change vs baseline (%, of the means; sub-metrics are diagnostics)",
@@ -59,11 +60,12 @@ def test_markdown_report(runs):
         "failed", "failed: out of memory: RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB"]
     notes = lines[lines.index("## Verdicts and notes"):]
     assert notes[2:5] == ["- run_sample_variant (pass)", "  - reserved_peak +0.28 % within 1.00 % tolerance",
-                          "  - request_total -1.34 % (95 % CI -1.89 .. -0.79 %, n=1/1, noise CV 0.2 % (prior)):"
+                          "  - request_total -1.34 % (97.5 % CI -2.05 .. -0.63 %, n=1/1, noise CV 0.2 %, 12 df (measured)):"
                           " the interval is below 0 and the change at or beyond -0.50 %"]
     assert "- run_sample_crash (fail)" in notes
-    assert "run_sample_variant: PASS (request_total -1.34 %, 95 % CI -1.89 .. -0.79 %, n=1/1; reserved_peak +0.28 %)" \
-        in lines
+    # two candidates against one control are one family: Holm puts the smaller p at 97.5 %
+    assert ("run_sample_variant: PASS (request_total -1.34 %, 97.5 % CI -2.05 .. -0.63 %, n=1/1; reserved_peak +0.28 %);"
+            " family of 2 candidates, Holm at 95 % family-wise") in lines
 
 
 def test_report_without_baseline(runs):
@@ -82,7 +84,7 @@ def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
                             {"variant": "baseline", "host": "npu", "repo": {"sha": "abc123"},
                              "started_at": "2026-02-11T14:03:10Z", "schedule": {**sched, "position": 2}})
     variants = [make_run_dir(tmp_path, samples, f"r{i}", "variant",
-                             {"variant": "agwait1", "host": "npu", "repo": {"sha": "def456"},
+                             {"variant": "agwait1", "host": "npu", "repo": {"sha": "abc123"},
                               "schedule": {**sched, "position": p}}) for i, p in ((2, 1), (3, 3))]
     data = build([baseline, *variants], [warm, baseline])  # a baseline listed again is not repeated
     assert [(r["variant"], r["role"], r["excluded"]) for r in data["rows"]] == [
@@ -91,7 +93,7 @@ def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
     (g,) = data["groups"]
     assert (g["variant"], g["n"]) == ("agwait1", {"baseline": 1, "candidate": 2})
     assert {k: data["header"][k] for k in ("commit", "host", "date", "baseline")} == {
-        "commit": "abc123, def456", "host": "npu", "date": "unknown, 2026-02-11T14:03:10Z", "baseline": "baseline"}
+        "commit": "abc123", "host": "npu", "date": "unknown, 2026-02-11T14:03:10Z", "baseline": "baseline"}
     assert data["header"]["order"] == {"play": "P", "seed": 9,
                                        "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"],
                                        "adaptive": None}
@@ -140,7 +142,7 @@ def test_unknown_format(runs):
         render_report([runs["variant"]], fmt="html")
 
 
-def test_report_shows_diagnostics_and_skips_the_memory_rule_when_memory_was_not_measured(fixtures):
+def test_report_shows_diagnostics_and_skips_the_memory_rule_when_memory_was_not_measured(tmp_path, fixtures):
     diag = parse_run(fixtures / "diag" / "run_diag.log")
     text = render_report([diag])
     section = text[text.index("## Diagnostics (never part of a verdict)"):]
@@ -148,7 +150,9 @@ def test_report_shows_diagnostics_and_skips_the_memory_rule_when_memory_was_not_
     assert "Slow-card compute op skew" in section and "DiT block hotspots" in section
     nomem = parse_run(fixtures / "diag" / "run_no_memory.log")
     assert nomem["memory_measured"] is False and nomem["metrics"]["reserved_peak"] is None
-    data = build([nomem], [nomem | {"path": "/elsewhere/run_no_memory.log"}])
+    other = tmp_path / "run_no_memory.log"  # another run of the same log: its own content
+    other.write_bytes((fixtures / "diag" / "run_no_memory.log").read_bytes() + b"another run\n")
+    data = build([nomem], [parse_run(other)])
     (g,) = data["groups"]
     assert g["verdict"] != "invalid" and g["diff_pct"]["reserved_peak"] is None
     assert "reserved_peak not measured (all memory figures 0.0 or absent): no memory verdict" in g["reasons"]
@@ -173,7 +177,7 @@ def test_machine_state_environment_and_output_in_the_report(tmp_path, samples):
     def run_dir(name, sample, variant, driver=None, check=None):
         run = tmp_path / name
         run.mkdir()
-        (run / "run.log").write_bytes((samples / f"run_sample_{sample}.log").read_bytes())
+        (run / "run.log").write_bytes((samples / f"run_sample_{sample}.log").read_bytes() + f"run {name}\n".encode())
         (run / "manifest.json").write_text(json.dumps({"variant": variant, "platform": "cuda"}))
         capture(run, "before", driver)
         capture(run, "after", driver)

@@ -68,17 +68,18 @@ def test_share_markdown_on_the_real_gpu_runs():
     text = share.markdown(gpu_data())
     lines = text.splitlines()
     assert lines[0] == "**wanbench** · host vm · commit unknown · date unknown"
-    assert lines[1] == ("baseline baseline; request_total change with its 95 % interval (Welch t on log times),"
-                        " threshold ±0.50 %; reserved_peak tolerance +1.00 %; 1 warm-up run(s) discarded")
+    assert lines[1] == ("baseline baseline; request_total change with its 95 % interval (paired t on log differences"
+                        " within blocks; Holm over 2 candidates (95 % family-wise)), threshold ±0.50 %; reserved_peak"
+                        " tolerance +1.00 %; 1 warm-up run(s) discarded")
     verdicts = text.split("\n\n**", 1)[0].splitlines()  # the verdict table; the attribution tables follow
     rows = [line for line in verdicts if line.startswith("| ")]
     assert rows == [
         "| variant | n base/cand | request_total ms (mean) | change | 95 % CI | reserved_peak MB (max) | change"
         " | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        "| nofsdp | 3/3 | 11775.118 → 10108.306 | -14.17 % | -18.89 .. -9.17 % | 10854.0 → 19394.0 | +78.68 %"
+        "| nofsdp | 3/3 | 11775.118 → 10108.306 | -14.17 % | -17.67 .. -10.52 % | 10854.0 → 19394.0 | +78.68 %"
         " | FAIL: reserved_peak +78.68 % > 1.00 % tolerance |",
-        "| aa | 3/3 | 11775.118 → 11945.730 | +1.43 % | -4.15 .. +7.34 % | 10854.0 → 10854.0 | +0.00 %"
+        "| aa | 3/3 | 11775.118 → 11945.730 | +1.43 % | -1.78 .. +4.75 % | 10854.0 → 10854.0 | +0.00 %"
         " | inconclusive: 344 runs a side needed |",
     ]
     assert "- noise, request_total CV: baseline 1.78 % (n=3); nofsdp 2.76 % (n=3); aa 2.79 % (n=3)" in lines
@@ -280,13 +281,13 @@ def test_one_run_a_side_without_noise_is_plotted_without_an_interval():
 
 
 def test_a_known_noise_for_one_run_sides_is_named_with_its_source():
-    noise = {"cv_pct": 0.59, "source": "prior (--noise-cv-pct)"}
+    noise = {"cv_pct": 0.59, "df": 11, "source": "measured 2026-11-27"}
     data = report.build([parse_run(GPU / "06-nofsdp")], [parse_run(GPU / "03-baseline")], noise=noise)
     md = share.markdown(data).splitlines()
     assert "- noise, request_total CV: baseline n/a (n=1); nofsdp n/a (n=1)" in md
-    assert "- known noise for one-run sides: CV 0.59 % (prior (--noise-cv-pct))" in md
+    assert "- known noise for one-run sides: CV 0.59 % (measured 2026-11-27)" in md
     row, = [line for line in md if line.startswith("| nofsdp")]
-    assert row.split(" | ")[3:5] == ["-10.51 %", "-11.96 .. -9.04 %"]  # exp(log(c/b) +- 1.96 log1p(CV) sqrt 2) - 1
+    assert row.split(" | ")[3:5] == ["-10.51 %", "-12.13 .. -8.86 %"]  # exp(log(c/b) +- t[11] log1p(CV) sqrt 2) - 1
     assert "known noise" not in share.markdown(gpu_data())  # both sides have their own spread there
 
 
@@ -316,7 +317,7 @@ def plot_area(img):
 
     rgb = np.array([int(share.BAND_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
     band = (np.abs(img[..., :3] - rgb) < 0.03).all(axis=-1)
-    rows = np.flatnonzero(band.sum(axis=1) >= 8)  # the band is ~12 px wide; stray anti-aliased text is not
+    rows = np.flatnonzero(band.sum(axis=1) >= 6)  # the band is 7-12 px wide (by the axis range); stray text is not
     if not len(rows):
         return 0, 0
     area = img[rows.min():rows.max() + 1, :, :3]

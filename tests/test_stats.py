@@ -37,11 +37,12 @@ def test_welch_interval_on_log_times():
     assert c["ci"][0] < c["pct"] < c["ci"][1] < 0
 
 
-def test_one_run_a_side_needs_a_known_noise():
-    assert stats.change([100.0], [99.0]) == {"pct": pytest.approx(-1.0), "ci": None, "method": "none", "df": None}
-    c = stats.change([100.0], [99.0], noise_cv_pct=0.2)
-    half = 1.959964 * math.log1p(0.002) * math.sqrt(2)
-    assert c["method"] == "known-noise"
+def test_one_run_a_side_needs_a_measured_noise():
+    c = stats.change([100.0], [99.0])
+    assert (c["pct"], c["ci"], c["method"], c["df"]) == (pytest.approx(-1.0), None, "none", None)
+    c = stats.change([100.0], [99.0], noise={"cv_pct": 0.2, "df": 12})
+    half = scipy_stats.t.ppf(0.975, 12) * math.log1p(0.002) * math.sqrt(2)  # t with the noise's df, not z
+    assert c["method"] == "known-noise" and c["df"] == 12
     assert c["ci"] == (pytest.approx((math.exp(math.log(0.99) - half) - 1) * 100),
                        pytest.approx((math.exp(math.log(0.99) + half) - 1) * 100))
 
@@ -75,9 +76,17 @@ def test_pooled_cv_removes_each_groups_level():
 
 
 def scaled(run, factor):
-    """The run with every time metric multiplied by factor (memory kept)."""
-    return {**run, "metrics": {m: v * factor if v is not None and m != "reserved_peak" else v
-                               for m, v in run["metrics"].items()}}
+    """A run like this one with every time metric multiplied by factor (memory kept): another run (its own path,
+    no files of its own), so that it is not the same run given twice."""
+    return {**run, "path": f"{run['path']}-x{factor}", "sources": [],
+            "metrics": {m: v * factor if v is not None and m != "reserved_peak" else v
+                        for m, v in run["metrics"].items()}}
+
+
+def unblocked(run):
+    """The run without its schedule block (as a run of an older play, or a hand-picked directory)."""
+    schedule = {k: v for k, v in run["manifest"]["schedule"].items() if k != "block"}
+    return {**run, "manifest": {**run["manifest"], "schedule": schedule}}
 
 
 def gpu_13b(variant):
@@ -95,17 +104,25 @@ def test_aa_on_real_runs_decides_nothing():
     low, high = result["ci_pct"]["request_total"]
     assert low < 0 < high
     assert result["noise_source"] == "data" and result["runs_needed"] > 3
-    # 10 % beyond the noise of these runs (CV ~2.4 %) is decided; 3 % is not, and says how many runs would be
+    # every block holds one run of each arm: paired by block, -1.78 .. +4.75 %; Welch over all runs -4.15 .. +7.34 %
+    assert result["method"] == "paired" and (round(low, 2), round(high, 2)) == (-1.78, 4.75)
+    assert "paired by block, t on log differences, 3 blocks" in result["reasons"][3]
+    welch = compare(base, [unblocked(r) for r in aa])
+    assert welch["method"] == "welch" and [round(x, 2) for x in welch["ci_pct"]["request_total"]] == [-4.15, 7.34]
+    assert "Welch t on log times (blocks incomplete)" in welch["reasons"][3]
+    # 10 % beyond the noise of these runs (CV ~2.4 %) is decided; 3 % is decided paired by block (the drift
+    # between blocks cancels), not by Welch over all runs, which says how many runs would be needed
     assert compare(base, [scaled(r, 1.10) for r in aa])["verdict"] == "fail"
     assert compare(base, [scaled(r, 0.90) for r in aa])["verdict"] == "pass"
-    slower3 = compare(base, [scaled(r, 1.03) for r in aa])
+    assert compare(base, [scaled(r, 1.03) for r in aa])["verdict"] == "fail"
+    slower3 = compare(base, [unblocked(scaled(r, 1.03)) for r in aa])
     assert slower3["verdict"] == "inconclusive" and slower3["runs_needed"] > 3
 
 
 def test_14b_baselines_resolve_3_percent():
     """Real 14B baselines (two sessions, 0.62 % apart): A/A is not decided, +-3 % is."""
     base = [parse_run(p) for p in GPU_14B]
-    again = [parse_run(p) for p in GPU_14B]
+    again = [scaled(parse_run(p), 1.0) for p in GPU_14B]
     assert compare(base, again)["verdict"] == "inconclusive"
     assert compare(base, [scaled(r, 1.03) for r in again])["verdict"] == "fail"
     assert compare(base, [scaled(r, 0.97) for r in again])["verdict"] == "pass"
@@ -114,6 +131,6 @@ def test_14b_baselines_resolve_3_percent():
     assert single["verdict"] == "inconclusive" and single["ci_pct"]["request_total"] is None
     assert single["noise_source"] == "none"
     # with the measured 14B noise (CV 0.59 %) the 0.62 % difference is still noise
-    known = compare(base[0], base[1], noise={"cv_pct": 0.59, "source": "prior"})
-    assert known["verdict"] == "inconclusive" and known["noise_source"] == "prior"
+    known = compare(base[0], base[1], noise={"cv_pct": 0.59, "df": 11, "source": "measured"})
+    assert known["verdict"] == "inconclusive" and known["noise_source"] == "measured"
     assert known["runs_needed"] == 23

@@ -12,27 +12,8 @@ import json
 import os
 import sys
 
-from . import devices, history, importer, index, inventory, nightly, report, share, store
-from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
+from . import history, importer, index, inventory, judging, nightly, report, share
 from .parse import METRICS, parse_file, parse_run
-from .stats import CONFIDENCE
-
-
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _fraction(text):
-    value = _non_negative(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def _parser():
@@ -42,38 +23,9 @@ def _parser():
     def thresholds(p):
         p.add_argument("--baseline", action="append", metavar="PATH",
                        help="a baseline run; repeat it for repeated runs (all form the baseline side)")
-        p.add_argument("--threshold-pct", "--noise-pct", dest="threshold_pct", type=_non_negative,
-                       default=THRESHOLD_PCT, metavar="X",
-                       help=f"smallest request_total change that counts, in %% (default {THRESHOLD_PCT})")
-        p.add_argument("--reserved-tolerance-pct", type=_non_negative, default=RESERVED_TOLERANCE_PCT,
-                       metavar="Y", help=f"reserved_peak tolerance in %% (default {RESERVED_TOLERANCE_PCT})")
-        p.add_argument("--noise-store", metavar="DIR",
-                       help="the host's run directories (results/<host>): its stored runs with the baseline's"
-                            " settings give the noise when a side has one run")
-        p.add_argument("--noise-cv-pct", type=_non_negative, metavar="CV",
-                       help="prior request_total noise (CV in %%) when a side has one run and no stored noise")
-        p.add_argument("--confidence", type=_fraction, default=CONFIDENCE, metavar="C",
-                       help=f"level of the request_total interval (default {CONFIDENCE}); the play lowers"
-                            " alpha with repeats=auto, which looks after every block")
         p.add_argument("--check", action="store_true",
                        help="exit 1 when any verdict is fail or invalid")
-        h = p.add_argument_group("machine state and output (docs/health.md)")
-        h.add_argument("--idle-util-pct", type=_non_negative, metavar="U",
-                       help="npu/cuda: utilisation above U %% before a run makes it invalid (default 10)")
-        h.add_argument("--idle-mem-mb", type=_non_negative, metavar="M",
-                       help="npu/cuda: memory in use above M MB before a run makes it invalid"
-                            " (default per platform: npu 4096, cuda 1024)")
-        h.add_argument("--busy-cpu-pct", type=_non_negative, metavar="C",
-                       help="reference: another process at C %% CPU or more before a run makes it invalid (default 50)")
-        h.add_argument("--device-state", choices=("required", "optional"), default="required",
-                       help="optional: a device state that could not be read is a warning, not invalid")
-        h.add_argument("--ignore-process", action="append", default=[], metavar="NAME",
-                       help="a process name never counted as another user of the machine (repeatable)")
-        h.add_argument("--min-psnr-db", type=_non_negative, metavar="DB",
-                       help="an output at or above DB dB PSNR vs the control counts as the same"
-                            " (default: any difference counts)")
-        h.add_argument("--require-same-output", action="store_true",
-                       help="a changed output fails the verdict (an output not compared is invalid)")
+        judging.add_arguments(p)
 
     p = sub.add_parser("parse", help="parse logs, profile files, time files or run directories")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -108,34 +60,6 @@ def _table(columns):
     return pd.DataFrame(list(cells), index=list(headers)).T.to_markdown(tablefmt="simple", disable_numparse=True)
 
 
-def _noise(args, baselines, others):
-    """The known noise for a side of one run: the host's stored runs, else the prior, else None."""
-    fingerprint = next((b["manifest"].get("fingerprint") for b in baselines if b.get("manifest")), None)
-    if args.noise_store and fingerprint:
-        found = store.stored_noise(args.noise_store, fingerprint, exclude=[r["path"] for r in baselines + others])
-        if found:
-            return found
-    if args.noise_cv_pct:
-        return {"cv_pct": args.noise_cv_pct, "source": "prior (--noise-cv-pct, the inventory's wanbench_noise_cv_pct)"}
-    return None
-
-
-def _build(args, paths):
-    baselines = [parse_run(b) for b in args.baseline or []]
-    runs = [parse_run(p) for p in paths]
-    # limits not given (or commands of other modules, e.g. share, without these options): judge's defaults
-    health = {k: getattr(args, k) for k in ("idle_util_pct", "idle_mem_mb", "busy_cpu_pct")
-              if getattr(args, k, None) is not None}
-    health["ignore_names"] = tuple(getattr(args, "ignore_process", None) or ())
-    health["device_state"] = getattr(args, "device_state", None) or "required"
-    health["own_pids"] = devices.controller_pids()  # the play's processes, where it runs on the measured host
-    data = report.build(runs, baselines, args.threshold_pct, args.reserved_tolerance_pct,
-                        _noise(args, baselines, runs) if baselines else None, args.confidence,
-                        health=health, min_psnr_db=getattr(args, "min_psnr_db", None),
-                        require_same_output=getattr(args, "require_same_output", False))
-    return baselines + runs, data
-
-
 def _parse(args):
     results = [parse_run(f) if os.path.isdir(f) else parse_file(f, block=args.block)
                for f in args.files]
@@ -151,14 +75,18 @@ def _parse(args):
 def _compare(args):
     if not args.baseline:
         raise ValueError("compare needs --baseline PATH (repeat it for repeated baseline runs)")
-    inputs, data = _build(args, args.candidates)
+    both = {os.path.realpath(p) for p in args.baseline} & {os.path.realpath(p) for p in args.candidates}
+    if both:
+        raise ValueError(f"{sorted(both)[0]} is given as a baseline and as a candidate: the same run")
+    inputs, data = judging.judge(args, args.candidates)
     results = data["groups"]
     verdicts = [r["verdict"] for r in results]
     if args.json:
         return inputs, json.dumps(results, indent=2), verdicts
     table = _table([(r["variant"], {"n (base/cand)": f"{r['n']['baseline']}/{r['n']['candidate']}",
                                     **{m: report.fmt_pct(r["diff_pct"][m]) for m in METRICS},
-                                    "95 % CI (request_total)": report.fmt_ci(r["ci_pct"]["request_total"]),
+                                    "95 % CI (request_total)": report.fmt_ci(r["ci_pct"]["request_total"])
+                                    + (f" (Holm: {r['confidence'] * 100:.4g} %)" if r.get("family") else ""),
                                     "verdict": r["verdict"],
                                     "runs needed a side": str(r["runs_needed"] or "n/a")}) for r in results])
     lines = [f"% change vs {results[0]['baseline']}", table, ""] + report.summary(data).splitlines()
@@ -169,7 +97,7 @@ def _compare(args):
 
 
 def _report(args):
-    inputs, data = _build(args, args.paths)
+    inputs, data = judging.judge(args, args.paths)
     if args.out:
         text = "\n".join(report.write(data, args.out).values())
     else:

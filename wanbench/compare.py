@@ -25,15 +25,19 @@ not be compared is ``invalid`` then).
 Each side is a run or a list of repeated runs (``parse_run`` results).
 Warm-up runs (manifest ``schedule.warmup``) and unhealthy runs are left out
 of the statistics and listed in ``excluded``.  With one run on a side the
-interval needs a known noise (``noise``: the host's stored control runs or
-the inventory's prior); without it nothing is decided.
+interval needs a measured noise (``noise``: the host's stored runs, or an
+inventory measurement, each with its degrees of freedom, at least
+``min_noise_df``); a control from another play (``baseline=stored``) needs
+the store's play-to-play estimate too; without them nothing is decided.
+Several candidates against one control are judged as a family
+(:func:`judge_family`: Holm's step-down on request_total).
 """
 
 from __future__ import annotations
 
 import os
 
-from . import devices, outputs, stats
+from . import devices, manifest, outputs, stats
 from .parse import METRICS
 
 THRESHOLD_PCT = 0.5           # request_total: smallest change that counts, in %
@@ -78,7 +82,7 @@ def _side(x, role):
             used.append(r)
     label_runs = [r for r in runs if not is_warmup(r)] or runs
     values = {m: [r["metrics"][m] for r in used] for m in METRICS}
-    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "n": len(used),
+    return {"label": ", ".join(dict.fromkeys(label(r) for r in label_runs)), "n": len(used), "used": used,
             "total": len(label_runs), "values": values, "unhealthy": unhealthy, "excluded": excluded,
             "memory_unmeasured": _memory_unmeasured(used or unhealthy),
             "warnings": list(dict.fromkeys(w for r in used + unhealthy for w in r["warnings"]))}
@@ -166,15 +170,55 @@ def _psnr_of(note):
         return float("-inf")
 
 
+def _pairs(diffs):
+    return ", ".join(f"{k} ({a} vs {b})" for k, (a, b) in diffs.items())
+
+
+def comparability(baseline, candidate, allow_mismatch=()):
+    """(invalid reasons, {key: (control's, other's)} not allowed, allowed notes) of the runs of both sides.
+
+    Every run (warm-ups aside) is held against the control (the first
+    baseline run): its workload identity and commit (``manifest.mismatch``);
+    a run whose log says it ran another workload than its manifest is invalid.
+    ValueError when a run is given twice (same directory, run id or content).
+    """
+    runs = [("baseline", r) for r in _runs(baseline)] + [("candidate", r) for r in _runs(candidate)]
+    same = manifest.duplicates([r for _, r in runs])
+    if same:
+        raise ValueError("; ".join(same) + ": give each run once")
+    runs = [(role, r) for role, r in runs if not is_warmup(r)]
+    reasons, diffs, allowed = [], {}, {}
+    for role, r in runs:
+        told = manifest.log_disagreement(r)
+        if told:
+            reasons.append(f"{role} run {_short(r)}: the workload's log disagrees with its manifest:"
+                           f" {_pairs({k: (f'manifest {a}', f'log {b}') for k, (a, b) in told.items()})}")
+    control = next((r for role, r in runs if role == "baseline"), None)
+    for _, r in runs:
+        if control is not None and r is not control:
+            for k, v in manifest.mismatch(control, r).items():
+                (allowed if k in allow_mismatch else diffs).setdefault(k, v)
+    notes = [f"allowed mismatch (--{'across-plays' if k == 'play' else 'allow-mismatch ' + k}): {_pairs({k: v})}"
+             for k, v in allowed.items()]
+    return reasons, diffs, notes
+
+
 def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-            noise=None, confidence=stats.CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
+            noise=None, confidence=stats.CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False,
+            min_noise_df=stats.MIN_NOISE_DF, allow_mismatch=(), on_mismatch="error"):
     """Judge candidate against baseline; each may be a run dict or a list of repeated runs.
 
-    ``noise`` is the known noise for a side of one run: ``{"cv_pct": x,
-    "source": "..."}`` (or None).  ``health``: keyword limits of
+    ``noise`` is the known noise for a side of one run or a control from
+    another play: ``{"cv_pct": x, "df": n or None (a prior), "source": "...",
+    "between": ...}`` (``stats.noise_from_plays``; or None); it decides only
+    with ``min_noise_df`` degrees of freedom or more.  ``health``: keyword limits of
     ``devices.judge`` (idle_util_pct, idle_mem_mb, busy_cpu_pct, ignore_names);
     ``min_psnr_db``: an output at or above this PSNR counts as the same (None:
     any difference counts); ``require_same_output``: a changed output fails.
+    Both sides must measure the same workload (:func:`comparability`): a
+    difference in a key not in ``allow_mismatch`` is a ValueError with
+    ``on_mismatch="error"`` (the CLI) or makes the verdict invalid with
+    ``"invalid"`` (a play's own report and look).
     Returns {candidate, baseline, diff_pct, verdict, reasons, n, ci_pct,
     noise_cv_pct, noise_source, runs_needed, equivalent, stats, excluded,
     threshold_pct, confidence, health, env_diff, output, output_flag}.
@@ -182,7 +226,16 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
     _check_number("threshold_pct", threshold_pct)
     _check_number("reserved_tolerance_pct", reserved_tolerance_pct)
     if noise is not None:
-        _check_number("noise cv_pct", noise.get("cv_pct"), positive=True)
+        _check_number("noise cv_pct", noise.get("cv_pct"))
+        if noise.get("df") is not None:
+            _check_number("noise df", noise["df"])
+    if on_mismatch not in ("error", "invalid"):
+        raise ValueError(f"on_mismatch must be error or invalid, got {on_mismatch!r}")
+    told, diffs, allowed = comparability(baseline, candidate, allow_mismatch)
+    if diffs and on_mismatch == "error":
+        escape = " ".join("--across-plays" if k == "play" else f"--allow-mismatch {k}" for k in diffs)
+        raise ValueError(f"not comparable: the runs differ in {_pairs(diffs)} (the control first);"
+                         f" {escape} compares them anyway")
     base, cand = _side(baseline, "baseline"), _side(candidate, "candidate")
     verdicts, reasons = [], []
 
@@ -190,6 +243,11 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
         verdicts.append(verdict)
         reasons.append(reason)
 
+    if diffs:
+        rule("invalid", f"not comparable: the runs differ in {_pairs(diffs)} (the control first)")
+    for why in told:
+        rule("invalid", why)
+    reasons += allowed
     unfit, env_diff, unread = _health(baseline, candidate, health or {})
     for why in unfit:
         rule("invalid", why)
@@ -198,8 +256,13 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
     for role, side in (("baseline", base), ("candidate", cand)):
         if side["total"] > 1:
             reasons.append(f"{role}: {side['n']} of {side['total']} runs used")
-    required = ("request_total",) if base["memory_unmeasured"] or cand["memory_unmeasured"] else \
+    # both sides unmeasured: no memory verdict (said below); one side only: the memory rule cannot be judged
+    required = ("request_total",) if base["memory_unmeasured"] and cand["memory_unmeasured"] else \
         ("request_total", "reserved_peak")
+    for role, side in (("baseline", base), ("candidate", cand)):
+        if side["memory_unmeasured"] and not (base["memory_unmeasured"] and cand["memory_unmeasured"]):
+            rule("invalid", f"memory not measured for the {role} (all memory figures 0.0 or absent),"
+                            " measured for the other side: no memory verdict")
     if not base["n"]:
         worst = base["unhealthy"][0] if base["unhealthy"] else None
         rule("invalid", f"baseline {worst['status']}: {worst['reason']}" if worst else "no baseline run")
@@ -237,7 +300,7 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
             else:
                 reasons.append(f"reserved_peak {rp:+.2f} % within {reserved_tolerance_pct:.2f} % tolerance")
 
-    decision = _request_total(base, cand, threshold_pct, noise, confidence)
+    decision = _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df)
     if decision["change"] is not None:
         diff["request_total"] = decision["change"]["pct"]
         rule(decision["verdict"], decision["reason"])
@@ -255,6 +318,9 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
                                 for role, s in (("baseline", base), ("candidate", cand))},
                              "pooled": decision["pooled_cv"]},
             "noise_source": decision["source"], "runs_needed": decision["runs_needed"],
+            "runs_to_decide": decision["to_decide"],
+            "method": decision["change"]["method"] if decision["change"] else None,
+            "p_value": decision["change"]["p"] if decision["change"] else None,
             "equivalent": decision["equivalent"],
             "stats": {role: {m: stats.summary(s["values"][m]) for m in METRICS}
                       for role, s in (("baseline", base), ("candidate", cand))},
@@ -263,26 +329,58 @@ def compare(baseline, candidate, threshold_pct=THRESHOLD_PCT, reserved_tolerance
             "health": unfit, "env_diff": env_diff, "output": output, "output_flag": output["flag"]}
 
 
-def _request_total(base, cand, threshold_pct, noise, confidence):
+def _plays(side):
+    """The play ids of a side's used runs (None when any run has none)."""
+    plays = set()
+    for r in side["used"]:
+        schedule = r.get("manifest", {}).get("schedule")
+        play = schedule.get("play") if isinstance(schedule, dict) else None
+        if not isinstance(play, str) or not play:
+            return None
+        plays.add(play)
+    return plays
+
+
+def _blocks(side):
+    """The schedule block of each used run of a side (None where a run has none)."""
+    out = []
+    for r in side["used"]:
+        schedule = r.get("manifest", {}).get("schedule")
+        block = schedule.get("block") if isinstance(schedule, dict) else None
+        out.append(block if isinstance(block, int) and not isinstance(block, bool) else None)
+    return out
+
+
+def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=stats.MIN_NOISE_DF):
     """The request_total decision: change, interval, verdict, noise used and runs needed."""
     out = {"change": None, "verdict": "inconclusive", "reason": "", "source": "none", "runs_needed": None,
-           "equivalent": False, "needed_reason": "", "pooled_cv": None}
+           "equivalent": False, "needed_reason": "", "pooled_cv": None, "to_decide": None}
     b, c = base["values"]["request_total"], cand["values"]["request_total"]
     if not b or not c or None in b or None in c or min(b) <= 0 or min(c) <= 0:
         return out
-    one_run = min(len(b), len(c)) < 2
-    prior = noise["cv_pct"] if noise and one_run else None
-    change = stats.change(b, c, noise_cv_pct=prior, confidence=confidence)
+    pb, pc = _plays(base), _plays(cand)
+    cross_play = bool(pb and pc and not pb & pc)  # the control ran in another play (baseline=stored)
+    blocks = (_blocks(base), _blocks(cand)) if pb and pb == pc and len(pb) == 1 else None  # one play's blocks
+    change = stats.change(b, c, noise=noise, confidence=confidence, cross_play=cross_play, min_df=min_noise_df,
+                          blocks=blocks)
     out["change"] = change
-    out["source"] = {"welch": "data", "known-noise": noise["source"] if noise else "", "none": "none"}[change["method"]]
+    noise_source = noise["source"] if noise else ""
+    out["source"] = {"welch": "data", "paired": "data", "none": "none"}.get(change["method"], noise_source)
     pct, ci = change["pct"], change["ci"]
-    level = f"{confidence * 100:g} %"
+    level = f"{confidence * 100:.4g} %"
     if ci is None:
-        out["reason"] = (f"request_total {pct:+.2f} % (n={len(b)}/{len(c)}): no interval, the noise is unknown with"
-                         " one run a side; repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
+        of = f" ({noise_source})" if noise else ""
+        out["reason"] = (f"request_total {pct:+.2f} % (n={len(b)}/{len(c)}): no interval, {change['why']}{of};"
+                         " repeat the runs (-e repeats=N), or measure the host (-e variant=aa)")
     else:
         verdict = out["verdict"] = stats.decide(pct, ci, threshold_pct)
-        how = "Welch t on log times" if change["method"] == "welch" else f"noise CV {noise['cv_pct']:.3g} % ({out['source']})"
+        if change["method"] == "paired":
+            how = f"paired by block, t on log differences, {len(b)} blocks"
+        elif change["method"] == "welch":
+            how = "Welch t on log times" + (" (blocks incomplete)" if blocks and len(b) > 1 else "")
+        else:
+            part = " within and the play-to-play part" if change["method"] == "stored-noise+between" else ""
+            how = f"noise CV {noise['cv_pct']:.3g} %{part}, {change['df']:.4g} df ({noise_source})"
         why = {"pass": f"the interval is below 0 and the change at or beyond -{threshold_pct:.2f} %",
                "fail": f"the interval is above 0 and the change at or beyond +{threshold_pct:.2f} %"}.get(verdict)
         if verdict == "equivalent":
@@ -295,9 +393,42 @@ def _request_total(base, cand, threshold_pct, noise, confidence):
                          f" n={len(b)}/{len(c)}, {how}): {why}")
     pooled, df = stats.pooled_cv_pct([b, c])
     out["pooled_cv"] = pooled
-    cv, source = (pooled, "observed") if df else ((noise["cv_pct"], noise["source"]) if noise else (None, None))
+    cv, source = (pooled, "observed") if df and pooled else \
+        ((noise["cv_pct"], noise["source"]) if noise and noise.get("cv_pct") else (None, None))
     out["runs_needed"] = stats.runs_needed(cv, threshold_pct, confidence)
     if out["runs_needed"] is not None and out["verdict"] == "inconclusive" and not out["equivalent"]:
         out["needed_reason"] = (f"runs needed to resolve {threshold_pct:.2f} % (80 % power): {out['runs_needed']}"
                                 f" a side at noise CV {cv:.2f} % ({source})")
+        sought = out["to_decide"] = stats.runs_to_decide(change["pct"], cv, min(len(b), len(c)), threshold_pct,
+                                                          confidence)
+        if sought:
+            more = (f"{sought['more']} more run(s) a side ({sought['runs']} in all) give 80 % chance of"
+                    f" {sought['outcome']} if the change is the {change['pct']:+.2f} % observed"
+                    if sought["more"] is not None else f"no {sought['outcome']} within 10000 runs a side")
+            cannot = (f"cannot {sought['cannot']} at this threshold (the change observed is inside"
+                      f" +-{threshold_pct:.2f} %); " if sought["cannot"] else "")
+            out["needed_reason"] += f"; for this verdict: {cannot}{more}"
+    return out
+
+
+def judge_family(baseline, groups, confidence=stats.CONFIDENCE, **kw):
+    """Judge each candidate group (a list of runs) against one control: :func:`compare` for each.
+
+    With two candidates or more they form one family: Holm's step-down on
+    their request_total tests (``stats.holm_levels``) sets each one's interval
+    level, so that the chance of any false verdict in the family stays at or
+    below 1 - ``confidence``; each result's ``family`` says the family's size,
+    the level asked and the candidate's own level.  One candidate: unchanged.
+    """
+    results = [compare(baseline, members, confidence=confidence, **kw) for members in groups]
+    if len(results) < 2:
+        return results
+    levels = stats.holm_levels([r["p_value"] for r in results], confidence)
+    out = []
+    for members, first, level in zip(groups, results, levels):
+        r = compare(baseline, members, confidence=level, **kw) if level != confidence else first
+        r["family"] = {"size": len(results), "method": "Holm", "confidence": confidence, "level": level}
+        r["reasons"].append(f"family of {len(results)} candidates against one control: Holm step-down at"
+                            f" {confidence * 100:.4g} % family-wise, this interval at {level * 100:.4g} %")
+        out.append(r)
     return out

@@ -83,9 +83,10 @@ EXIT_BROKEN_RUN = 4
 def load(db, host=None, variant=None, metrics=DEFAULT_METRICS):
     """The series of an index (a results folder, an index file or a connection).
 
-    Returns [{host, variant, metric, nights}] for every (host, variant) with
-    runs (optionally one host and/or one variant), one per metric, leaving
-    out series without a night.
+    Returns [{host, variant, workload, metric, nights}] for every (host,
+    variant, workload identity) with runs (optionally one host and/or one
+    variant), one per metric, leaving out series without a night: a change
+    of workload starts a new series instead of an alarm.
     """
     from . import index
 
@@ -93,11 +94,11 @@ def load(db, host=None, variant=None, metrics=DEFAULT_METRICS):
         if m not in METRICS:
             raise ValueError(f"metric {m!r}: expected one of {', '.join(METRICS)}")
     out = []
-    for h, v in index.keys(db, host, variant):
+    for h, v, w in index.keys(db, host, variant):
         for m in metrics:
-            nights = index.series(db, h, v, m)
+            nights = index.series(db, h, v, m, workload=w)
             if nights:
-                out.append({"host": h, "variant": v, "metric": m, "nights": nights})
+                out.append({"host": h, "variant": v, "workload": w, "metric": m, "nights": nights})
     return out
 
 
@@ -176,7 +177,7 @@ def alarms(series, window=WINDOW, persist=PERSIST, threshold_pct=THRESHOLD_PCT, 
             continue
         start = last["streak_start"]
         first_bad, last_good = nights[start], nights[start - 1]
-        alarm = {"host": s["host"], "variant": s["variant"], "metric": s["metric"],
+        alarm = {"host": s["host"], "variant": s["variant"], "workload": s.get("workload"), "metric": s["metric"],
                  "first_bad": first_bad["night"], "first_bad_date": first_bad["date"],
                  "last_good": last_good["night"], "last_good_date": last_good["date"],
                  "commits": [last_good["commit"], first_bad["commit"]],

@@ -36,19 +36,20 @@ import tempfile
 from datetime import datetime, timezone
 
 from .parse import METRICS, parse_run
+from .manifest import ManifestError, workload, workload_id
 from .store import read_manifest
 
 __all__ = ["INDEX_NAME", "add_cli", "build", "dump", "open_index", "rebuild", "run_state", "runs",
            "series", "update"]
 
 INDEX_NAME = "index.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: runs.workload (the workload identity, wanbench.manifest)
 MARKERS = (".partial", ".in-progress", ".collecting", "manifest.json.tmp", "exit_code.tmp")
 
 _RUN_COLUMNS = (
     "host", "run_id", "variant", "role", "control_key", "fingerprint", "sha", "dirty", "play",
     "block", "position", "warmup", "started_at", "ended_at", "date", "night", "exit_code",
-    "status", "reason", "imported", "memory_measured", "warnings", "manifest",
+    "status", "reason", "imported", "memory_measured", "warnings", "manifest", "workload",
 )
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -57,7 +58,7 @@ CREATE TABLE runs (
     fingerprint TEXT, sha TEXT, dirty INTEGER, play TEXT, block INTEGER, position INTEGER,
     warmup INTEGER NOT NULL, started_at TEXT, ended_at TEXT, date TEXT, night TEXT NOT NULL,
     exit_code INTEGER, status TEXT NOT NULL, reason TEXT NOT NULL, imported INTEGER NOT NULL,
-    memory_measured INTEGER NOT NULL, warnings TEXT NOT NULL, manifest TEXT NOT NULL,
+    memory_measured INTEGER NOT NULL, warnings TEXT NOT NULL, manifest TEXT NOT NULL, workload TEXT NOT NULL,
     PRIMARY KEY (host, run_id));
 CREATE TABLE metrics (
     host TEXT NOT NULL, run_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
@@ -85,7 +86,10 @@ def run_state(run_dir):
             return f"in progress ({name} present)"
     if os.path.lexists(os.path.normpath(run_dir) + ".tar.gz"):
         return "still being collected (its archive is beside it)"
-    manifest = read_manifest(run_dir)
+    try:
+        manifest = read_manifest(run_dir)
+    except ManifestError as e:  # a field of the wrong type: skipped and listed, the rest is indexed
+        return str(e).split(": ", 2)[-1].join(("manifest.json: ", ""))
     if manifest is None:
         return "no readable manifest.json"
     try:
@@ -165,6 +169,7 @@ def _record(run_dir):
         "exit_code": _int(r["extra"].get("exit_code")), "status": r["status"], "reason": r["reason"],
         "imported": int(m.get("imported") is True), "memory_measured": int(r["memory_measured"]),
         "warnings": json.dumps(r["warnings"]), "manifest": json.dumps(m, sort_keys=True),
+        "workload": workload_id(workload(r)),  # what ran (its log over its manifest): the history's series key
     }
     return row, {k: v for k, v in r["metrics"].items() if v is not None}
 
@@ -362,13 +367,14 @@ def dump(db):
     return lines
 
 
-def series(db, host, variant, metric, fingerprint=None):
+def series(db, host, variant, metric, fingerprint=None, workload=None):
     """One entry per night of ``metric`` for ``variant`` on ``host``, oldest first.
 
     Only judged runs count: exit code 0, parsed status ``ok``, not a warm-up.
     Each entry: {night, date, started_at, commit (the night's last run's
     commit), commits (all, in run order), fingerprints, n, median, cv_pct,
-    values, runs}.  ``fingerprint`` keeps the runs of those settings only.
+    values, runs}.  ``fingerprint`` keeps the runs of those settings only,
+    ``workload`` those of that workload identity (:func:`keys` gives them).
     """
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r}: expected one of {', '.join(METRICS)}")
@@ -378,7 +384,8 @@ def series(db, host, variant, metric, fingerprint=None):
              " FROM runs r JOIN metrics m ON m.host = r.host AND m.run_id = r.run_id"
              " WHERE r.host = ? AND r.variant = ? AND m.metric = ? AND r.exit_code = 0"
              " AND r.status = 'ok' AND r.warmup = 0")
-    query, params = _filtered(query, "r.started_at, r.run_id", **{"r.fingerprint": fingerprint})
+    query, params = _filtered(query, "r.started_at, r.run_id", **{"r.fingerprint": fingerprint,
+                                                                    "r.workload": workload})
     params = [host, variant, metric, *params]
     nights = {}
     with _connection(db) as conn:
@@ -406,9 +413,12 @@ def _filtered(query, order, **equal):
 
 
 def keys(db, host=None, variant=None):
-    """The (host, variant) pairs that have indexed runs, sorted; optionally only some."""
-    sql, params = _filtered("SELECT DISTINCT host, variant FROM runs WHERE variant IS NOT NULL",
-                            "host, variant", host=host, variant=variant)
+    """The (host, variant, workload) series that have indexed runs, sorted; optionally only some.
+
+    A variant's runs of another workload (task, size, steps, ranks...) are another series."""
+    sql, params = _filtered("SELECT host, variant, workload FROM runs WHERE variant IS NOT NULL",
+                            "host, variant, MIN(started_at), workload", host=host, variant=variant)
+    sql = sql.replace(" ORDER BY ", " GROUP BY host, variant, workload ORDER BY ")
     with _connection(db) as conn:
         return [tuple(r) for r in conn.execute(sql, params)]
 

@@ -525,6 +525,18 @@ def _job_arg(args, name):
     return None
 
 
+def job_args(text):
+    """Every field of the job-args Namespace (``Generation job args: Namespace(...)``) as {name: text}, unquoted."""
+    text = text or ""
+    start = text.find("Namespace(")
+    fields, pos = {}, start + len("Namespace(")
+    while start >= 0 and (m := _NS_ITEM.match(text, pos)):
+        value = m.group(2)
+        fields[m.group(1)] = value[1:-1] if value[:1] in "'\"" else value
+        pos = m.end()
+    return fields
+
+
 def _signal_name(number):
     try:
         return signal.Signals(number).name

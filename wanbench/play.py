@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from . import command
+from . import manifest as _manifest
 
 STATUSES = ("ok", "failed", "died", "timeout", "not-started", "unreadable", "error", "not-run")
 
@@ -28,13 +29,16 @@ def render_run(run, run_id, run_root, *, generate="generate.py", torchrun="torch
                           ckpt_dir=model_dir, devices=devices, save_file=save_file)
     manifest = {key: run[key] for key in ("variant", "family", "base", "role", "control_key", "description", "mode",
                                           "steps", "settings", "fingerprint", "common_fingerprint")}
+    workload = _manifest.workload_of_settings(run["settings"], run["flags"])
     manifest = {
         "run_id": run_id, **manifest, "env": cmd["env"], "flags": run["flags"], "argv": cmd["argv"],
         "command": cmd["command_line"], "repo": dict(repo or {}), "host": host, "address": address or host,
         "connection": connection, "container": container, "platform": platform, "run_dir": run_dir,
         "master_port": port,
         "rendered_at": (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"), "play_id": play_id,
-        "schedule": dict(run.get("schedule") or {}),
+        # what the run measures (wanbench.manifest): every comparison and history series checks it
+        "manifest_version": _manifest.MANIFEST_VERSION, "workload": workload,
+        "workload_id": _manifest.workload_id(workload), "schedule": dict(run.get("schedule") or {}),
     }
     return {"run_id": run_id, "run_dir": run_dir, "script": f"{run_dir}/run.sh", "master_port": port,
             "command": cmd, "command_line": cmd["command_line"], "manifest": manifest}

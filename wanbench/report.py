@@ -17,9 +17,9 @@ import json
 import os
 import tempfile
 
-from . import attribution, devices, diagnostics
+from . import attribution, devices, diagnostics, manifest, schedule
 from .schema import AA
-from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, compare, is_warmup
+from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, is_warmup, judge_family
 from .stats import CONFIDENCE
 from .parse import DECIMALS, METRICS
 
@@ -169,14 +169,19 @@ def verdict_text(g):
 
 
 def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_pct=RESERVED_TOLERANCE_PCT,
-          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False):
+          noise=None, confidence=CONFIDENCE, health=None, min_psnr_db=None, require_same_output=False,
+          allow_mismatch=(), on_mismatch="error", judge=None):
     """{"header", "groups", "rows"}: a comparison per candidate variant and one row per run.
 
     ``baselines`` is a list of baseline runs (or one run, or None).  ``noise``
     ({"cv_pct", "source"}) is used where a side has one run; ``confidence``
     is the interval's level (lower it only with a reason, e.g. repeated looks).
     ``health``, ``min_psnr_db`` and ``require_same_output`` go to
-    :func:`wanbench.compare.compare` (machine state and output check).
+    :func:`wanbench.compare.compare` (machine state and output check), and so do
+    ``allow_mismatch`` and ``on_mismatch`` (the workload identity both sides
+    must share) and ``judge``'s further keywords (e.g. ``min_noise_df``).  A
+    run given twice (same directory, run id or content) is a ValueError.  Two
+    candidates or more are judged as one family (Holm: ``compare.judge_family``).
     """
     baselines = [] if baselines is None else baselines if isinstance(baselines, list) else [baselines]
     for run in baselines:
@@ -187,12 +192,19 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
     cancelled += [(r, "candidate") for r in runs if r["status"] == "cancelled"
                   and os.path.realpath(r["path"]) not in {os.path.realpath(b["path"]) for b, _ in cancelled}]
     seen = {os.path.realpath(b["path"]) for b in baselines + [r for r, _ in cancelled]}
-    candidates = group([r for r in runs if os.path.realpath(r["path"]) not in seen])
+    candidates = [r for r in runs if os.path.realpath(r["path"]) not in seen]  # a baseline listed again: once
+    same = manifest.duplicates(baselines + [r for r in candidates if r["status"] != "cancelled"])
+    if same:
+        raise ValueError("; ".join(same) + ": give each run once")
+    candidates = group(candidates)
     groups, verdict_of = [], {}
-    if baselines:
-        for name, members in candidates:
-            result = compare(baselines, members, threshold_pct, reserved_tolerance_pct, noise, confidence,
-                             health=health, min_psnr_db=min_psnr_db, require_same_output=require_same_output)
+    if baselines:  # the candidates against one control form one family (Holm), one candidate: unchanged
+        results = judge_family(baselines, [members for _, members in candidates], confidence,
+                               threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
+                               noise=noise, health=health, min_psnr_db=min_psnr_db,
+                               require_same_output=require_same_output, allow_mismatch=allow_mismatch,
+                               on_mismatch=on_mismatch, **(judge or {}))
+        for (name, members), result in zip(candidates, results):
             groups.append({"variant": name, **result,
                            "attribution": attribution.attribute(baselines, members, confidence)})
             verdict_of.update({m["path"]: result["verdict"] for m in members})
@@ -218,7 +230,8 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                   baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
                   threshold_pct=threshold_pct, reserved_tolerance_pct=reserved_tolerance_pct,
                   noise=noise, confidence=confidence, min_psnr_db=min_psnr_db,
-                  require_same_output=require_same_output, order=_order(baselines + [r for _, rs in candidates for r in rs]))
+                  require_same_output=require_same_output, allow_mismatch=list(allow_mismatch),
+                  order=_order(baselines + [r for _, rs in candidates for r in rs]))
     return {"header": header, "groups": groups, "rows": rows}
 
 
@@ -231,7 +244,9 @@ def _order(runs):
     blocks = max((r["manifest"]["schedule"].get("block") or 0) for r in scheduled)
     return {"play": s.get("play"), "seed": s.get("seed"),
             "runs": [variant_name(r) + (" (warm-up)" if is_warmup(r) else "") for r in scheduled],
-            "adaptive": {"blocks": blocks, "budget": s.get("repeats")} if s.get("adaptive") else None}
+            "adaptive": {"blocks": blocks, "budget": s.get("repeats"), "spending": s.get("spending"),
+                         "spent_alpha": max((r["manifest"]["schedule"].get("spent_alpha") or 0) for r in scheduled)}
+            if s.get("adaptive") else None}
 
 
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]",
@@ -266,6 +281,18 @@ def aa_noise(g):
             f" at {n} run(s) a side")
 
 
+METHODS = {"paired": "paired t on log differences within blocks", "welch": "Welch t on log times",
+           "known-noise": "t from a measured noise", "stored-noise+between": "t from the store, play-to-play part added"}
+
+
+def method_note(groups):
+    """How the intervals were made: ``Welch t on log times``, ``paired ...``; and the Holm family, if any."""
+    used = [METHODS[m] for m in dict.fromkeys(g.get("method") for g in groups) if m in METHODS]
+    f = next((g["family"] for g in groups if g.get("family")), None)
+    family = f"{f['method']} over {f['size']} candidates ({_level(f['confidence'])} family-wise)" if f else ""
+    return "; ".join(used + ([family] if family else [])) or METHODS["welch"]
+
+
 def summary(data):
     """One line per candidate variant: verdict, change with interval, memory, runs needed."""
     lines = []
@@ -278,8 +305,17 @@ def summary(data):
                 f" reserved_peak {_pct_text(d['reserved_peak'])})")
         if g["verdict"] == "inconclusive" and g["runs_needed"] and not g["equivalent"]:
             line += f"; runs needed to resolve {g['threshold_pct']:.2f} %: {g['runs_needed']} a side"
+            sought = g.get("runs_to_decide")
+            if sought:
+                line += (f"; cannot {sought['cannot']} at this threshold" if sought["cannot"] else "") + (
+                    f"; for a verdict: {sought['more']} more a side ({sought['outcome']} likely)"
+                    if sought["more"] is not None else "")
         if g["equivalent"]:
             line += f"; equivalent within +-{g['threshold_pct']:.2f} %"
+        if g.get("family"):
+            f = g["family"]
+            line += (f"; family of {f['size']} candidates, {f['method']} at {_level(f['confidence'])}"
+                     f" family-wise")
         if g.get("health"):
             more = len(g["health"]) - 1
             line += f"; machine not fit: {g['health'][0]}" + (f" (+{more} more)" if more else "")
@@ -300,21 +336,27 @@ def _markdown(data):
     if h["baseline"] is not None:
         noise = h["noise"]
         lines.append(f"- baseline: {md_text(h['baseline'])} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
-                     f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total, with one run a"
-                     f" side the known noise: {'CV %.2f %% (%s)' % (noise['cv_pct'], md_text(noise['source'])) if noise else 'none'})")
+                     f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total,"
+                     f" paired by block where every block has both arms, with one run a side a measured noise,"
+                     f" t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], md_text(noise['source'])) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
         lines.append(f"- order: play {md_text(o['play'])}, seed {md_text(o['seed'])}: {md_text(', '.join(o['runs']))}")
         if o.get("adaptive"):
             a = o["adaptive"]
-            settled = all(g["verdict"] != "inconclusive" or g["equivalent"] for g in groups)
+            invalid = [g["variant"] for g in groups if g["verdict"] == "invalid"]
             lines.append(f"- repeats=auto: {a['blocks']} of {a['budget']} blocks run, "
-                         + ("stopped: decided" if settled else "budget spent, not decided")
-                         + f"; each look at {_level(h['confidence'])} (alpha split over the looks)")
+                         + ("stopped: decided" if schedule.decided(groups) else "budget spent, not decided")
+                         + (f" ({', '.join(invalid)} invalid: an invalid look never stops the play, it ran on)"
+                            if invalid else "")
+                         + (f"; alpha spent {a['spent_alpha']:.4g} of {1 - CONFIDENCE:.2g} ({a['spending']},"
+                            f" Lan-DeMets); this report at {_level(h['confidence'])}" if a.get("spending") else
+                            f"; each look at {_level(h['confidence'])} (alpha split over the looks)"))
     if groups:
         table = [{"variant": g["variant"], "n (base/cand)": f"{g['n']['baseline']}/{g['n']['candidate']}",
                   "request_total %": fmt_pct(g["diff_pct"]["request_total"]),
-                  f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"]),
+                  f"{_level(h['confidence'])} CI %": fmt_ci(g["ci_pct"]["request_total"])
+                  + (f" (Holm: {_level(g['confidence'])})" if g.get("family") else ""),
                   "reserved_peak %": fmt_pct(g["diff_pct"]["reserved_peak"]), "verdict": verdict_text(g),
                   "runs needed a side": "" if g["verdict"] in ("pass", "fail", "invalid") or g["equivalent"]
                   else str(g["runs_needed"] or "n/a")} for g in groups]

@@ -147,7 +147,8 @@ def report_inputs(paths, results_host_dir=None):
     """The report role's inputs for collected run directories whose play ended without a report.
 
     With ``results_host_dir``, the already collected runs of the same plays join them (the
-    control runs a cancelled play had finished). Returns {runs: [{variant, role, control_key,
+    control runs a cancelled play had finished).  Runs of several plays are kept apart: their
+    control keys get ``@<play>``, so that the report judges each play on its own. Returns {runs: [{variant, role, control_key,
     path, exit_code, cancelled}] in run order, controls: {key: {variant, source, path}},
     confidence, unhealthy: [paths that failed, cancelled ones left out]}.
     """
@@ -167,9 +168,14 @@ def report_inputs(paths, results_host_dir=None):
         s = item[1].get("schedule") if isinstance(item[1].get("schedule"), dict) else {}
         return (str(s.get("play", "")), s.get("position") if isinstance(s.get("position"), int) else 10 ** 9, item[0])
 
+    def play_of(m):
+        return m["schedule"].get("play") if isinstance(m.get("schedule"), dict) else None
+
+    several = len({play_of(m) for m in found.values()}) > 1  # each play judged on its own (its own report)
     runs, controls, confidence = [], {}, None
     for path, m in sorted(found.items(), key=order):
         key = str(m.get("control_key") or "unknown")
+        key += f"@{play_of(m) or 'no-play'}" if several else ""
         role = m.get("role") if m.get("role") in ("control", "candidate") else "candidate"
         runs.append({"variant": str(m.get("variant") or os.path.basename(path)), "role": role, "control_key": key,
                      "path": path, "exit_code": _exit_code(path),

@@ -23,7 +23,7 @@ import random
 import secrets
 from datetime import datetime, timezone
 
-from .stats import look_confidence
+from .stats import CONFIDENCE, SPENDING, look_levels, spent_alpha
 
 BASELINE_POLICIES = ("rerun", "skip", "stored")
 BASELINE_HELP = ("rerun: fresh control runs in this play (default); skip: no control, raw metrics only; "
@@ -60,7 +60,8 @@ def play_id(now=None, token=None):
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{token or secrets.token_hex(3)}"
 
 
-def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, warmup=1, play=None, adaptive=False):
+def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, warmup=1, play=None, adaptive=False,
+             spending="obrien-fleming"):
     """Order the runs of a play.
 
     ``selection`` is :func:`wanbench.catalog.plan`'s result; ``stored`` maps a
@@ -72,8 +73,11 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
     source is "selected" (the baseline was asked for by name), "rerun",
     "stored" or "none".  ``adaptive``: ``repeats`` is a budget; the play looks
     after every block from the second on and stops a control key's blocks once
-    its verdicts are decided, each look at the level ``confidence`` (alpha
-    split over the planned looks); every run records ``last_in_block``.
+    its verdicts are decided; each run records its block's look level
+    (``confidence``: Lan-DeMets alpha spending of ``spending`` shape,
+    O'Brien-Fleming or Pocock, ``stats.look_levels``), the alpha spent by
+    then (``spent_alpha``) and ``last_in_block``.  The schedule's own
+    ``confidence`` is the last look's level (the final report's).
     """
     if baseline not in BASELINE_POLICIES:
         raise ScheduleError(f"baseline={baseline!r}: expected one of {', '.join(BASELINE_POLICIES)} ({BASELINE_HELP})")
@@ -83,8 +87,11 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
         raise ScheduleError("repeats=0: expected a whole number >= 1")
     seed = secrets.randbelow(2 ** 31) if seed in (None, "") else _positive_int("order_seed", seed)
     play = play or play_id()
+    if spending not in SPENDING:
+        raise ScheduleError(f"alpha_spending={spending!r}: expected one of {', '.join(SPENDING)}")
     looks = max(1, repeats - 1) if adaptive else 1
-    confidence = look_confidence(looks)
+    levels = look_levels(repeats, CONFIDENCE, spending) if adaptive and repeats > 1 else {}
+    confidence = levels.get(repeats, CONFIDENCE)
     stored = stored or {}
     controls, groups = {}, []
     for key, control in selection["controls"].items():
@@ -109,7 +116,9 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
         runs.append({**arm, "role": role, "control_key": key, "repeat": repeat, "warmup": is_warmup,
                      "schedule": {"play": play, "seed": seed, "block": block, "position": len(runs),
                                   "order": order, "warmup": is_warmup, "repeats": repeats, "adaptive": adaptive,
-                                  "confidence": confidence,
+                                  "confidence": levels.get(block, confidence),
+                                  **({"spending": spending, "spent_alpha": spent_alpha(
+                                      max(block, 2) / repeats, 1 - CONFIDENCE, spending)} if adaptive else {}),
                                   "last_in_block": not is_warmup and arm["variant"] == order[-1]}})
 
     first = groups[0] if groups and groups[0][1] else None
@@ -121,12 +130,18 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
             for name in order:
                 add(arms[names.index(name)], key, block, block, order, False)
     return {"runs": runs, "controls": controls, "play": play, "seed": seed, "repeats": repeats,
-            "warmup": warmup, "adaptive": adaptive, "looks": looks, "confidence": confidence}
+            "warmup": warmup, "adaptive": adaptive, "looks": looks, "confidence": confidence,
+            "spending": spending if adaptive else None, "levels": levels}
 
 
 def decided(results):
-    """Whether a look settles a control key: every candidate group pass, fail, invalid or equivalent."""
-    return bool(results) and all(r["verdict"] != "inconclusive" or r["equivalent"] for r in results)
+    """Whether a look settles a control key: every candidate group pass, fail or equivalent.
+
+    ``invalid`` never settles it: the final report would not give that
+    verdict as a decision (a busy machine, a mismatch); the play runs on.
+    """
+    return bool(results) and all(r["verdict"] in ("pass", "fail")
+                                 or (r["verdict"] == "inconclusive" and r["equivalent"]) for r in results)
 
 
 def plan_text(sched):
@@ -134,8 +149,11 @@ def plan_text(sched):
     order = ", ".join(f"{r['variant']}{' (warm-up)' if r['warmup'] else ''}" for r in sched["runs"])
     ctl = ", ".join(f"{k} = {c['variant']} ({c['source']}{': ' + c['path'] if c['path'] else ''})"
                     for k, c in sched["controls"].items())
-    budget = (f"up to {sched['repeats']} repeats an arm, stopping once decided ({sched['looks']} looks at"
-              f" {sched['confidence'] * 100:.4g} % each)") if sched["adaptive"] else f"{sched['repeats']} repeat(s) an arm"
+    levels = sched.get("levels") or {}
+    looks = (f"{sched['looks']} looks, alpha spent {sched['spending']}-shaped: "
+             + ", ".join(f"{levels[b] * 100:.4g} %" for b in sorted(levels))) if levels else ""
+    budget = (f"up to {sched['repeats']} repeats an arm, stopping once decided ({looks})") if sched["adaptive"] \
+        else f"{sched['repeats']} repeat(s) an arm"
     return (f"play {sched['play']}: {len(sched['runs'])} runs, {budget},"
             f" {sched['warmup']} warm-up, order seed {sched['seed']}: {order}; controls: {ctl}")
 
@@ -146,9 +164,10 @@ def report_groups(collected, controls, out_root=None):
     ``collected``: [{"variant", "role", "control_key", "path"}] in run order;
     ``controls``: :func:`schedule`'s controls.  Returns one group per control
     key: {"key", "family", "mode", "controls": [paths], "control_source",
-    "candidates": [paths], "out": <out_root>/<family>-<mode>}.  Fresh control
+    "candidates": [paths], "out": <out_root>/<family>-<mode>, "across_plays"}.  Fresh control
     runs (warm-ups included: the report lists and discards them by their
-    manifest) form the control side; else the stored one, if any.
+    manifest) form the control side; else the stored one, if any (from another
+    play by design: ``across_plays``).
     """
     groups = []
     for key, ctl in controls.items():
@@ -160,5 +179,6 @@ def report_groups(collected, controls, out_root=None):
         groups.append({"key": key, "family": family, "mode": mode, "controls": paths,
                        "control_source": source if paths else "none",
                        "candidates": [c["path"] for c in mine if c["role"] == "candidate"],
-                       "out": f"{out_root}/{family}-{mode}" if out_root else None})
+                       "out": f"{out_root}/{family}-{mode}" if out_root else None,
+                       "across_plays": not fresh and bool(paths)})
     return groups

@@ -32,8 +32,6 @@ import io
 import os
 
 from . import attribution, report
-from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT
-from .stats import CONFIDENCE
 
 __all__ = ["HISTORY_METRICS", "add_cli", "change_plot", "history_plots", "html", "markdown", "waterfall_plot",
            "write"]
@@ -163,7 +161,7 @@ def markdown(data, alarms=None):
     else:
         warm = _warmups(data)
         lines.append(f"baseline {_md_cell(h['baseline'])}; request_total change with its {level} interval"
-                     f" (Welch t on log times), threshold ±{h['threshold_pct']:.2f} %;"
+                     f" ({report.method_note(groups)}), threshold ±{h['threshold_pct']:.2f} %;"
                      f" reserved_peak tolerance +{h['reserved_tolerance_pct']:.2f} %"
                      + (f"; {warm} warm-up run(s) discarded" if warm else ""))
         lines += ["", f"| variant | n base/cand | request_total ms (mean) | change | {level} CI"
@@ -332,19 +330,19 @@ def history_plots(series, alarms=None):
     by_key = {}
     for s in series:
         if s["metric"] in HISTORY_METRICS and s["nights"]:
-            by_key.setdefault((s["host"], s["variant"]), {})[s["metric"]] = s
+            by_key.setdefault((s["host"], s["variant"], s.get("workload")), {})[s["metric"]] = s
     if not by_key:
         return []
     matplotlib, figure = _matplotlib()
     out = []
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 9}):
-        for (host, variant), metrics in by_key.items():
+        for (host, variant, workload), metrics in by_key.items():  # a variant's series of each workload: own plot
             shown = [m for m in HISTORY_METRICS if m in metrics]
             fig = figure(figsize=(9, 2.7 * len(shown)))
             axes = fig.subplots(len(shown), 1, squeeze=False)
             for ax, m in zip(axes[:, 0], shown):
-                _history_axis(ax, metrics[m], [a for a in alarms if (a["host"], a["variant"], a["metric"])
-                                               == (host, variant, m)])
+                _history_axis(ax, metrics[m], [a for a in alarms if (a["host"], a["variant"], a.get("workload"),
+                                                                     a["metric"]) == (host, variant, workload, m)])
             axes[0, 0].set_title(f"{host} / {variant}: median per night (dots: runs)", fontsize=10, loc="left")
             fig.tight_layout()
             out.append((host, variant, _png(fig)))
@@ -448,7 +446,8 @@ def html(data, series=None, alarms=None, title="wanbench report"):
     if groups:
         warm = _warmups(data)
         parts.append(f'<p class="meta">baseline <b>{_e(h["baseline"])}</b>; request_total change with its {level}'
-                     f' interval (Welch t on log times), threshold ±{h["threshold_pct"]:.2f} %; reserved_peak'
+                     f' interval ({_e(report.method_note(groups))}), threshold'
+                     f' ±{h["threshold_pct"]:.2f} %; reserved_peak'
                      f' tolerance +{h["reserved_tolerance_pct"]:.2f} %'
                      + (f"; {warm} warm-up run(s) discarded" if warm else "") + "</p>")
         rows = [[g["variant"], f"{g['n']['baseline']}/{g['n']['candidate']}", _raw("request_total", g, "mean"),
@@ -517,13 +516,13 @@ def _history(args):
 
 
 def _handler(args):
-    from . import cli  # lazily: cli registers this module
+    from . import judging
 
     if not args.baseline:
         raise ValueError("share needs --baseline PATH (repeat it for repeated baseline runs)")
     if args.host and not args.results:
         raise ValueError("--host selects the history of --results DIR; give --results too")
-    inputs, data = cli._build(args, args.paths)
+    inputs, data = judging.judge(args, args.paths)
     series, alarms = _history(args)
     paths = write(data, args.out, series, alarms)
     verdicts = [g["verdict"] for g in data["groups"]] + ["fail" for a in _open_alarms(alarms)]
@@ -532,7 +531,7 @@ def _handler(args):
 
 def add_cli(subparsers):
     """Add ``share PATH... --baseline PATH [--results DIR [--host H]] --out DIR`` to argparse subparsers."""
-    from .cli import _fraction, _non_negative
+    from . import judging
 
     p = subparsers.add_parser("share", help="write share.md (paste-ready) and report.html (self-contained, plots)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="candidate runs (grouped by their manifest's variant)")
@@ -542,16 +541,7 @@ def add_cli(subparsers):
     p.add_argument("--results", metavar="DIR", help="results folder with an index: plot the history over nights")
     p.add_argument("--host", metavar="H", help="only this host's history (default: every host in --results)")
     p.add_argument("--ack", metavar="FILE", help="ack file of the history's alarms (see wanbench history)")
-    p.add_argument("--threshold-pct", "--noise-pct", dest="threshold_pct", type=_non_negative,
-                   default=THRESHOLD_PCT, metavar="X",
-                   help=f"smallest request_total change that counts, in %% (default {THRESHOLD_PCT})")
-    p.add_argument("--reserved-tolerance-pct", type=_non_negative, default=RESERVED_TOLERANCE_PCT, metavar="Y",
-                   help=f"reserved_peak tolerance in %% (default {RESERVED_TOLERANCE_PCT})")
-    p.add_argument("--noise-store", metavar="DIR", help="the host's run directories: noise for one-run sides")
-    p.add_argument("--noise-cv-pct", type=_non_negative, metavar="CV",
-                   help="prior request_total noise (CV in %%) when a side has one run")
-    p.add_argument("--confidence", type=_fraction, default=CONFIDENCE, metavar="C",
-                   help=f"level of the request_total interval (default {CONFIDENCE})")
     p.add_argument("--check", action="store_true", help="exit 1 when a verdict is fail or invalid or an alarm is open")
+    judging.add_arguments(p)
     p.set_defaults(func=_handler)
     return p

@@ -10,20 +10,17 @@ flags), and finished with exit code 0.
 
 from __future__ import annotations
 
-import json
 import os
+
+from . import manifest as _manifest
 
 __all__ = ["find_baseline", "read_manifest", "runs", "stored_noise"]
 
 
 def read_manifest(run_dir):
-    """The run's manifest as a dict, or None when missing or not JSON."""
-    try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """The run's manifest as a dict, or None when missing or not JSON; a field of the wrong type is a
+    ManifestError naming the file and the key (the one reader: :func:`wanbench.manifest.read`)."""
+    return _manifest.read(run_dir)
 
 
 def _exit_code(run_dir, manifest):
@@ -78,36 +75,78 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
     return best[1] if best else None
 
 
-def stored_noise(host_dir, fingerprint, exclude=()):
-    """The host's noise from its stored healthy runs with this settings ``fingerprint``.
+def run_time(manifest):
+    """The run's start (or end) as an aware datetime, or None."""
+    from datetime import datetime, timezone
+
+    for key in ("started_at", "ended_at"):
+        text = manifest.get(key)
+        if isinstance(text, str) and text:
+            try:
+                when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return None
+
+
+def stored_noise(host_dir, fingerprint, exclude=(), host=None, window_days=None, window_commits=None, now=None):
+    """The host's noise from its stored healthy runs with this settings ``fingerprint``, in a window.
 
     ``host_dir`` holds the host's run directories (``<results>/<host>``).  The
-    request_total CV is pooled within plays (each play's own level removed, so
-    a slower evening does not count as noise); warm-ups, failed runs and the
-    paths in ``exclude`` are left out.  Returns {"cv_pct", "runs", "df",
-    "source"} or None with fewer than ``stats.MIN_STORED_RUNS`` (3) usable runs.
+    window: runs of ``host`` (when given), started within ``window_days`` days
+    before ``now`` (an aware datetime; default the current time), and at one of
+    the ``window_commits`` newest commits among them (None: no limit).  Warm-ups,
+    failed runs and the paths in ``exclude`` are left out.  The runs are
+    grouped by play (``stats.noise_from_plays``: the within-play CV with its
+    degrees of freedom, and the play-to-play part).  Returns {"cv_pct", "df",
+    "runs", "plays", "between", "source"}, or None when no play has two usable
+    runs.  A store whose runs have zero spread is returned with cv_pct 0 and
+    says so (it decides nothing).
     """
+    from datetime import datetime, timedelta, timezone
+
     from .parse import parse_run  # parse imports this module
-    from .stats import MIN_STORED_RUNS, pooled_cv_pct
+    from .stats import noise_from_plays
 
     if not fingerprint:
         return None
     skip = {os.path.realpath(p) for p in exclude}
-    plays = {}
+    now = now or datetime.now(timezone.utc)
+    since = now - timedelta(days=window_days) if window_days else None
+    found = []
     for path in sorted(os.listdir(host_dir)) if os.path.isdir(host_dir) else []:
         path = os.path.join(host_dir, path)
         m = read_manifest(path) if os.path.isdir(path) else None
-        schedule = (m or {}).get("schedule") or {}
+        schedule = (m or {}).get("schedule")
+        schedule = schedule if isinstance(schedule, dict) else {}
         if (m is None or m.get("fingerprint") != fingerprint or schedule.get("warmup") is True
-                or os.path.realpath(path) in skip or _exit_code(path, m) != 0):
+                or os.path.realpath(path) in skip or (host and m.get("host") != host)
+                or _exit_code(path, m) != 0):
             continue
+        when = run_time(m)
+        if since is not None and (when is None or not since <= when <= now):
+            continue
+        repo = m.get("repo")
+        found.append((when, path, schedule.get("play") or path, repo.get("sha") if isinstance(repo, dict) else None))
+    if window_commits:
+        newest = []
+        for when, _, _, sha in sorted(found, key=lambda f: (f[0] is not None, f[0] or now), reverse=True):
+            if sha not in newest:
+                newest.append(sha)
+        found = [f for f in found if f[3] in newest[:window_commits]]
+    plays = {}
+    for _, path, play, _ in found:
         run = parse_run(path)
         value = run["metrics"]["request_total"]
-        if run["status"] == "ok" and value:
-            plays.setdefault(schedule.get("play") or path, []).append(value)
-    n = sum(len(v) for v in plays.values())
-    cv, df = pooled_cv_pct(list(plays.values()))
-    if n < MIN_STORED_RUNS or cv is None:
+        if run["status"] == "ok" and value and not _manifest.log_disagreement(run):  # it ran what it says
+            plays.setdefault(play, []).append(value)
+    noise = noise_from_plays(list(plays.values()))
+    if noise is None:
         return None
-    return {"cv_pct": cv, "runs": n, "df": df,
-            "source": f"stored: {n} runs of this host and settings, {len(plays)} play(s)"}
+    window = ", ".join(w for w in (f"last {window_days:g} days" if window_days else "",
+                                   f"last {window_commits} commits" if window_commits else "") if w)
+    spread = "zero spread (identical times): no noise estimate" if not noise["cv_pct"] else \
+        f"{noise['df']} df"
+    return {**noise, "source": f"stored: {noise['runs']} runs of this host and settings, {noise['plays']} play(s)"
+                               f"{', ' + window if window else ''}; {spread}"}
