@@ -75,6 +75,8 @@ def test_arguments_ansible_kept_as_typed_pass(text, parsed):
     ("prompt", "{{ lookup('pipe', 'id') }}", "prompt holds the Jinja marker '{{', which Ansible would run"),
     ("prompt", "a {# b", "prompt holds the Jinja marker '{#'"),
     ("prompt", 42, "prompt: expected text, got int"),
+    ("fail_on", "fail,invalid,bad", "fail_on: unknown verdict(s) bad; choose from pass, fail, inconclusive, invalid"),
+    ("fail_on", "FAILED", "unknown verdict(s) failed"),
 ])
 def test_bad_values_are_refused_naming_the_variable(name, value, needle):
     problem = inputs.check_value(name, value)
@@ -88,6 +90,7 @@ def test_bad_values_are_refused_naming_the_variable(name, value, needle):
     ("baseline", "rerun"), ("baseline", "skip"), ("baseline", "stored"), ("mode", ""), ("mode", "profiled"),
     ("mode", "runtime_only"), ("repeats", "auto"), ("repeats", "1"), ("repeats", 7), ("max_runs", "40"),
     ("max_runs", 3), ("prompt", "It's \"$x\" `id`\n钢琴 ${HOME} \\ {} { {"),
+    ("fail_on", ""), ("fail_on", "fail,invalid"), ("fail_on", ["fail", "Invalid"]), ("fail_on", " fail , "),
 ])
 def test_good_values_pass(name, value):
     assert inputs.check_value(name, value) is None

@@ -278,3 +278,67 @@ def test_collect_later_on_the_embedded_default(tmp_path):
     assert f"{run.name}: finished with exit code 0" in out, "collect.yml did not wait for the live run"
     assert (tmp_path / "results" / "localhost" / run.name / "exit_code").read_text() == "0\n"
     assert "| ffn_only" in out and "Print the verdicts" in out
+
+
+# ------------------------------------------------------------------ links and what cannot be collected
+def test_unpack_records_links_and_refuses_special_files(tmp_path):
+    """Links (relative, absolute out of the tree) are recorded, not made; a pipe fails naming it."""
+    import tarfile
+
+    run = tmp_path / "src" / "r1"
+    run.mkdir(parents=True)
+    (run / "output.npy").write_text("x")
+    os.symlink("output.npy", run / "latest.npy")
+    os.symlink("/etc", run / "host-etc")
+    archive = tmp_path / "r1.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(run, arcname="r1")
+    links = rundirs.unpack(archive, tmp_path / "out", "r1")
+    assert links == {"latest.npy": "output.npy", "host-etc": "/etc"}
+    assert sorted(p.name for p in (tmp_path / "out" / "r1").iterdir()) == ["output.npy"]
+    rundirs.write_links(tmp_path / "out" / "r1", links)
+    assert json.loads((tmp_path / "out" / "r1" / "links.json").read_text()) == {"host-etc": "/etc",
+                                                                                  "latest.npy": "output.npy"}
+    os.mkfifo(run / "pipe")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(run, arcname="r1")
+    with pytest.raises(ValueError, match=r"cannot unpack: .*r1/pipe"):
+        rundirs.unpack(archive, tmp_path / "out2", "r1")
+
+
+def test_links_in_run_directories_are_collected_on_the_embedded_default(tmp_path):
+    """bench.yml, two runs whose workload leaves latest.npy -> output.npy and host-tmp -> /tmp: both
+    runs are collected with their links recorded in links.json (on main: 0 of 2 collected, rc 0), and
+    -e fail_on=fail,invalid fails the play after the report on ffn_only's INVALID. A run holding a
+    named pipe cannot be collected: the play fails at its end naming it, after its report, and the
+    run stays in the run root for collect.yml."""
+    import shutil
+
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "bin" / "links").write_text("1\n")
+    args = ("-e", "variant=ffn_only", "-e", "baseline=rerun", "-e", "repeats=1", "-e", "wanbench_warmup_runs=0",
+            "-e", "fail_on=fail,invalid")
+    done = play(tmp_path, "bench.yml", *args)
+    out = re.sub(r"\s+", " ", done.stdout + done.stderr)
+    # The fake workload measures nothing: ffn_only is INVALID, which fail_on names, after the report.
+    assert done.returncode == 2, out[-4000:]
+    assert re.search(r"Print the verdicts\b.*ffn_only: INVALID .* Fail when a run did not finish cleanly, was not "
+                     r"collected, or has a verdict of fail_on\b.*ffn_only: verdict invalid \(fail_on=fail,invalid; "
+                     r"\S+/report.json\)", out), out[-3000:]
+    assert "it stays on the host" not in out
+    runs = sorted((tmp_path / "results" / "localhost").glob("*-*-*"))
+    assert len(runs) == 2, out[-3000:]
+    for run in runs:
+        assert json.loads((run / "links.json").read_text()) == {"host-tmp": "/tmp", "latest.npy": "output.npy"}
+        assert not (run / "latest.npy").exists() and not (run / "host-tmp").is_symlink()
+    (tmp_path / "bin" / "fifo").write_text("1\n")
+    broken = play(tmp_path, "bench.yml", "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1",
+                  "-e", "wanbench_warmup_runs=0")
+    out = re.sub(r"\s+", " ", broken.stdout + broken.stderr)
+    lost = [r for r in (tmp_path / "runs").iterdir()
+            if r.is_dir() and not (tmp_path / "results" / "localhost" / r.name).exists()]
+    assert broken.returncode != 0 and len(lost) == 1, out[-3000:]
+    assert re.search(rf"{lost[0].name} not collected \(.*pipe.*\); it stays on the host: collect it with "
+                     r"playbooks/collect.yml", out), out[-3000:]
+    assert "Fail when a run did not finish cleanly, was not collected" in out and (lost[0] / "exit_code").is_file()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 # The run inputs of group_vars/all/site.yml (set with -e).
-RUN_INPUTS = ("variant", "family", "baseline", "mode", "prompt", "repeats", "max_runs")
+RUN_INPUTS = ("variant", "family", "baseline", "mode", "prompt", "repeats", "max_runs", "fail_on")
 JINJA_MARKERS = ("{{", "{%", "{#")
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+")      # a variant or family name
@@ -123,6 +123,13 @@ def check_value(name, value, inert=False):
     elif name == "max_runs":
         if not _positive_int(value):
             return f"max_runs: expected a positive whole number, got {value!r}"
+    elif name == "fail_on":
+        from .play import parse_fail_on
+
+        try:
+            parse_fail_on(value)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 

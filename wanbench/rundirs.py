@@ -10,11 +10,13 @@ manifests), for runs whose play died before its report.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import socket
+import tarfile
 
-from .parse import CANCELLED
+from .parse import CANCELLED, LINKS
 from .store import read_manifest
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_,-]+-[0-9a-f]{6}$")
@@ -182,3 +184,33 @@ def report_inputs(paths, results_host_dir=None):
             confidence = s["confidence"]
     unhealthy = [r["path"] for r in runs if r["exit_code"] != 0 and not r["cancelled"]]
     return {"runs": runs, "controls": controls, "confidence": confidence or 0.95, "unhealthy": unhealthy}
+
+
+def unpack(archive, work, run_id):
+    """Unpack a run directory's archive (tar, as collect packs it) into ``work``; returns its links.
+
+    Symbolic links are recorded, never followed or made: ``{name in the run directory: target}``,
+    written to ``<run_id>/links.json`` when there are any (after the files are counted). Everything
+    else comes out through tarfile's "data" filter (no absolute paths, devices, links out of the tree).
+    Raises ValueError naming the member and the cause when the archive cannot be unpacked whole.
+    """
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            tops = {m.name.split("/", 1)[0] for m in members}
+            if tops != {run_id}:
+                raise ValueError(f"the archive holds {sorted(tops)}, not {run_id}")
+            links = {m.name.split("/", 1)[1] if "/" in m.name else m.name: m.linkname
+                     for m in members if m.issym()}
+            tar.extractall(work, members=[m for m in members if not m.issym()], filter="data")
+    except (tarfile.TarError, OSError) as exc:  # FilterError is a TarError: a member the data filter refuses
+        raise ValueError(f"cannot unpack: {exc}") from exc
+    return links
+
+
+def write_links(run_dir, links):
+    """Record a collected run directory's links (rundirs.unpack) in its links.json; nothing when none."""
+    if links:
+        with open(os.path.join(run_dir, LINKS), "w", encoding="utf-8") as f:
+            json.dump(dict(sorted(links.items())), f, indent=1)
+            f.write("\n")
