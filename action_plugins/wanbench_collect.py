@@ -25,9 +25,10 @@ from ansible.plugins.action import ActionBase
 from wanbench import rundirs
 
 # $1 the run root, $2 the run id, $3 a file name left out ("" none): prints the number of files to
-# stderr, then tar.gz to stdout. Half-written files (*.tmp: renamed into place once whole) stay behind.
+# stderr, then tar.gz to stdout. Half-written files and folders (*.tmp: renamed into place once whole;
+# tmp.tmp, the run's TMPDIR) stay behind.
 PACK = ('{ cd "$1" && [ -d "$2" ]; } 2>/dev/null || { echo "no run directory $1/$2" >&2; exit 1; }; '
-        'x=${3:+"$2/$3"}; find "$2" -type f ! -name "*.tmp" ${x:+! -path "$x"} | wc -l >&2 && '
+        'x=${3:+"$2/$3"}; find "$2" -name "*.tmp" -prune -o -type f ${x:+! -path "$x"} -print | wc -l >&2 && '
         'exec tar -cz --exclude="*.tmp" --no-wildcards ${x:+--exclude="$x"} "$2"')
 
 # On the host: $1 the archive, $2 inline_max, $3 the run root, $4 the run id, $5 the file left out,

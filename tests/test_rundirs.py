@@ -342,3 +342,51 @@ def test_links_in_run_directories_are_collected_on_the_embedded_default(tmp_path
     assert re.search(rf"{lost[0].name} not collected \(.*pipe.*\); it stays on the host: collect it with "
                      r"playbooks/collect.yml", out), out[-3000:]
     assert "Fail when a run did not finish cleanly, was not collected" in out and (lost[0] / "exit_code").is_file()
+
+
+# ------------------------------------------------------------------ stray ranks and the run's scratch
+def sleepers(seconds):
+    """PIDs of this machine's `sleep SECONDS` processes (the fake's ranks-elsewhere)."""
+    found = []
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            if (p / "cmdline").read_bytes() == f"sleep\0{seconds}\0".encode():
+                found.append(int(p.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("case", ["timeout", "end of the run"])
+def test_ranks_that_write_elsewhere_are_stopped_and_the_scratch_goes(tmp_path, case):
+    """The fake workload starts 2 ranks that write to /dev/null and are orphaned at once (found neither
+    by their log nor by their parent). A 1 s timeout, or the end of a run that leaves them behind,
+    leaves none (on main both survived either way); torchrun's TMPDIR is the run's own tmp.tmp,
+    gone with the run and never fetched."""
+    import shutil
+
+    seconds = {"timeout": 3001, "end of the run": 3002}[case]
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "bin" / "ranks").write_text("2\n")
+    (tmp_path / "bin" / "ranks-elsewhere").write_text(f"{seconds}\n")
+    extra = ["-e", "wanbench_job_timeout=1"] if case == "timeout" else []
+    if case == "timeout":
+        (tmp_path / "bin" / "sleep-seconds").write_text("300\n")
+    try:
+        done = play(tmp_path, "bench.yml", "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1",
+                    "-e", "wanbench_warmup_runs=0", *extra)
+        out = re.sub(r"\s+", " ", done.stdout + done.stderr)
+        left = sleepers(seconds)
+    finally:
+        for pid in sleepers(seconds):
+            os.kill(pid, 9)
+    (run,) = (tmp_path / "runs").glob("*-ffn_only-*")
+    assert left == [], f"{len(left)} rank(s) of {run.name} left running ({case})"
+    if case == "timeout":
+        assert done.returncode != 0 and "still running after" in out and "timeout 1 s" in out, out[-3000:]
+    else:
+        assert done.returncode == 0, out[-3000:]
+        assert f"[fake] TMPDIR={run}/tmp.tmp" in (run / "run.log").read_text()
+    assert not (run / "tmp.tmp").exists()
+    assert not (tmp_path / "results" / "localhost" / run.name / "tmp.tmp").exists()

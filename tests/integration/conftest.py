@@ -97,7 +97,7 @@ def e2e(testhost, tmp_path_factory):
 class FakeWorkload:
     """tests/testhost/fake_torchrun copied into the container; set(name=value) writes its control files."""
 
-    CONTROLS = ("sleep-seconds", "fail-variants", "ranks", "fill-disk", "links", "fifo")
+    CONTROLS = ("sleep-seconds", "fail-variants", "ranks", "fill-disk", "links", "fifo", "ranks-elsewhere")
 
     def __init__(self):
         from .testhost_lib import CONTAINER, FAKE_DIR, docker
