@@ -44,12 +44,47 @@ def pid_alive(pid):
         return True
 
 
+def boot_id():
+    """This machine's boot id (/proc/sys/kernel/random/boot_id), or '' where there is none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_start(pid):
+    """A process's start time (/proc/<pid>/stat field 22, clock ticks since boot), or None when gone."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="utf-8", errors="replace") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
+
+
+def process_identity(pid):
+    """{pid, pid_start, boot_id}: what the lock's holder record names its process by (a pid alone
+    may be reused by another process)."""
+    return {"pid": int(pid), "pid_start": pid_start(pid), "boot_id": boot_id()}
+
+
 def stale_reason(holder, age, stale_after, here):
-    """Why a lock holder is stale, or '' when it may still be alive."""
+    """Why a lock holder is stale, or '' when it may still be alive.
+
+    A holder of this controller is stale when its process is gone, or when the pid now names
+    another process: another start time, or another boot (records with ``pid_start`` and
+    ``boot_id``; older records are judged by the pid alone).
+    """
     if not isinstance(holder, dict) or "play_id" not in holder:
         return ""
     if holder.get("controller") == here and not pid_alive(holder.get("pid")):
         return f"its ansible-playbook (pid {holder.get('pid')} on {here}) is gone"
+    if holder.get("controller") == here and holder.get("pid_start") is not None:
+        if holder.get("boot_id") and holder["boot_id"] != boot_id():
+            return f"its ansible-playbook (pid {holder.get('pid')} on {here}) ran before this machine's last boot"
+        if holder["pid_start"] != pid_start(holder.get("pid")):
+            return (f"its ansible-playbook (pid {holder.get('pid')} on {here}) is gone: the pid now names "
+                    f"another process (started at tick {pid_start(holder.get('pid'))}, not {holder['pid_start']})")
     if age is not None and age > stale_after:
         return f"it was last seen {age} s ago (more than {stale_after} s)"
     return ""
