@@ -23,6 +23,10 @@ WORD_RE = re.compile(r"[a-z][a-z_]*")        # a policy or mode word
 VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT_RE = re.compile(r"[0-9]+")
 
+# Linux passes no single argument longer than MAX_ARG_STRLEN (32 pages: 131072 bytes with its NUL);
+# the prompt is one argument of torchrun and of every rank (a longer one: exec fails, exit 126).
+PROMPT_MAX_BYTES = 131071
+
 SAFE_WAYS = ("quote the value (-e '{name}=\"...\"'), or pass it in a vars file (-e @vars.yml) "
              "or as JSON (-e '{{\"{name}\": \"...\"}}')")
 SAFE_PROMPT = ("pass the prompt as data: 'prompt: !unsafe ...' in a vars file (-e @prompt.yml) "
@@ -102,6 +106,10 @@ def check_value(name, value, inert=False):
         marker = jinja_marker(value)
         if marker and not inert:
             return f"prompt holds the Jinja marker {marker!r}, which Ansible would run as a template; {SAFE_PROMPT}"
+        size = len(value.encode("utf-8", errors="surrogatepass"))
+        if size > PROMPT_MAX_BYTES:
+            return (f"prompt: {size} bytes; at most {PROMPT_MAX_BYTES} (Linux passes no longer argument to a "
+                    f"program: MAX_ARG_STRLEN); shorten it")
         return None
     marker = jinja_marker(value)
     if marker:
