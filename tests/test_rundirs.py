@@ -390,3 +390,25 @@ def test_ranks_that_write_elsewhere_are_stopped_and_the_scratch_goes(tmp_path, c
         assert f"[fake] TMPDIR={run}/tmp.tmp" in (run / "run.log").read_text()
     assert not (run / "tmp.tmp").exists()
     assert not (tmp_path / "results" / "localhost" / run.name / "tmp.tmp").exists()
+
+
+def test_a_command_longer_than_the_hosts_arg_max_is_refused_before_any_run(tmp_path):
+    """With the stack limit at 512 KiB the host's ARG_MAX is 128 KiB: a 100 KB prompt (one argument's
+    limit is 131071 bytes) cannot start with the rest of the command; preflight measures ARG_MAX and
+    the play stops before its first run, naming it (on main every run started and exited 126)."""
+    import shutil
+
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "prompt.yml").write_text(json.dumps({"prompt": "x" * 100_000}))
+    argv = [str(BIN / "ansible-playbook"), "bench.yml", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
+            "-e", f"wanbench_results_dir={tmp_path / 'results'}", "-e", f"wanbench_torchrun={tmp_path / 'bin' / 'torchrun'}",
+            "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1", "-e", "wanbench_warmup_runs=0",
+            "-e", f"@{tmp_path / 'prompt.yml'}"]
+    res = subprocess.run(["bash", "-c", 'ulimit -s 512 && exec "$@"', "bash", *argv], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    out = re.sub(r"\s+", " ", res.stdout + res.stderr)
+    assert res.returncode != 0, out[-3000:]
+    assert re.search(r"ffn_only: its command takes 1\d{5} bytes of arguments and environment; the host's ARG_MAX "
+                     r"is 131072 \(65536 kept for the inherited environment\)", out), out[-3000:]
+    assert not [p for p in (tmp_path / "runs").glob("*-ffn_only-*")], "a run started"
