@@ -26,8 +26,8 @@ INT_RE = re.compile(r"[0-9]+")
 # Linux passes no single argument longer than MAX_ARG_STRLEN (32 pages: 131072 bytes with its NUL);
 # the prompt is one argument of torchrun and of every rank (a longer one: exec fails, exit 126).
 PROMPT_MAX_BYTES = 131071
-# Room left under the host's ARG_MAX for the environment a run inherits (its login shell's).
-ARG_MAX_MARGIN = 65536
+# Room left under the host's ARG_MAX beyond the measured login environment (what the launch adds).
+ARG_MAX_SLACK = 4096
 
 SAFE_WAYS = ("quote the value (-e '{name}=\"...\"'), or pass it in a vars file (-e @vars.yml) "
              "or as JSON (-e '{{\"{name}\": \"...\"}}')")
@@ -174,23 +174,24 @@ def exec_size(argv, env):
     return sum(len(x.encode("utf-8", errors="surrogatepass")) + 1 + 8 for x in strings) + 16
 
 
-def command_problems(runs, arg_max, run_root, **options):
+def command_problems(runs, arg_max, run_root, env_bytes=0, **options):
     """One line per variant whose command would not fit the host's ``arg_max`` (``getconf ARG_MAX``
-    there) less ARG_MAX_MARGIN; [] when all fit or ``arg_max`` is unknown (0).
+    there) with the environment the run inherits (``env_bytes``, measured there) and ARG_MAX_SLACK;
+    [] when all fit or ``arg_max`` is unknown (0).
 
     ``runs`` are scheduled runs; ``options`` those of wanbench.play.render_run (paths, devices).
     """
     from .play import render_run
 
-    arg_max, problems, seen = int(arg_max or 0), [], set()
+    arg_max, env_bytes, problems, seen = int(arg_max or 0), int(env_bytes or 0), [], set()
     for run in runs if arg_max > 0 else ():
         if run["variant"] in seen:
             continue
         seen.add(run["variant"])
         cmd = render_run(run, f"00000000T000000Z-{run['variant']}-000000", run_root, **options)["command"]
         size = exec_size(cmd["argv"], cmd["env"])
-        if size > arg_max - ARG_MAX_MARGIN:
-            problems.append(f"{run['variant']}: its command takes {size} bytes of arguments and environment; the "
-                            f"host's ARG_MAX is {arg_max} ({ARG_MAX_MARGIN} kept for the inherited environment): "
+        if size + env_bytes + ARG_MAX_SLACK > arg_max:
+            problems.append(f"{run['variant']}: its command takes {size} bytes of arguments and environment, the "
+                            f"host's login environment {env_bytes} more; the host's ARG_MAX is {arg_max}: "
                             f"shorten the prompt or raise the host's stack limit (ulimit -s)")
     return problems
