@@ -413,3 +413,26 @@ def test_a_command_longer_than_the_hosts_arg_max_is_refused_before_any_run(tmp_p
     assert re.search(r"ffn_only: its command takes 13\d{4} bytes of arguments and environment, the host's login "
                      r"environment \d+ more; the host's ARG_MAX is 131072", out), out[-3000:]
     assert not [p for p in (tmp_path / "runs").glob("*-ffn_only-*")], "a run started"
+
+
+def test_cancel_kills_a_rank_that_writes_elsewhere_and_was_orphaned(tmp_path):
+    """A rank started by the run (it carries WANBENCH_RUN_DIR, as run.sh exports it) that writes to
+    /dev/null, sits in a session of its own and lost its parent at once: cancel finds and kills it
+    (on main it was neither in the run's tree nor writing run.log) and removes the run's TMPDIR."""
+    d = tmp_path / RUN
+    (d / "tmp.tmp").mkdir(parents=True)
+    (d / "run.sh").write_text('#!/bin/bash\necho $$ > "$1/.pid"\nexport WANBENCH_RUN_DIR="$1"\n'
+                              "( setsid sleep 3004 </dev/null >/dev/null 2>&1 & )\nsleep 3005 > \"$1/run.log\"\n")
+    subprocess.Popen(["setsid", "-f", "bash", str(d / "run.sh"), str(d)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (sleepers(3004) and sleepers(3005)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleepers(3004) and sleepers(3005)
+        got = script(tmp_path, "cancel", RUN, note={"by": "me@here"})
+        assert got["cancelled"] and sleepers(3004) == [] and sleepers(3005) == [], got
+        assert not (d / "tmp.tmp").exists()
+    finally:
+        for pid in sleepers(3004) + sleepers(3005):
+            os.kill(pid, 9)
