@@ -7,7 +7,9 @@ directory's files and streams ``tar -cz`` of it from where the run lives (throug
 e.g. ``docker exec NAME``) into an archive on the host; an archive up to inline_max (8 MiB)
 comes back base64 in that command's output and is removed from the host, a larger one is
 fetched once and removed by a second command. The archive is unpacked with tarfile's "data"
-filter (no absolute paths, links out of the tree or devices), into <dest>/<run_id>/.
+filter (no absolute paths, links out of the tree or devices), into <dest>/<run_id>/; symbolic
+links are recorded in its links.json (name: target), never made or followed (wanbench.rundirs.unpack).
+A run that cannot be collected whole is not moved into <dest> and stays on the host.
 With host_capture (devices.host_capture_command), that command runs first: the device state after
 the run, read on the host where the container lacks the tool, into the run's health/after/.
 """
@@ -17,16 +19,18 @@ from __future__ import annotations
 import base64
 import os
 import shlex
-import tarfile
 import tempfile
 
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from wanbench import rundirs
+
 # $1 the run root, $2 the run id, $3 a file name left out ("" none): prints the number of files to
-# stderr, then tar.gz to stdout. Half-written files (*.tmp: renamed into place once whole) stay behind.
+# stderr, then tar.gz to stdout. Half-written files and folders (*.tmp: renamed into place once whole;
+# tmp.tmp, the run's TMPDIR) stay behind.
 PACK = ('{ cd "$1" && [ -d "$2" ]; } 2>/dev/null || { echo "no run directory $1/$2" >&2; exit 1; }; '
-        'x=${3:+"$2/$3"}; find "$2" -type f ! -name "*.tmp" ${x:+! -path "$x"} | wc -l >&2 && '
+        'x=${3:+"$2/$3"}; find "$2" -name "*.tmp" -prune -o -type f ${x:+! -path "$x"} -print | wc -l >&2 && '
         'exec tar -cz --exclude="*.tmp" --no-wildcards ${x:+--exclude="$x"} "$2"')
 
 # On the host: $1 the archive, $2 inline_max, $3 the run root, $4 the run id, $5 the file left out,
@@ -74,6 +78,7 @@ class ActionModule(ActionBase):
         dest = os.path.abspath(os.path.expanduser(str(args.get("dest") or ".")))
         run_dir = str(args["run_dir"]).rstrip("/")
         run_id = os.path.basename(run_dir)
+        host = task_vars.get("inventory_hostname")
         try:
             staged = str(args["archive"])
             if self._task.check_mode:
@@ -105,17 +110,17 @@ class ActionModule(ActionBase):
                         f.write(base64.b64decode(packed.pop("content")))
                 else:
                     self._connection.fetch_file(packed["archive"], local)
-                with tarfile.open(local) as archive:
-                    names = {m.name.split("/", 1)[0] for m in archive.getmembers()}
-                    if names != {run_id}:
-                        result.update(failed=True, msg=f"archive of {run_dir} holds {sorted(names)}, not {run_id}")
-                        return result
-                    archive.extractall(work, filter="data")
+                try:
+                    links = rundirs.unpack(local, work, run_id)
+                except ValueError as exc:
+                    result.update(failed=True, msg=f"{run_dir} on {host}: {exc}; it stays there for collect.yml")
+                    return result
                 got = count_files(os.path.join(work, run_id))
                 if got != packed["files"]:
                     result.update(failed=True, msg=f"fetched {got} files of {packed['files']} from {run_dir} "
-                                                   f"on {task_vars.get('inventory_hostname')}")
+                                                   f"on {host}; it stays there for collect.yml")
                     return result
+                rundirs.write_links(os.path.join(work, run_id), links)
                 final = os.path.join(dest, run_id)
                 if os.path.exists(final):
                     result.update(failed=True, msg=f"{final} exists already; not overwritten")
@@ -130,7 +135,7 @@ class ActionModule(ActionBase):
             if cleaned.get("rc"):
                 result.update(failed=True, msg=f"fetched, but cannot clean up: {cleaned.get('stderr', '').strip()}")
                 return result
-            result.update(changed=True, run_id=run_id, path=final, files=got)
+            result.update(changed=True, run_id=run_id, path=final, files=got, links=links)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result

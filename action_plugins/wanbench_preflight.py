@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from ansible.plugins.action import ActionBase
 
 from wanbench import devices, platforms
-from wanbench.rundirs import controller, leftover_warning, stale_reason, uncollected
+from wanbench.rundirs import controller, leftover_warning, process_identity, stale_reason, uncollected
 
 DEVICE_STATES = ("required", "optional")
 
@@ -63,7 +63,8 @@ class ActionModule(ActionBase):
             args["environment"] = {k: list(v) for k, v in record.environment.items()}
         if args.get("lock", "check") in ("acquire", "check") and not args.get("holder"):
             # The worker's parent is the ansible-playbook process itself.
-            args["holder"] = {"play_id": play_id, "variant": variant, "controller": here, "pid": os.getppid(),
+            args["holder"] = {"play_id": play_id, "variant": variant, "controller": here,
+                              **process_identity(os.getppid()),
                               "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
         try:
             res = self._execute_module(module_name="wanbench_preflight", module_args=args, task_vars=task_vars)

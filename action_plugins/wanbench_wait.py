@@ -79,17 +79,21 @@ tail -c 65536 run.log 2>/dev/null
 exit 0
 """
 
-# TERM to the run's process group and to every process writing the run's log (ranks in sessions
-# of their own included), KILL after 10 s to what is left; $1 the run script's pid, $2 the run dir.
+# TERM to the run's process group, to every process the run started (they carry WANBENCH_RUN_DIR, set
+# by run.sh: ranks in sessions of their own and orphans included) and to every process writing the
+# run's log, KILL after 10 s to what is left; then the run's scratch folder (TMPDIR) goes.
+# $1 the run script's pid, $2 the run dir.
 KILL_SCRIPT = r"""
-log=$2/run.log
-members() { for f in /proc/[0-9]*/fd/1 /proc/[0-9]*/fd/2; do
-  [ "$f" -ef "$log" ] 2>/dev/null && { p=${f#/proc/}; echo "${p%%/*}"; }; done | sort -u; }
+log=$2/run.log mark=WANBENCH_RUN_DIR=$2
+members() { { for f in /proc/[0-9]*/fd/1 /proc/[0-9]*/fd/2; do
+  [ "$f" -ef "$log" ] 2>/dev/null && { p=${f#/proc/}; echo "${p%%/*}"; }; done
+  grep -lsxzF "$mark" /proc/[0-9]*/environ | sed 's|^/proc/||; s|/environ$||'; } | sort -u; }
 stop() { kill -s "$1" "-$2" 2>/dev/null; kill -s "$1" "$2" $(members) 2>/dev/null; }
 stop TERM "$1"
 for _ in 1 2 3 4 5 6 7 8 9 10; do
-  kill -0 "$1" 2>/dev/null || [ -n "$(members)" ] || exit 0; sleep 1; done
-stop KILL "$1"
+  { kill -0 "$1" 2>/dev/null || [ -n "$(members)" ]; } || break; sleep 1; done
+kill -0 "$1" 2>/dev/null || [ -n "$(members)" ] && stop KILL "$1"
+rm -rf "$2/tmp.tmp"
 exit 0
 """
 FULL_KB = 1024  # a run root with less free space than this is full

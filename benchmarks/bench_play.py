@@ -55,7 +55,7 @@ def sh(*argv, **kw):
 def ssh_argv():
     port = os.environ.get("WANBENCH_TESTHOST_PORT", "2222")
     return ["ssh", "-q", "-p", port, "-i", str(STATE / "id_ed25519"), "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "root@127.0.0.1"]
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "wanbench-testhost@127.0.0.1"]
 
 
 def play(extravars, tags=None):

@@ -17,6 +17,10 @@ description:
   - Companion filter in this file, C(wanbench_inventory_problems), checks one host's inventory
     settings and the catalog it sees (C(wanbench.inventory), shared with C(wanbench validate)); its
     input is the host's C(hostvars), its argument the host's name.
+  - Companion filter C(wanbench_command_problems) takes the schedule's runs and the host's
+    C(ARG_MAX) and login environment size (preflight's C(arg_max), C(env_bytes)) and names each variant whose command would not fit
+    (C(wanbench.inputs.command_problems)); bench.yml checks it before the first run.
+  - The prompt is also limited to 131071 bytes (one argument, Linux's MAX_ARG_STRLEN).
 options:
   _input:
     description: Names of the run inputs to check (the other extra vars are only checked for splitting).
@@ -104,9 +108,23 @@ def wanbench_inventory_problems(hostvars, host):
     return _inventory.problems(str(host), _inventory.gather(lambda name: _plain(hostvars[name])))
 
 
+def wanbench_command_problems(runs, arg_max=0, run_root="", env_bytes=0, **options):
+    """Variants whose command would not fit the host's ARG_MAX, one line each (wanbench.inputs.command_problems)."""
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "variant" in r for r in runs):
+        raise AnsibleFilterError("wanbench_command_problems: expected the schedule's runs (a list)")
+    try:
+        arg_max, env_bytes = int(arg_max or 0), int(env_bytes or 0)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"wanbench_command_problems: arg_max and env_bytes must be numbers, "
+                                 f"got {arg_max!r}, {env_bytes!r}") from None
+    return _inputs.command_problems(runs, arg_max, str(run_root), env_bytes,
+                                    **{k: str(v if v is not None else "") for k, v in options.items()})
+
+
 class FilterModule:
     """wanbench input filters."""
 
     def filters(self):
         return {"wanbench_input_problems": wanbench_input_problems,
-                "wanbench_inventory_problems": wanbench_inventory_problems}
+                "wanbench_inventory_problems": wanbench_inventory_problems,
+                "wanbench_command_problems": wanbench_command_problems}

@@ -11,9 +11,11 @@ description:
     C(wanbench_git_state) parses repo_sync's record command
     (C(git status --porcelain), a separator, C(git log --format='%H %h %s')) into
     C({sha, subject, dirty, log}).
+    C(wanbench_play_failures) lists why the play fails at its end (runs not collected, runs that
+    exited non-zero when O(unhealthy), verdicts of C(fail_on) in the report groups' report.json).
   - Combines the scheduled run, the wait role's result, the collect role's result and the failure
     the play's rescue noted into C({variant, role, control_key, run_id, path, exit_code, status,
-    cause, log_tail}). Results left from another run are ignored.
+    cause, log_tail, collect_error}). Results left from another run are ignored.
 options:
   _input:
     description: The scheduled run (an item of C(bench_schedule.runs)).
@@ -45,7 +47,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C({variant, role, control_key, run_id, path, exit_code, status, cause, log_tail}); status is
+  description: C({variant, role, control_key, run_id, path, exit_code, status, cause, log_tail, collect_error}); status is
     ok, failed, died, timeout, not-started, unreadable, error or not-run; path is null when not collected.
   type: dict
 """
@@ -88,6 +90,16 @@ def wanbench_run_outcome(run, run_id, wait=None, collected=None, failure=None):
     return _play.run_outcome(dict(run), str(run_id), dict(wait or {}), dict(collected or {}), dict(failure or {}))
 
 
+def wanbench_play_failures(runs, groups=None, fail_on="", unhealthy=True):
+    """Why the play fails at its end, one line each (see wanbench.play.play_failures)."""
+    if not isinstance(runs, list) or not isinstance(groups or [], list):
+        raise AnsibleFilterError("wanbench_play_failures: expected the play's runs and report groups (lists)")
+    try:
+        return _play.play_failures(runs, groups or [], fail_on, bool(unhealthy))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"wanbench_play_failures: {exc}") from exc
+
+
 def wanbench_git_state(text, log_lines=8):
     """{sha, subject, dirty, log} from repo_sync's record command (see wanbench.play.git_state)."""
     if not isinstance(text, str):
@@ -100,4 +112,4 @@ class FilterModule:
 
     def filters(self):
         return {"wanbench_run_outcome": wanbench_run_outcome, "wanbench_git_state": wanbench_git_state,
-                "wanbench_render_run": wanbench_render_run}
+                "wanbench_render_run": wanbench_render_run, "wanbench_play_failures": wanbench_play_failures}

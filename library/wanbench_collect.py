@@ -15,6 +15,10 @@ description:
   - The action plugin (action_plugins/wanbench_collect.py) then unpacks it on the controller into
     O(dest)/<run id>, compares the file counts and removes a fetched archive (and, unless
     O(keep_run_dir), the run directory) with one shell command.
+  - Symbolic links in the run directory are recorded in C(links.json) of the collected directory
+    (name and target), never made or followed. A run that cannot be collected whole (a file the
+    archive lacks, a device or pipe) fails the task naming the run and why; nothing of it reaches
+    O(dest) and it stays on the host for C(playbooks/collect.yml).
 options:
   run_dir:
     description: Run directory to pack (where the run lives).
@@ -77,6 +81,10 @@ path:
 files:
   description: Regular files fetched (the same number as in the run directory when it was packed).
   type: int
+  returned: success
+links:
+  description: The run directory's symbolic links, name (in the run directory) to target, as recorded in links.json.
+  type: dict
   returned: success
 """
 

@@ -208,6 +208,7 @@ esac; done
 for d in "$repo" "$model"; do [ -z "$d" ] || [ -d "$d" ] || echo "nodir=$d"; done
 d=$root; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
 echo "df=$(df -Pk "$d" | tail -n 1)"
+echo "arg_max=$(getconf ARG_MAX 2>/dev/null) $(env | wc -c)"
 [ "$mode" = none ] && exit 0
 lock=$root/.lock hold=$root/.holder
 busy=0; if [ -e "$lock" ] && ! flock -n "$lock" true 2>/dev/null; then busy=1; fi
@@ -346,6 +347,9 @@ def main():
         fields = (got.get("df") or [""])[0].split()
         free_kb = int(fields[3]) if len(fields) >= 6 and fields[3].isdigit() else 0
         res.update(free_gb=round(free_kb / 1048576, 1), mount=fields[5] if len(fields) >= 6 else "")
+        arg_max = ((got.get("arg_max") or [""])[0].split() + ["", ""])[:2]  # ARG_MAX, then the login env's bytes
+        res.update(arg_max=int(arg_max[0]) if arg_max[0].isdigit() else 0,
+                   env_bytes=int(arg_max[1]) if arg_max[1].isdigit() else 0)
         if free_kb < p["min_free_gb"] * 1048576:
             problems.append(f"only {res['free_gb']} GiB free on {res['mount'] or p['run_root']}; "
                             f"{p['min_free_gb']:g} GiB required")

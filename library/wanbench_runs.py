@@ -139,6 +139,10 @@ members() {
     cmd=$(tr '\0' ' ' < "/proc/$lead/cmdline" 2>/dev/null)
     case $set in *" $lead "*) ;; *) case $cmd in *"$dir/run.sh"*) set="$set$lead " ;; esac ;; esac  # not a reused pid
   fi
+  for p in $(grep -lsxzF "WANBENCH_RUN_DIR=$dir" /proc/[0-9]*/environ); do  # started by the run (run.sh sets it)
+    p=${p#/proc/}; p=${p%/environ}
+    case $set in *" $p "*) ;; *) set="$set$p " ;; esac
+  done
   while [ "$changed" = 1 ]; do
     changed=0
     for s in /proc/[0-9]*/stat; do
@@ -194,6 +198,7 @@ case $action in
       left=$pids
       for _ in $(seq $(( limit * 5 ))); do left=$(members "$d"); [ -z "$left" ] && break; sleep 0.2; done
       if [ -n "$left" ]; then echo "left=$id $left"; continue; fi
+      rm -rf "$d/tmp.tmp"  # the run's TMPDIR (torchrun's scratch)
       if [ -f "$d/exit_code" ]; then echo "ended=$id"; continue; fi
       printf '%s\n' "$note" > "$d/cancelled.tmp" && mv -f "$d/cancelled.tmp" "$d/cancelled" && echo "cancelled=$id $n"
     done

@@ -1,6 +1,7 @@
 """filter_plugins: what loading them costs, and the play filters called directly."""
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -151,3 +152,33 @@ def test_render_run_builds_directory_command_and_manifest_in_one_call():
 def test_render_run_refuses_bad_input(args, kwargs, needle):
     with pytest.raises(AnsibleFilterError, match=re.escape(needle)):
         PLAY["wanbench_render_run"](*args, **kwargs)
+
+
+def _report(tmp_path, name, verdicts):
+    out = tmp_path / name
+    out.mkdir()
+    (out / "report.json").write_text(json.dumps({"groups": [{"variant": v, "verdict": d} for v, d in verdicts]}))
+    return {"key": name, "out": str(out), "controls": ["c"], "candidates": ["x"]}
+
+
+def test_play_failures_name_lost_runs_broken_runs_and_fail_on_verdicts(tmp_path):
+    """The play's end: a run not collected always fails it (naming collect.yml), a non-zero exit unless
+    unhealthy is off, and only the verdicts named in fail_on; groups without runs have no report.json."""
+    runs = [{"run_id": "r1", "path": "/res/r1", "exit_code": 0, "collect_error": ""},
+            {"run_id": "r2", "path": None, "exit_code": 0, "collect_error": "fetched 37 files of 38"},
+            {"run_id": "r3", "path": "/res/r3", "exit_code": 1, "collect_error": ""}]
+    groups = [_report(tmp_path, "g1", [("ffn_only", "fail"), ("gate1", "pass")]),
+              _report(tmp_path, "g2", [("nofsdp", "invalid")]),
+              {"key": "g3", "out": str(tmp_path / "none"), "controls": [], "candidates": []}]
+    fails = PLAY["wanbench_play_failures"]
+    assert fails(runs[:1], groups) == []
+    assert fails(runs, groups, fail_on="fail,invalid") == [
+        "r2 not collected (fetched 37 files of 38); it stays on the host: collect it with playbooks/collect.yml",
+        "runs that exited non-zero (see their run.log): /res/r3",
+        f"ffn_only: verdict fail (fail_on=fail,invalid; {tmp_path / 'g1' / 'report.json'})",
+        f"nofsdp: verdict invalid (fail_on=fail,invalid; {tmp_path / 'g2' / 'report.json'})"]
+    assert fails(runs, groups, fail_on=["invalid"], unhealthy=False) == [
+        "r2 not collected (fetched 37 files of 38); it stays on the host: collect it with playbooks/collect.yml",
+        f"nofsdp: verdict invalid (fail_on=invalid; {tmp_path / 'g2' / 'report.json'})"]
+    with pytest.raises(AnsibleFilterError, match=r"wanbench_play_failures: fail_on: unknown verdict\(s\) fial"):
+        fails(runs, groups, fail_on="fial")

@@ -75,6 +75,10 @@ def test_arguments_ansible_kept_as_typed_pass(text, parsed):
     ("prompt", "{{ lookup('pipe', 'id') }}", "prompt holds the Jinja marker '{{', which Ansible would run"),
     ("prompt", "a {# b", "prompt holds the Jinja marker '{#'"),
     ("prompt", 42, "prompt: expected text, got int"),
+    ("prompt", "钢" * 43691, "prompt: 131073 bytes; at most 131071 (Linux passes no longer argument"),
+    ("prompt", "x" * 200_000, "prompt: 200000 bytes"),
+    ("fail_on", "fail,invalid,bad", "fail_on: unknown verdict(s) bad; choose from pass, fail, inconclusive, invalid"),
+    ("fail_on", "FAILED", "unknown verdict(s) failed"),
 ])
 def test_bad_values_are_refused_naming_the_variable(name, value, needle):
     problem = inputs.check_value(name, value)
@@ -88,6 +92,7 @@ def test_bad_values_are_refused_naming_the_variable(name, value, needle):
     ("baseline", "rerun"), ("baseline", "skip"), ("baseline", "stored"), ("mode", ""), ("mode", "profiled"),
     ("mode", "runtime_only"), ("repeats", "auto"), ("repeats", "1"), ("repeats", 7), ("max_runs", "40"),
     ("max_runs", 3), ("prompt", "It's \"$x\" `id`\n钢琴 ${HOME} \\ {} { {"),
+    ("fail_on", ""), ("fail_on", "fail,invalid"), ("fail_on", ["fail", "Invalid"]), ("fail_on", " fail , "),
 ])
 def test_good_values_pass(name, value):
     assert inputs.check_value(name, value) is None
@@ -259,6 +264,16 @@ def test_valid_inputs_and_an_unsafe_prompt_pass_validation(tmp_path):
     assert res.returncode == 0, out[-3000:]
     assert "ffn_only, nofsdp on npu (profiled); baseline=rerun" in out
     assert not marker.exists()
+
+
+def test_a_prompt_too_long_for_one_argument_is_refused_before_anything_runs(tmp_path):
+    """A 200 KB prompt (from a vars file: no command line takes it) stops at the input check (on main it
+    passed validation, then every run exited 126: argument list too long)."""
+    (tmp_path / "prompt.yml").write_text(json.dumps({"prompt": "x" * 200_000}))
+    res, out = playbook("-e", "variant=ffn_only", "-e", f"@{tmp_path / 'prompt.yml'}")
+    assert res.returncode != 0 and error_line(out).startswith(
+        REFUSE + "prompt: 200000 bytes; at most 131071 (Linux passes no longer argument to a program: "
+        "MAX_ARG_STRLEN); shorten it"), out[-3000:]
 
 
 # ------------------------------------------------------------------ a hostile prompt, end to end

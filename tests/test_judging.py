@@ -19,8 +19,8 @@ VALUES = {"threshold_pct": "0.7", "reserved_tolerance_pct": 2, "noise_store": "r
           "noise": {"cv_pct": 0.59, "df": 11, "measured": "2026-11-27"}, "min_noise_df": 10, "noise_window_days": 30,
           "noise_window_commits": "", "confidence": 0.99, "allow_mismatch": "commit", "across_plays": False,
           "on_mismatch": "invalid", "idle_util_pct": 10, "idle_mem_mb": "",
-          "busy_cpu_pct": 50.0, "ignore_process": ["sshd", "containerd"], "min_psnr_db": 60,
-          "require_same_output": "True"}
+          "busy_cpu_pct": 50.0, "device_state": "optional", "ignore_process": ["sshd", "containerd"],
+          "min_psnr_db": 60, "require_same_output": "True"}
 
 
 @pytest.mark.parametrize("command", ["compare", "report", "share"])
@@ -30,7 +30,8 @@ def test_argv_of_the_play_reads_back_the_same_options_in_every_command(command):
                    "noise_cv_pct": None, "noise": {"cv_pct": 0.59, "df": 11.0, "measured": "2026-11-27"},
                    "min_noise_df": 10.0, "noise_window_days": 30.0, "noise_window_commits": None, "confidence": 0.99,
                    "allow_mismatch": ["commit"], "across_plays": False, "on_mismatch": "invalid", "idle_util_pct": 10.0,
-                   "idle_mem_mb": None, "busy_cpu_pct": 50.0, "ignore_process": ["sshd", "containerd"],
+                   "idle_mem_mb": None, "busy_cpu_pct": 50.0, "device_state": "optional",
+                   "ignore_process": ["sshd", "containerd"],
                    "min_psnr_db": 60.0, "require_same_output": True}
 
 

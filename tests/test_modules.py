@@ -15,6 +15,8 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible.module_utils.wanbench_lines import PRINT_HOLDER, lock_holder, parse_lines
 
+from wanbench import rundirs
+
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("wanbench_wait_action", REPO / "action_plugins" / "wanbench_wait.py")
 wait_action = importlib.util.module_from_spec(spec)
@@ -576,6 +578,16 @@ preflight_action = load("wanbench_preflight", "action_plugins")
     ({**HOLDER, "controller": "you@there", "pid": 1}, 901, "it was last seen 901 s ago (more than 900 s)"),
     ({**HOLDER, "controller": "you@there", "pid": 1}, 899, ""),
     ({"unreadable": "x"}, 5000, ""),
+    # a pid reused by another process (pid 1, here init) is stale by its start time or boot; an old
+    # record without them is judged by the pid alone, as before
+    ({**HOLDER, "controller": "me@here", "pid": 1, "pid_start": 123456789, "boot_id": rundirs.boot_id()}, 0,
+     "its ansible-playbook (pid 1 on me@here) is gone: the pid now names another process (started at tick "
+     f"{rundirs.pid_start(1)}, not 123456789)"),
+    ({**HOLDER, "controller": "me@here", **rundirs.process_identity(1)}, 0, ""),
+    ({**HOLDER, "controller": "me@here", **rundirs.process_identity(1), "boot_id": "another-boot"}, 0,
+     "its ansible-playbook (pid 1 on me@here) ran before this machine's last boot"),
+    ({**HOLDER, "controller": "me@here", "pid": 1}, 0, ""),
+    ({**HOLDER, "controller": "you@there", "pid": 1, "pid_start": 5, "boot_id": "x"}, 10, ""),
 ])
 def test_stale_holders(holder, age, expected):
     assert preflight_action.stale_reason(holder, age, 900, "me@here") == expected

@@ -366,6 +366,10 @@ def write_holder(paths, age_s=0, **fields):
 
 @pytest.mark.parametrize("case,fields,age_s,taken", [
     ("dead pid on this controller", {"controller": "HERE", "pid": 999999}, 0, True),
+    # pid 1 is alive: only its start time tells that it is another process now
+    ("pid reused by another process on this controller", {"controller": "HERE", "pid": 1, "pid_start": 123456789,
+                                                          "boot_id": "BOOT"}, 0, True),
+    ("old record without a start time, pid alive on this controller", {"controller": "HERE", "pid": 1}, 0, False),
     ("another controller, not seen for 20 min", {}, 1200, True),
     ("another controller, seen just now", {}, 0, False),
 ])
@@ -375,6 +379,8 @@ def test_a_stale_lock_is_taken_over_with_a_warning(bench, case, fields, age_s, t
 
     if fields.get("controller") == "HERE":
         fields["controller"] = f"{getpass.getuser()}@{socket.gethostname()}"
+    if fields.get("boot_id") == "BOOT":
+        fields["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     holder = write_holder(bench.paths, age_s=age_s, **fields)
     res = bench("-e", "variant=ffn_only", "--tags", "preflight")
     out = re.sub(r"\s+", " ", res.stdout + res.stderr)

@@ -278,3 +278,161 @@ def test_collect_later_on_the_embedded_default(tmp_path):
     assert f"{run.name}: finished with exit code 0" in out, "collect.yml did not wait for the live run"
     assert (tmp_path / "results" / "localhost" / run.name / "exit_code").read_text() == "0\n"
     assert "| ffn_only" in out and "Print the verdicts" in out
+
+
+# ------------------------------------------------------------------ links and what cannot be collected
+def test_unpack_records_links_and_refuses_special_files(tmp_path):
+    """Links (relative, absolute out of the tree) are recorded, not made; a pipe fails naming it."""
+    import tarfile
+
+    run = tmp_path / "src" / "r1"
+    run.mkdir(parents=True)
+    (run / "output.npy").write_text("x")
+    os.symlink("output.npy", run / "latest.npy")
+    os.symlink("/etc", run / "host-etc")
+    archive = tmp_path / "r1.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(run, arcname="r1")
+    links = rundirs.unpack(archive, tmp_path / "out", "r1")
+    assert links == {"latest.npy": "output.npy", "host-etc": "/etc"}
+    assert sorted(p.name for p in (tmp_path / "out" / "r1").iterdir()) == ["output.npy"]
+    rundirs.write_links(tmp_path / "out" / "r1", links)
+    assert json.loads((tmp_path / "out" / "r1" / "links.json").read_text()) == {"host-etc": "/etc",
+                                                                                  "latest.npy": "output.npy"}
+    os.mkfifo(run / "pipe")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(run, arcname="r1")
+    with pytest.raises(ValueError, match=r"cannot unpack: .*r1/pipe"):
+        rundirs.unpack(archive, tmp_path / "out2", "r1")
+
+
+def test_links_in_run_directories_are_collected_on_the_embedded_default(tmp_path):
+    """bench.yml, two runs whose workload leaves latest.npy -> output.npy and host-tmp -> /tmp: both
+    runs are collected with their links recorded in links.json (on main: 0 of 2 collected, rc 0), and
+    -e fail_on=fail,invalid fails the play after the report on ffn_only's INVALID. A run holding a
+    named pipe cannot be collected: the play fails at its end naming it, after its report, and the
+    run stays in the run root for collect.yml."""
+    import shutil
+
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "bin" / "links").write_text("1\n")
+    args = ("-e", "variant=ffn_only", "-e", "baseline=rerun", "-e", "repeats=1", "-e", "wanbench_warmup_runs=0",
+            "-e", "fail_on=fail,invalid")
+    done = play(tmp_path, "bench.yml", *args)
+    out = re.sub(r"\s+", " ", done.stdout + done.stderr)
+    # The fake workload measures nothing: ffn_only is INVALID, which fail_on names, after the report.
+    assert done.returncode == 2, out[-4000:]
+    assert re.search(r"Print the verdicts\b.*ffn_only: INVALID .* Fail when a run did not finish cleanly, was not "
+                     r"collected, or has a verdict of fail_on\b.*ffn_only: verdict invalid \(fail_on=fail,invalid; "
+                     r"\S+/report.json\)", out), out[-3000:]
+    assert "it stays on the host" not in out
+    runs = sorted((tmp_path / "results" / "localhost").glob("*-*-*"))
+    assert len(runs) == 2, out[-3000:]
+    for run in runs:
+        assert json.loads((run / "links.json").read_text()) == {"host-tmp": "/tmp", "latest.npy": "output.npy"}
+        assert not (run / "latest.npy").exists() and not (run / "host-tmp").is_symlink()
+    (tmp_path / "bin" / "fifo").write_text("1\n")
+    broken = play(tmp_path, "bench.yml", "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1",
+                  "-e", "wanbench_warmup_runs=0")
+    out = re.sub(r"\s+", " ", broken.stdout + broken.stderr)
+    lost = [r for r in (tmp_path / "runs").iterdir()
+            if r.is_dir() and not (tmp_path / "results" / "localhost" / r.name).exists()]
+    assert broken.returncode != 0 and len(lost) == 1, out[-3000:]
+    assert re.search(rf"{lost[0].name} not collected \(.*pipe.*\); it stays on the host: collect it with "
+                     r"playbooks/collect.yml", out), out[-3000:]
+    assert "Fail when a run did not finish cleanly, was not collected" in out and (lost[0] / "exit_code").is_file()
+
+
+# ------------------------------------------------------------------ stray ranks and the run's scratch
+def sleepers(seconds):
+    """PIDs of this machine's `sleep SECONDS` processes (the fake's ranks-elsewhere)."""
+    found = []
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            if (p / "cmdline").read_bytes() == f"sleep\0{seconds}\0".encode():
+                found.append(int(p.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("case", ["timeout", "end of the run"])
+def test_ranks_that_write_elsewhere_are_stopped_and_the_scratch_goes(tmp_path, case):
+    """The fake workload starts 2 ranks that write to /dev/null and are orphaned at once (found neither
+    by their log nor by their parent). A 1 s timeout, or the end of a run that leaves them behind,
+    leaves none (on main both survived either way); torchrun's TMPDIR is the run's own tmp.tmp,
+    gone with the run and never fetched."""
+    import shutil
+
+    seconds = {"timeout": 3001, "end of the run": 3002}[case]
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "bin" / "ranks").write_text("2\n")
+    (tmp_path / "bin" / "ranks-elsewhere").write_text(f"{seconds}\n")
+    extra = ["-e", "wanbench_job_timeout=1"] if case == "timeout" else []
+    if case == "timeout":
+        (tmp_path / "bin" / "sleep-seconds").write_text("300\n")
+    try:
+        done = play(tmp_path, "bench.yml", "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1",
+                    "-e", "wanbench_warmup_runs=0", *extra)
+        out = re.sub(r"\s+", " ", done.stdout + done.stderr)
+        left = sleepers(seconds)
+    finally:
+        for pid in sleepers(seconds):
+            os.kill(pid, 9)
+    (run,) = (tmp_path / "runs").glob("*-ffn_only-*")
+    assert left == [], f"{len(left)} rank(s) of {run.name} left running ({case})"
+    if case == "timeout":
+        assert done.returncode != 0 and "still running after" in out and "timeout 1 s" in out, out[-3000:]
+    else:
+        assert done.returncode == 0, out[-3000:]
+        assert f"[fake] TMPDIR={run}/tmp.tmp" in (run / "run.log").read_text()
+    assert not (run / "tmp.tmp").exists()
+    assert not (tmp_path / "results" / "localhost" / run.name / "tmp.tmp").exists()
+
+
+def test_a_command_longer_than_the_hosts_arg_max_is_refused_before_any_run(tmp_path):
+    """With the stack limit at 512 KiB the host's ARG_MAX is 128 KiB: a 130000-byte prompt (one argument's
+    limit is 131071 bytes) cannot start with the rest of the command and the environment; preflight
+    measures both and the play stops before its first run, naming it (on main the run started and
+    exited 126)."""
+    import shutil
+
+    (tmp_path / "bin").mkdir()
+    shutil.copy(REPO / "tests" / "testhost" / "fake_torchrun", tmp_path / "bin" / "torchrun")
+    (tmp_path / "prompt.yml").write_text(json.dumps({"prompt": "x" * 130_000}))
+    argv = [str(BIN / "ansible-playbook"), "bench.yml", "-e", f"wanbench_run_root={tmp_path / 'runs'}",
+            "-e", f"wanbench_results_dir={tmp_path / 'results'}", "-e", f"wanbench_torchrun={tmp_path / 'bin' / 'torchrun'}",
+            "-e", "variant=ffn_only", "-e", "baseline=skip", "-e", "repeats=1", "-e", "wanbench_warmup_runs=0",
+            "-e", f"@{tmp_path / 'prompt.yml'}"]
+    res = subprocess.run(["bash", "-c", 'ulimit -s 512 && exec "$@"', "bash", *argv], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    out = re.sub(r"\s+", " ", res.stdout + res.stderr)
+    assert res.returncode != 0, out[-3000:]
+    assert re.search(r"ffn_only: its command takes 13\d{4} bytes of arguments and environment, the host's login "
+                     r"environment \d+ more; the host's ARG_MAX is 131072", out), out[-3000:]
+    assert not [p for p in (tmp_path / "runs").glob("*-ffn_only-*")], "a run started"
+
+
+def test_cancel_kills_a_rank_that_writes_elsewhere_and_was_orphaned(tmp_path):
+    """A rank started by the run (it carries WANBENCH_RUN_DIR, as run.sh exports it) that writes to
+    /dev/null, sits in a session of its own and lost its parent at once: cancel finds and kills it
+    (on main it was neither in the run's tree nor writing run.log) and removes the run's TMPDIR."""
+    d = tmp_path / RUN
+    (d / "tmp.tmp").mkdir(parents=True)
+    (d / "run.sh").write_text('#!/bin/bash\necho $$ > "$1/.pid"\nexport WANBENCH_RUN_DIR="$1"\n'
+                              "( setsid sleep 3004 </dev/null >/dev/null 2>&1 & )\nsleep 3005 > \"$1/run.log\"\n")
+    subprocess.Popen(["setsid", "-f", "bash", str(d / "run.sh"), str(d)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (sleepers(3004) and sleepers(3005)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleepers(3004) and sleepers(3005)
+        got = script(tmp_path, "cancel", RUN, note={"by": "me@here"})
+        assert got["cancelled"] and sleepers(3004) == [] and sleepers(3005) == [], got
+        assert not (d / "tmp.tmp").exists()
+    finally:
+        for pid in sleepers(3004) + sleepers(3005):
+            os.kill(pid, 9)

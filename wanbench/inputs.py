@@ -15,13 +15,19 @@ from __future__ import annotations
 import re
 
 # The run inputs of group_vars/all/site.yml (set with -e).
-RUN_INPUTS = ("variant", "family", "baseline", "mode", "prompt", "repeats", "max_runs")
+RUN_INPUTS = ("variant", "family", "baseline", "mode", "prompt", "repeats", "max_runs", "fail_on")
 JINJA_MARKERS = ("{{", "{%", "{#")
 
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+")      # a variant or family name
 WORD_RE = re.compile(r"[a-z][a-z_]*")        # a policy or mode word
 VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 INT_RE = re.compile(r"[0-9]+")
+
+# Linux passes no single argument longer than MAX_ARG_STRLEN (32 pages: 131072 bytes with its NUL);
+# the prompt is one argument of torchrun and of every rank (a longer one: exec fails, exit 126).
+PROMPT_MAX_BYTES = 131071
+# Room left under the host's ARG_MAX beyond the measured login environment (what the launch adds).
+ARG_MAX_SLACK = 4096
 
 SAFE_WAYS = ("quote the value (-e '{name}=\"...\"'), or pass it in a vars file (-e @vars.yml) "
              "or as JSON (-e '{{\"{name}\": \"...\"}}')")
@@ -102,6 +108,10 @@ def check_value(name, value, inert=False):
         marker = jinja_marker(value)
         if marker and not inert:
             return f"prompt holds the Jinja marker {marker!r}, which Ansible would run as a template; {SAFE_PROMPT}"
+        size = len(value.encode("utf-8", errors="surrogatepass"))
+        if size > PROMPT_MAX_BYTES:
+            return (f"prompt: {size} bytes; at most {PROMPT_MAX_BYTES} (Linux passes no longer argument to a "
+                    f"program: MAX_ARG_STRLEN); shorten it")
         return None
     marker = jinja_marker(value)
     if marker:
@@ -123,6 +133,13 @@ def check_value(name, value, inert=False):
     elif name == "max_runs":
         if not _positive_int(value):
             return f"max_runs: expected a positive whole number, got {value!r}"
+    elif name == "fail_on":
+        from .play import parse_fail_on
+
+        try:
+            parse_fail_on(value)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -148,4 +165,33 @@ def check_extra_vars(values, arguments=(), inert=(), names=RUN_INPUTS):
             problem = check_value(name, values[name], inert=name in inert)
             if problem:
                 problems.append(problem)
+    return problems
+
+
+def exec_size(argv, env):
+    """Bytes exec takes for ``argv`` and ``env``: each string with its NUL and a pointer, as ARG_MAX counts."""
+    strings = [*map(str, argv), *(f"{k}={v}" for k, v in env.items())]
+    return sum(len(x.encode("utf-8", errors="surrogatepass")) + 1 + 8 for x in strings) + 16
+
+
+def command_problems(runs, arg_max, run_root, env_bytes=0, **options):
+    """One line per variant whose command would not fit the host's ``arg_max`` (``getconf ARG_MAX``
+    there) with the environment the run inherits (``env_bytes``, measured there) and ARG_MAX_SLACK;
+    [] when all fit or ``arg_max`` is unknown (0).
+
+    ``runs`` are scheduled runs; ``options`` those of wanbench.play.render_run (paths, devices).
+    """
+    from .play import render_run
+
+    arg_max, env_bytes, problems, seen = int(arg_max or 0), int(env_bytes or 0), [], set()
+    for run in runs if arg_max > 0 else ():
+        if run["variant"] in seen:
+            continue
+        seen.add(run["variant"])
+        cmd = render_run(run, f"00000000T000000Z-{run['variant']}-000000", run_root, **options)["command"]
+        size = exec_size(cmd["argv"], cmd["env"])
+        if size + env_bytes + ARG_MAX_SLACK > arg_max:
+            problems.append(f"{run['variant']}: its command takes {size} bytes of arguments and environment, the "
+                            f"host's login environment {env_bytes} more; the host's ARG_MAX is {arg_max}: "
+                            f"shorten the prompt or raise the host's stack limit (ulimit -s)")
     return problems

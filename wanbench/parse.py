@@ -52,6 +52,7 @@ METRICS = (
 DECIMALS = {"reserved_peak": 1, "gen_time": 4, "real_time": 2}
 STATUSES = ("ok", "incomplete", "failed", "unreadable")  # best to worst
 CANCELLED = "cancelled"  # a run directory with this file was cancelled: status "cancelled", never judged
+LINKS = "links.json"     # the run directory's symbolic links as collected: {name: target}, never followed
 JITTER_FACTOR = 1.5  # warn when denoise_step_total max > factor x p50
 
 NOT_TEXT = "not text"
@@ -899,7 +900,7 @@ def _not_regular(mode):
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK, CANCELLED}  # read by name, or not a run output
+_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK, CANCELLED, LINKS}  # read by name, or not a run output
 _PRECEDENCE = {"profile": 0, "log": 1, "time": 2}  # the profile file is the most precise
 
 

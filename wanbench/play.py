@@ -6,6 +6,8 @@ action plugin are thin skins over these functions; Jinja only renders their resu
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import datetime, timezone
 
 from . import command
@@ -67,7 +69,51 @@ def run_outcome(run, run_id, wait=None, collected=None, failure=None):
         "run_id": run_id, "path": collected.get("path"), "exit_code": wait.get("exit_code"),
         "status": status, "cause": cause,
         "log_tail": list(failure.get("log_tail") or wait.get("log_tail") or []),
+        "collect_error": failure.get("collect_error") or "",
     }
+
+
+def parse_fail_on(value):
+    """The verdicts of ``fail_on`` (``-e fail_on=fail,invalid``, a list, or "" = none) as a tuple.
+
+    Raises ValueError naming the unknown one.
+    """
+    from .compare import VERDICTS  # here: filter plugins import this module in every worker
+
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    verdicts = tuple(dict.fromkeys(str(v).strip().lower() for v in items if str(v).strip()))
+    unknown = [v for v in verdicts if v not in VERDICTS]
+    if unknown:
+        raise ValueError(f"fail_on: unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}")
+    return verdicts
+
+
+def play_failures(runs, groups=(), fail_on="", unhealthy=True):
+    """Why the play fails at its end, after reporting everything: one line per cause ([] = it does not).
+
+    ``runs`` are bench_collected entries (run_outcome); ``groups`` the report groups
+    (wanbench_report_groups: a group with runs and an ``out`` folder has its report.json); a run that could not be collected always fails the play, one that
+    exited non-zero when ``unhealthy``, and a verdict of ``fail_on`` (parse_fail_on).
+    """
+    lines = [f"{r['run_id']} not collected ({r['collect_error']}); it stays on the host: collect it with "
+             f"playbooks/collect.yml" for r in runs if r.get("collect_error")]
+    if unhealthy:
+        bad = [r.get("path") or r["run_id"] for r in runs if r.get("exit_code") != 0 and not r.get("collect_error")]
+        if bad:
+            lines.append(f"runs that exited non-zero (see their run.log): {', '.join(bad)}")
+    wanted = parse_fail_on(fail_on)
+    folders = [g["out"] for g in groups if g.get("out") and (g.get("controls") or g.get("candidates"))]
+    for folder in folders if wanted else ():
+        path = os.path.join(folder, "report.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                groups = json.load(f)["groups"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            lines.append(f"fail_on: cannot read the verdicts of {path}: {exc}")
+            continue
+        lines += [f"{g['variant']}: verdict {g['verdict']} (fail_on={','.join(wanted)}; {path})"
+                  for g in groups if g.get("verdict") in wanted]
+    return lines
 
 
 GIT_SEPARATOR = "--wanbench-log--"

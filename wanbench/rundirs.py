@@ -10,11 +10,13 @@ manifests), for runs whose play died before its report.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import socket
+import tarfile
 
-from .parse import CANCELLED
+from .parse import CANCELLED, LINKS
 from .store import read_manifest
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_,-]+-[0-9a-f]{6}$")
@@ -42,12 +44,47 @@ def pid_alive(pid):
         return True
 
 
+def boot_id():
+    """This machine's boot id (/proc/sys/kernel/random/boot_id), or '' where there is none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_start(pid):
+    """A process's start time (/proc/<pid>/stat field 22, clock ticks since boot), or None when gone."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="utf-8", errors="replace") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
+
+
+def process_identity(pid):
+    """{pid, pid_start, boot_id}: what the lock's holder record names its process by (a pid alone
+    may be reused by another process)."""
+    return {"pid": int(pid), "pid_start": pid_start(pid), "boot_id": boot_id()}
+
+
 def stale_reason(holder, age, stale_after, here):
-    """Why a lock holder is stale, or '' when it may still be alive."""
+    """Why a lock holder is stale, or '' when it may still be alive.
+
+    A holder of this controller is stale when its process is gone, or when the pid now names
+    another process: another start time, or another boot (records with ``pid_start`` and
+    ``boot_id``; older records are judged by the pid alone).
+    """
     if not isinstance(holder, dict) or "play_id" not in holder:
         return ""
     if holder.get("controller") == here and not pid_alive(holder.get("pid")):
         return f"its ansible-playbook (pid {holder.get('pid')} on {here}) is gone"
+    if holder.get("controller") == here and holder.get("pid_start") is not None:
+        if holder.get("boot_id") and holder["boot_id"] != boot_id():
+            return f"its ansible-playbook (pid {holder.get('pid')} on {here}) ran before this machine's last boot"
+        if holder["pid_start"] != pid_start(holder.get("pid")):
+            return (f"its ansible-playbook (pid {holder.get('pid')} on {here}) is gone: the pid now names "
+                    f"another process (started at tick {pid_start(holder.get('pid'))}, not {holder['pid_start']})")
     if age is not None and age > stale_after:
         return f"it was last seen {age} s ago (more than {stale_after} s)"
     return ""
@@ -188,3 +225,33 @@ def report_inputs(paths, results_host_dir=None):
             confidence = s["confidence"]
     unhealthy = [r["path"] for r in runs if r["exit_code"] != 0 and not r["cancelled"]]
     return {"runs": runs, "controls": controls, "confidence": confidence or 0.95, "unhealthy": unhealthy}
+
+
+def unpack(archive, work, run_id):
+    """Unpack a run directory's archive (tar, as collect packs it) into ``work``; returns its links.
+
+    Symbolic links are recorded, never followed or made: ``{name in the run directory: target}``,
+    written to ``<run_id>/links.json`` when there are any (after the files are counted). Everything
+    else comes out through tarfile's "data" filter (no absolute paths, devices, links out of the tree).
+    Raises ValueError naming the member and the cause when the archive cannot be unpacked whole.
+    """
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            tops = {m.name.split("/", 1)[0] for m in members}
+            if tops != {run_id}:
+                raise ValueError(f"the archive holds {sorted(tops)}, not {run_id}")
+            links = {m.name.split("/", 1)[1] if "/" in m.name else m.name: m.linkname
+                     for m in members if m.issym()}
+            tar.extractall(work, members=[m for m in members if not m.issym()], filter="data")
+    except (tarfile.TarError, OSError) as exc:  # FilterError is a TarError: a member the data filter refuses
+        raise ValueError(f"cannot unpack: {exc}") from exc
+    return links
+
+
+def write_links(run_dir, links):
+    """Record a collected run directory's links (rundirs.unpack) in its links.json; nothing when none."""
+    if links:
+        with open(os.path.join(run_dir, LINKS), "w", encoding="utf-8") as f:
+            json.dump(dict(sorted(links.items())), f, indent=1)
+            f.write("\n")

@@ -2,7 +2,8 @@
 
 The session fixture brings the host up (sshd on 127.0.0.1, docker engine, container like
 production), printing up.sh's progress lines as they come, and publishes this checkout's
-reference/ as a new commit on the container's remote. At the end of the session it tears the
+reference/ as a new commit on the container's remote. One SSH login is timed at the start and at
+the end: longer than a few seconds fails the session, naming the cause. At the end of the session it tears the
 host down (tests/testhost/down.sh) and removes the session's results folder, unless
 WANBENCH_KEEP_TESTHOST=1. Outside CI a host that cannot be brought up skips these tests;
 with CI=true it fails.
@@ -17,7 +18,7 @@ import time
 import ansible_runner
 import pytest
 
-from .testhost_lib import REPO, RESULTS_ROOT, existing_runs, finish, sh
+from .testhost_lib import REPO, RESULTS_ROOT, existing_runs, finish, sh, slow_login
 
 
 def _up_with_progress(timeout=1800):
@@ -48,10 +49,18 @@ def testhost():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+    # Measured once, so that a slow login fails the session at once with its cause instead of
+    # every play waiting; measured again at the end: no test may leave logins slower.
+    slow = slow_login("at the session's start")
+    if slow:
+        pytest.fail(slow)
     yield sha
+    slow = slow_login("at the session's end, after the tests")
     if not keep:
         sh("bash", "tests/testhost/down.sh", check=False)
         shutil.rmtree(RESULTS_ROOT, ignore_errors=True)
+    if slow:
+        pytest.fail(slow)
 
 
 def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost", event_handler=None, wait=True,
@@ -88,7 +97,7 @@ def e2e(testhost, tmp_path_factory):
 class FakeWorkload:
     """tests/testhost/fake_torchrun copied into the container; set(name=value) writes its control files."""
 
-    CONTROLS = ("sleep-seconds", "fail-variants", "ranks", "fill-disk")
+    CONTROLS = ("sleep-seconds", "fail-variants", "ranks", "fill-disk", "links", "fifo", "ranks-elsewhere")
 
     def __init__(self):
         from .testhost_lib import CONTAINER, FAKE_DIR, docker

@@ -241,3 +241,25 @@ def test_disk_full_during_the_run(fake, playbook):
     assert not result.task_results("Print the verdicts") or "ffn_only: PASS" not in result.stdout
     assert re.search(r"(no space left|disk is full|file system is full)[^\n]*" + re.escape(TINY), result.stdout, re.I), \
         result.stdout[-4000:]
+
+
+# ------------------------------------------------------------------ what a run leaves in its directory
+def test_links_in_a_run_directory_are_recorded_and_the_run_collected(fake, playbook):
+    """The workload leaves latest.npy -> output.npy and host-tmp -> /tmp in the run directory: the run
+    is collected over SSH from the container with both links in links.json, and the play succeeds
+    (on main: nothing of the run reached results/, and the play exited 0)."""
+    fake.set(links=1)
+    result = playbook(extravars=fake_play(fake, variant="ffn_only"))
+    (run,) = result.new_runs()
+    assert result.rc == 0, result.stdout[-5000:]
+    assert json.loads((run / "links.json").read_text()) == {"host-tmp": "/tmp", "latest.npy": "output.npy"}
+    assert (run / "exit_code").read_text() == "0\n" and not (run / "host-tmp").exists()
+
+
+def test_ranks_that_write_elsewhere_do_not_outlive_a_timeout(fake, playbook):
+    """Two ranks of the fake that write to /dev/null and are orphaned at once (found neither by the log
+    nor by their parent) end with the run at a 1 s timeout (on main both survived in the container)."""
+    fake.set(sleep_seconds=120, ranks=2, ranks_elsewhere=3003)
+    result = playbook(extravars=fake_play(fake, variant="ffn_only", wanbench_job_timeout="1"))
+    assert result.rc != 0 and "timeout 1 s" in result.stdout, result.stdout[-4000:]
+    assert [args for _, args in container_processes() if "sleep" in args] == []

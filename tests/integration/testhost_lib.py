@@ -68,6 +68,36 @@ def manifest(run_dir):
     return json.loads((run_dir / "manifest.json").read_text())
 
 
+# ------------------------------------------------------------------ logins
+USER = "wanbench-testhost"  # ansible_user of inventory/testhost (shell /bin/sh: no rc file runs at login)
+LOGIN_LIMIT_S = 5.0         # a login here takes well under a second; more means something in its path waits
+
+
+def login_seconds():
+    """Seconds one SSH login to the test host takes (`true` as inventory/testhost's user)."""
+    port = os.environ.get("WANBENCH_TESTHOST_PORT", "2222")
+    started = time.monotonic()
+    sh("ssh", "-q", "-p", port, "-i", str(STATE / "id_ed25519"), "-o", "BatchMode=yes", "-o", "ControlMaster=no",
+       "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", f"{USER}@127.0.0.1", "true",
+       timeout=120)
+    return time.monotonic() - started
+
+
+def slow_login(when):
+    """One line naming the cause when a login takes longer than LOGIN_LIMIT_S, else ""."""
+    try:
+        seconds = login_seconds()
+    except subprocess.TimeoutExpired:
+        seconds = float("inf")
+    except subprocess.CalledProcessError as exc:
+        return f"{when}: ssh {USER}@127.0.0.1 failed (rc {exc.returncode}): {exc.stderr.strip()[-500:]}"
+    if seconds <= LOGIN_LIMIT_S:
+        return ""
+    return (f"{when}: one SSH login to the test host ({USER}@127.0.0.1, `true`) took {seconds:.1f} s "
+            f"(limit {LOGIN_LIMIT_S:.0f} s): something in the login path waits (the user's shell start-up, "
+            f"sshd's DNS look-ups, a loaded machine); every connection of every play would wait as long")
+
+
 # ------------------------------------------------------------------ faults: SSH, sshd, container processes
 RUN_ROOT = "/root/wanbench/runs"  # wanbench_run_root of inventory/testhost
 FAKE_DIR = "/opt/wanbench-fake"   # the fake workload's copy in the container (tests/testhost/fake_torchrun)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bring up wanbench's test host on this machine, idempotently:
-#   - Debian's sshd on 127.0.0.1:$WANBENCH_TESTHOST_PORT (default 2222), root login by a generated key;
+#   - Debian's sshd on 127.0.0.1:$WANBENCH_TESTHOST_PORT (default 2222), login by a generated key as
+#     the dedicated user wanbench-testhost: shell /bin/sh (no rc file runs at login, so nothing of this
+#     machine's own shell start-up, which a killed session could leave locked), member of group docker;
 #   - Debian's docker engine, started with --bridge=none --iptables=false (no private-address bridge);
 #   - image wanbench/testhost:bookworm, built with debootstrap + docker import (no registry needed);
 #   - a bare git repo whose branch `perf` carries reference/ at its root (remote `xys` in the container);
@@ -13,6 +15,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 state="$root/build/testhost"
 port=${WANBENCH_TESTHOST_PORT:-2222}
 image=wanbench/testhost:bookworm
+user=wanbench-testhost            # ansible_user of inventory/testhost
+home=/var/lib/$user
 container=mindie-wan2.1-xysheng
 venv="$root/.venv"
 mkdir -p "$state"
@@ -36,6 +40,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 docker=/usr/bin/docker
 [ -x "$docker" ] || docker=$(command -v docker)
+
+# --- the login user (kept by down.sh, as the image is) --------------------------------------
+getent group docker >/dev/null || groupadd --system docker
+if ! id "$user" >/dev/null 2>&1; then
+  log "adding user $user (shell /bin/sh, group docker)"
+  useradd --system --shell /bin/sh --home-dir "$home" --create-home --groups docker "$user"
+fi
+# Without PAM, sshd refuses an account whose password is locked ("!"), even by key: "*" is no password.
+usermod --shell /bin/sh --password '*' --append --groups docker "$user"
+mkdir -p -m 700 "$home/.ssh"
 
 # --- docker engine --------------------------------------------------------------------------
 if ! "$docker" info >/dev/null 2>&1; then
@@ -64,15 +78,20 @@ fi
 # --- sshd -----------------------------------------------------------------------------------
 [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C wanbench-testhost -f "$state/id_ed25519"
 [ -f "$state/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$state/ssh_host_ed25519_key"
-cp "$state/id_ed25519.pub" "$state/authorized_keys"
-chmod 600 "$state/authorized_keys" "$state/id_ed25519"
+# In the user's home: sshd reads the keys as the user, who may not reach this checkout. Appended, so
+# that another checkout's test host still running keeps its key.
+grep -qxF "$(cat "$state/id_ed25519.pub")" "$home/.ssh/authorized_keys" 2>/dev/null \
+  || cat "$state/id_ed25519.pub" >>"$home/.ssh/authorized_keys"
+chown -R "$user:" "$home"
+chmod 600 "$home/.ssh/authorized_keys" "$state/id_ed25519"
 cat >"$state/sshd_config" <<CFG
 Port $port
 ListenAddress 127.0.0.1
 HostKey $state/ssh_host_ed25519_key
 PidFile $state/sshd.pid
-AuthorizedKeysFile $state/authorized_keys
-PermitRootLogin prohibit-password
+AuthorizedKeysFile .ssh/authorized_keys
+AllowUsers $user
+PermitRootLogin no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
@@ -86,9 +105,12 @@ if ! { [ -f "$state/sshd.pid" ] && kill -0 "$(cat "$state/sshd.pid")" 2>/dev/nul
   /usr/sbin/sshd -f "$state/sshd_config" -E "$state/sshd.log"
   for _ in $(seq 20); do [ -f "$state/sshd.pid" ] && break; sleep 0.5; done
 fi
-ssh -q -p "$port" -i "$state/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
-  -o UserKnownHostsFile=/dev/null root@127.0.0.1 true \
-  || die "ssh to 127.0.0.1:$port failed: $(tail -n 1 "$state/sshd.log" 2>/dev/null) (set WANBENCH_TESTHOST_PORT for another port)"
+ssh_user() { ssh -q -p "$port" -i "$state/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null "$user@127.0.0.1" "$@"; }
+ssh_user true \
+  || die "ssh to $user@127.0.0.1:$port failed: $(tail -n 1 "$state/sshd.log" 2>/dev/null) (set WANBENCH_TESTHOST_PORT for another port)"
+ssh_user "$docker" info >/dev/null 2>&1 \
+  || die "$user cannot use docker over ssh: is $(ls -l /var/run/docker.sock 2>&1) in group docker? (restart dockerd)"
 
 # --- the git remote `xys` -------------------------------------------------------------------
 bash "$root/tests/testhost/push_perf.sh" >/dev/null
@@ -129,4 +151,4 @@ elif [ "$("$docker" inspect -f '{{.State.Running}}' "$container")" != true ]; th
 fi
 "$docker" exec "$container" bash -lc 'torchrun --help >/dev/null && git -C /root/xysheng/Wan2.1 rev-parse --short HEAD' \
   >/dev/null || die "container $container is not usable"
-log "ready: ssh -p $port -i $state/id_ed25519 root@127.0.0.1, container $container"
+log "ready: ssh -p $port -i $state/id_ed25519 $user@127.0.0.1, container $container"
