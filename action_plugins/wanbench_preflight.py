@@ -48,6 +48,7 @@ class ActionModule(ActionBase):
         stale_after = int(args.pop("stale_after", 900))
         results_dir = str(args.pop("results_dir", "") or "")
         here = controller()
+        visible = str(args.pop("visible_devices", "") or "")  # judged here, not by the module
         checks = args.get("checks", True) not in (False, "false", "False", "no") and args.get("lock") != "release"
         if checks:
             try:
@@ -82,7 +83,7 @@ class ActionModule(ActionBase):
                         res["stale_holder"] = old
             if checks and "capture" in res:
                 judged = devices.preflight_judgement(
-                    args["platform"], res.pop("capture"), args.get("device_state", "required"),
+                    args["platform"], res.pop("capture"), args.get("device_state", "required"), visible,
                     **{k: float(v) for k, v in (args.get("thresholds") or {}).items() if str(v) != ""})
                 res["placed"] = judged["placed"]
                 res.setdefault("warnings", []).extend(judged["warnings"])

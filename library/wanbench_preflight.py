@@ -56,6 +56,10 @@ options:
     description: What the login shell where the repo lives must have, C({imports, env}); set by the action plugin.
     type: dict
     default: {}
+  visible_devices:
+    description: The devices the runs use (C(wanbench_visible_devices), e.g. C(0,1,2,3)); only they and their processes are judged (action plugin); empty = every device.
+    type: str
+    default: ""
   python:
     description: Python that must import O(environment)'s modules (the workload's).
     type: str

@@ -627,3 +627,13 @@ def test_the_cpu_sample_leaves_out_the_sampler_and_the_run_s_tree():
     assert D.judge(None, during=snap, busy_cpu_pct=30) == ["host busy during the run: pid 400 python3 at 40 % CPU"]
     with pytest.raises(D._Bad, match="fewer than two readings"):
         D.parse_cpu_sample(text[:text.index("uptime 1001")])
+
+
+
+def test_preflight_judges_only_the_visible_devices():
+    """Another team's work on a device outside wanbench_visible_devices does not stop the play."""
+    capture = {"npu_smi": _ran("npu-smi-info-910b-busy.txt", "workload")}  # device 0 busy, device 1 Warning
+    every = D.preflight_judgement("npu", capture)["problems"]
+    assert any("device 0" in p for p in every) and any("device 1" in p for p in every), every
+    assert D.preflight_judgement("npu", capture, visible_devices="2,3")["problems"] == []
+    assert D.preflight_judgement("npu", capture, visible_devices="0,1,2,3")["problems"] == every

@@ -239,16 +239,29 @@ def preflight_plan(platform, container=None):
             for c in capture_plan(platform) if c.get("device") or len(c.get("places", ())) > 1]
 
 
-def preflight_judgement(platform, capture, device_state="required", **limits):
+def _visible(text):
+    """The device indices of a visible-devices list ("0,1,2,3"); None when empty or not all numbers."""
+    items = [x.strip() for x in str(text or "").split(",") if x.strip()]
+    return {int(x) for x in items} if items and all(x.isdigit() for x in items) else None
+
+
+def preflight_judgement(platform, capture, device_state="required", visible_devices="", **limits):
     """Preflight's reading of its capture ({name: {where, rc, stdout, stderr}}):
     {"problems": [...], "warnings": [...], "placed": {name: where}, "snapshot": snapshot of the device commands}.
     A device busy, held or unhealthy is a problem (the play stops); a device state that cannot be read
-    is a warning: the runs are judged ``invalid`` for it, or not with ``device_state`` optional."""
+    is a warning: the runs are judged ``invalid`` for it, or not with ``device_state`` optional.
+    ``visible_devices`` ("0,1,2,3", the inventory's): only those devices and the processes on them are
+    judged, so another team's work on the host's other devices does not stop the play."""
     capture = capture if isinstance(capture, dict) else {}
     placed = {name: r.get("where") for name, r in capture.items() if isinstance(r, dict) and r.get("where")}
     if not any(c.get("device") for c in capture_plan(platform)):
         return {"problems": [], "warnings": [], "placed": placed, "snapshot": None}
     snap = snapshot(platform, capture)
+    keep = _visible(visible_devices)
+    if keep is not None and snap.get("devices"):
+        snap["devices"] = [d for d in snap["devices"] if d.get("index") in keep]
+        if snap.get("processes") is not None:
+            snap["processes"] = [p for p in snap["processes"] if p.get("device") is None or p["device"] in keep]
     problems = judge(snap, **limits, device_state="optional")  # before the play: every reason is one
     tail = ("the runs are judged without it (device_state=optional)" if device_state == "optional" else
             "every run will be invalid (-e device_state=optional measures without it)")
