@@ -23,7 +23,7 @@ import yaml
 from wanbench import index
 
 from test_index import OLD
-from test_share import PNG_RE, plot_area, screenshot
+from test_share import PNG_RE, images, plot_area, screenshot
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTS = {"nightly-a": "ffn_only", "nightly-b": "gate1"}  # the round-robin share of each host
@@ -125,7 +125,8 @@ def test_share_report_md_and_html_render_in_chromium(night, tmp_path):
     assert "ffn_only" in md and "nightly-a" in md
     page = out / "report.html"
     html = page.read_text()
-    assert len(PNG_RE.findall(html)) == 3  # the change plot; request_total and reserved_peak of baseline, ffn_only
+    # the change plot; request_total and reserved_peak of baseline, ffn_only (the attribution's waterfall aside)
+    assert len(images(html)) == 3 and len(PNG_RE.findall(html)) == 4
     img = screenshot(page, tmp_path / "shot.png", tmp_path / "profile")
     # the same page with its images broken: what the plots add to the screenshot
     broken = tmp_path / "broken.html"

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -204,12 +205,16 @@ CANN_PROFILE = "/etc/profile.d/wanbench-cann-standin.sh"
 
 
 @pytest.fixture(scope="module")
-def npu_stand_ins(testhost, tmp_path_factory):
+def npu_stand_ins(testhost):
     from .conftest import FakeWorkload
 
-    tools = tmp_path_factory.mktemp("host-tools")
+    # the test host logs in as its own user (tests/testhost/up.sh): the folder and the output it prints
+    # must be readable by that user, so both live in a world-readable temporary folder of their own
+    tools = Path(tempfile.mkdtemp(prefix="wanbench-host-tools-"))
+    tools.chmod(0o755)
+    (tools / "npu-smi.out").write_text(NPU_OUTPUT)
     (tools / "npu-smi").write_text(f"#!/bin/sh\n# stand-in npu-smi: a real output, its source header left out\n"
-                                   f"grep -v '^# ' {shlex.quote(str(NPU_FIXTURE))}\n")
+                                   f"cat {shlex.quote(str(tools / 'npu-smi.out'))}\n")
     (tools / "npu-smi").chmod(0o755)
     profile = (f"export ASCEND_OPP_PATH={CANN_DIR} ASCEND_AICPU_PATH={CANN_DIR}\n"
                f"export PYTHONPATH={CANN_DIR}/py${{PYTHONPATH:+:$PYTHONPATH}}\n")
