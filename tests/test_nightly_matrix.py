@@ -53,6 +53,21 @@ def night(tmp_path_factory):
     return res, tmp / "results"
 
 
+def _blank_like(match):
+    """An <img> of a white PNG as large as the matched one (its IHDR width and height)."""
+    import base64
+    import io
+    import struct
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    w, h = struct.unpack(">II", base64.b64decode(match.group(2))[16:24])
+    buf = io.BytesIO()
+    plt.imsave(buf, np.ones((h, w, 3)), format="png")
+    return f'<img alt="x" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
 def runs_of(results, host):
     out = {}
     for d in sorted(p for p in (results / host).iterdir() if p.name != "reports"):
@@ -128,9 +143,9 @@ def test_share_report_md_and_html_render_in_chromium(night, tmp_path):
     # the change plot; request_total and reserved_peak of baseline, ffn_only (the attribution's waterfall aside)
     assert len(images(html)) == 3 and len(PNG_RE.findall(html)) == 4
     img = screenshot(page, tmp_path / "shot.png", tmp_path / "profile")
-    # the same page with its images broken: what the plots add to the screenshot
+    # the same page with its images blank: what the plots add to the screenshot
     broken = tmp_path / "broken.html"
-    broken.write_text(PNG_RE.sub('<img alt="x" src="data:image/png;base64,AAAA">', html))
+    broken.write_text(PNG_RE.sub(_blank_like, html))  # same sizes, so the page keeps its layout
     bare = screenshot(broken, tmp_path / "broken.png", tmp_path / "profile")
     assert plot_area(img)[0] > 0 and plot_area(bare) == (0, 0)  # the threshold band of the change plot was drawn
     ink, bare_ink = ((i[..., :3] < 0.9).any(axis=-1).sum() for i in (img, bare))
