@@ -48,6 +48,7 @@ import math
 import statistics
 
 from .compare import is_warmup
+from . import stats
 from .stats import CONFIDENCE
 
 # (key, label, parent); a parent's children add up to it
@@ -115,17 +116,14 @@ def used(runs):
 
 def _welch(b, c, confidence):
     """Difference of means c - b and its Welch t interval (None with fewer than 2 runs a side)."""
-    from scipy import stats as st
-
     d = statistics.fmean(c) - statistics.fmean(b)
     if len(b) < 2 or len(c) < 2:
         return d, None
-    vb, vc = statistics.variance(b) / len(b), statistics.variance(c) / len(c)
-    se = math.sqrt(vb + vc)
-    if se == 0:
+    var, df = stats.welch(b, c)
+    if not var:
         return d, (d, d)
-    df = (vb + vc) ** 2 / (vb ** 2 / (len(b) - 1) + vc ** 2 / (len(c) - 1))
-    q = float(st.t.ppf((1 + confidence) / 2, df))  # plain floats: the result goes to JSON as it is
+    q = stats.t_quantile((1 + confidence) / 2, df)  # a plain float: the result goes to JSON as it is
+    se = math.sqrt(var)
     return d, (d - q * se, d + q * se)
 
 

@@ -62,6 +62,14 @@ def _variance(xs):
     return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
 
 
+def welch(base, cand):
+    """(variance of the difference of means, Welch-Satterthwaite df) of two samples of 2+ values each;
+    df is None when both have zero spread."""
+    vb, vc = _variance(base) / len(base), _variance(cand) / len(cand)
+    var = vb + vc
+    return var, (var ** 2 / (vb ** 2 / (len(base) - 1) + vc ** 2 / (len(cand) - 1)) if var else None)
+
+
 def t_quantile(p, df):
     """The p quantile of Student's t with df degrees of freedom (scipy.special: cheap enough to simulate with)."""
     from scipy import special
@@ -193,11 +201,9 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
         if var == 0:
             return none("the block differences have zero spread (identical times): no interval")
     elif nb > 1 and nc > 1 and not cross_play:
-        vb, vc = _variance(lb) / nb, _variance(lc) / nc
-        if vb + vc == 0:
+        var, df = welch(lb, lc)
+        if not var:
             return none("both sides have zero spread (identical times): no interval")
-        var = vb + vc
-        df = var ** 2 / (vb ** 2 / (nb - 1) + vc ** 2 / (nc - 1))
         method = "welch"
     elif noise:
         var, df, why = _noise_variance(noise, nb, nc, cross_play)
