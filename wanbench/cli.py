@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from . import history, importer, index, inventory, judging, nightly, report, share
+from . import history, importer, index, inventory, judging, nightly, options, report, share
 from .parse import METRICS, parse_file, parse_run
 
 
@@ -21,10 +21,7 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def thresholds(p):
-        p.add_argument("--baseline", action="append", metavar="PATH",
-                       help="a baseline run; repeat it for repeated runs (all form the baseline side)")
-        p.add_argument("--check", action="store_true",
-                       help="exit 1 when any verdict is fail or invalid")
+        options.add_sides(p)
         judging.add_arguments(p)
 
     p = sub.add_parser("parse", help="parse logs, profile files, time files or run directories")
@@ -45,7 +42,8 @@ def _parser():
     p = sub.add_parser("report", help="render the raw and percent-change tables")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", choices=report.FORMATS, default="md")
-    p.add_argument("--out", metavar="DIR", help="write report.md, report.csv and report.json here")
+    p.add_argument("--out", metavar="DIR", help="write report.md, report.csv, report.json, summary.txt, share.md"
+                                                " and report.html here (all or none)")
     thresholds(p)
     for module in (index, importer, history, share, inventory, nightly):
         module.add_cli(sub)  # index, import, history, share, validate, nightly, nightly-summary: handlers as args.func
@@ -99,7 +97,7 @@ def _compare(args):
 def _report(args):
     inputs, data = judging.judge(args, args.paths)
     if args.out:
-        text = "\n".join(report.write(data, args.out).values())
+        text = "\n".join(report.write(data, args.out, share.texts(data)).values())
     else:
         text = report.render(data, args.format).rstrip("\n")
     return inputs, text, [g["verdict"] for g in data["groups"]]

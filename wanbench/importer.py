@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 
 from .parse import parse_file, parse_run
 
-__all__ = ["add_cli", "import_dir"]
+__all__ = ["add_cli", "first_stamp", "import_dir"]
 
 _NAME = re.compile(r"^(?:run_(?P<a>.+)\.log|perf_(?P<b>.+)\.csv|profile_(?P<c>.+)\.csv"
                    r"|time_(?P<d>.+)\.txt|(?P<e>.+)\.time)$")
@@ -69,8 +69,10 @@ def _digest(path):
     return h.hexdigest()
 
 
-def _stamp(kind, path):
-    """The first time stamp of a profile file or log, as a UTC datetime, or None."""
+def first_stamp(kind, path):
+    """The first time stamp of a profile file or log (``kind``), as a datetime marked UTC, or None.
+
+    The workload writes the host's local time; it is taken as UTC (say so where it is shown)."""
     rx = _STAMPS.get(kind)
     if rx is None:
         return None
@@ -116,7 +118,7 @@ def _groups(src):
 
 
 def _manifest(name, files, variant, host, sha, started_at):
-    stamps = [(kind, _stamp(kind, files[kind])) for kind in ("profile", "log") if kind in files]
+    stamps = [(kind, first_stamp(kind, files[kind])) for kind in ("profile", "log") if kind in files]
     stamps = [(k, t) for k, t in stamps if t]
     if stamps:
         started, source = stamps[0][1], f"first time stamp of the {stamps[0][0]} file (local time, taken as UTC)"

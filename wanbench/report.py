@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 
-from . import attribution, devices, diagnostics, manifest, schedule
+from . import attribution, devices, diagnostics, importer, manifest, schedule
 from .schema import AA
 from .compare import RESERVED_TOLERANCE_PCT, THRESHOLD_PCT, is_warmup, judge_family
 from .stats import CONFIDENCE
@@ -25,7 +25,6 @@ from .parse import DECIMALS, METRICS
 
 RAW_COLUMNS = ("variant", "log_file", *METRICS, "status", "verdict")
 FORMATS = ("md", "csv", "json")
-UNKNOWN = "unknown"
 
 
 def variant_name(run):
@@ -68,10 +67,43 @@ def _log_file(run):
     return next((s["path"] for s in run.get("sources", [run]) if s["kind"] == "log"), None)
 
 
-def _provenance(manifest):
-    repo = manifest.get("repo")
-    return {"commit": repo.get("sha") if isinstance(repo, dict) else None,
-            "host": manifest.get("host"), "date": manifest.get("started_at")}
+def _provenance(run):
+    """Commit, host and start of a run from its manifest; without a recorded start, the log's first time
+    stamp (the host's local time, as the workload logs it) and ``date_from_log`` true."""
+    m = run.get("manifest", {})
+    repo = m.get("repo")
+    out = {"commit": repo.get("sha") if isinstance(repo, dict) else None, "host": m.get("host"),
+           "date": m.get("started_at")}
+    log = None if out["date"] else _log_file(run)
+    stamp = importer.first_stamp("log", log) if log and os.path.isfile(log) else None
+    if stamp:
+        out["date"] = stamp.strftime("%Y-%m-%d %H:%M:%S")
+    return out, stamp is not None
+
+
+NOT_RECORDED = "not recorded"
+
+
+def provenance_header(runs):
+    """What the runs say about commit, host and date, one text each; what they do not say is said.
+
+    Several values are listed (dates as first .. last); runs without a value are counted
+    (``not recorded for 2 of 5 runs``); a date read from a log is marked as the host's local time.
+    """
+    found = [_provenance(r) for r in runs]
+    out = {}
+    for key in ("commit", "host", "date"):
+        values = [str(p[key]) for p, _ in found if p[key] not in (None, "")]
+        missing = len(found) - len(values)
+        if not values:
+            out[key] = NOT_RECORDED
+            continue
+        distinct = sorted(set(values)) if key == "date" else list(dict.fromkeys(values))
+        text = f"{distinct[0]} .. {distinct[-1]}" if key == "date" and len(distinct) > 1 else ", ".join(distinct)
+        if key == "date" and any(from_log for _, from_log in found):
+            text += " (log time stamps, the host's local time)"
+        out[key] = text + (f" ({NOT_RECORDED} for {missing} of {len(found)} runs)" if missing else "")
+    return out
 
 
 def _position(run):
@@ -219,12 +251,11 @@ def build(runs, baselines=None, threshold_pct=THRESHOLD_PCT, reserved_tolerance_
                      "status": run["status"], "role": role,
                      "verdict": None if run["status"] == "cancelled" else "baseline" if role == "baseline"
                      else verdict_of.get(run["path"]),
-                     "excluded": note, **_provenance(run.get("manifest", {})),
+                     "excluded": note, **_provenance(run)[0],
                      "reason": run["reason"], "warnings": run["warnings"],
                      "output": _output_cell(run), "machine": machine(run, health),
                      "diagnostics": diagnostics.markdown(run)})
-    header = {key: ", ".join(dict.fromkeys(str(r[key] or UNKNOWN) for r in rows)) or UNKNOWN
-              for key in ("commit", "host", "date")}
+    header = provenance_header([run for run, _ in ordered])
     names = [variant_name(r) for r, _ in cancelled]
     header.update(cancelled={n: names.count(n) for n in dict.fromkeys(names)},
                   baseline=", ".join(dict.fromkeys(variant_name(b) for b in baselines)) or None,
@@ -496,11 +527,13 @@ def write_all(texts):
                 os.unlink(tmp)
 
 
-def write(data, outdir):
-    """Write report.md, report.csv, report.json and summary.txt into outdir, all or none; {name: path}."""
+def write(data, outdir, extra=None):
+    """Write report.md, report.csv, report.json and summary.txt (and ``extra``'s {name: text}, e.g.
+    :func:`wanbench.share.texts`) into outdir, all or none; {name: path}."""
     os.makedirs(outdir, exist_ok=True)
     texts = {f"report.{fmt}": _RENDER[fmt](data) for fmt in FORMATS}
     texts["summary.txt"] = summary(data)
+    texts.update(extra or {})
     paths = {name: os.path.join(outdir, name) for name in texts}  # every text is built before any is written
     write_all({paths[name]: text for name, text in texts.items()})
     return paths

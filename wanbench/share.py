@@ -18,14 +18,17 @@ Both are made from :func:`wanbench.report.build`'s result (``data``):
   images embedded as base64 ``data:`` URIs; no JavaScript, no external URL.
   Every text from the runs (variant names, commits, reasons) is escaped.
 
-:func:`write` writes ``share.md`` and ``report.html`` atomically;
-:func:`add_cli` adds the ``wanbench share`` subcommand.  matplotlib is
+:func:`texts` builds ``share.md`` and ``report.html``, :func:`write` writes
+them atomically (a play's report writes them beside report.md through
+``wanbench report --out``); :func:`add_cli` adds the ``wanbench share``
+subcommand (the runs given, a play's runs found by its id, or a report folder).  matplotlib is
 imported only inside the plotting functions, which draw on ``Agg``
 canvases of their own (no pyplot: nothing global is switched or kept).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html as _html
 import io
@@ -33,8 +36,8 @@ import os
 
 from . import attribution, report
 
-__all__ = ["HISTORY_METRICS", "add_cli", "change_plot", "history_plots", "html", "markdown", "waterfall_plot",
-           "write"]
+__all__ = ["HISTORY_METRICS", "add_cli", "change_plot", "history_plots", "html", "markdown", "texts",
+           "waterfall_plot", "write"]
 
 HISTORY_METRICS = ("request_total", "reserved_peak")
 UNITS = {"request_total": "ms", "reserved_peak": "MB"}
@@ -481,17 +484,22 @@ def html(data, series=None, alarms=None, title="wanbench report"):
     return "\n".join(parts) + "\n"
 
 
-def write(data, outdir, series=None, alarms=None):
-    """Write share.md and report.html into outdir, all or none (both built first); {name: path}."""
+def texts(data, series=None, alarms=None):
+    """{"share.md": text, "report.html": text} of build's data (both built before either is written)."""
     from . import history
 
     if series is not None and alarms is None:
         alarms = history.alarms(series)
-    texts = {"share.md": markdown(data, alarms if series is not None else None),
-             "report.html": html(data, series, alarms)}
+    return {"share.md": markdown(data, alarms if series is not None else None),
+            "report.html": html(data, series, alarms)}
+
+
+def write(data, outdir, series=None, alarms=None):
+    """Write share.md and report.html into outdir, all or none; {name: path}."""
+    built = texts(data, series, alarms)
     os.makedirs(outdir, exist_ok=True)
-    paths = {name: os.path.join(outdir, name) for name in texts}
-    report.write_all({paths[name]: text for name, text in texts.items()})
+    paths = {name: os.path.join(outdir, name) for name in built}
+    report.write_all({paths[name]: text for name, text in built.items()})
     return paths
 
 
@@ -515,33 +523,102 @@ def _history(args):
     return series, history.alarms(series, acks=acks)
 
 
+def _from_report(folder):
+    """The data of a report folder's report.json (the play's own verdicts, not judged again)."""
+    import json
+
+    path = os.path.join(folder, "report.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{folder}: no report.json (--report takes a report folder:"
+                         f" results/<host>/reports/<stamp>/<family>-<mode>)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if not (isinstance(data, dict) and {"header", "groups", "rows"} <= set(data)):
+        raise ValueError(f"{path}: not a wanbench report (header, groups and rows expected)")
+    return data
+
+
+def _play_groups(results, play):
+    """The play's collected runs under ``results`` grouped by control as the play's report groups them:
+    [(out name, controls, candidates, across_plays)], plus the play's recorded confidence."""
+    from . import index, rundirs, schedule, store
+
+    if not os.path.isdir(results):
+        raise ValueError(f"{results}: not a folder (--play looks for the play's runs in --results, default results)")
+    paths = [d for d in index.run_dirs(results)
+             if ((store.read_manifest(d) or {}).get("schedule") or {}).get("play") == play]
+    if not paths:
+        raise ValueError(f"play {play}: no collected run of it under {results}"
+                         f" (its runs are results/<host>/<run>/ with schedule.play in manifest.json)")
+    found = rundirs.report_inputs(paths)
+    groups = [g for g in schedule.report_groups(found["runs"], found["controls"]) if g["controls"] + g["candidates"]]
+    return [(f"{g['family']}-{g['mode']}", g["controls"] if g["candidates"] else [],
+             g["candidates"] or g["controls"], g["across_plays"]) for g in groups], found["confidence"]
+
+
 def _handler(args):
     from . import judging
+    from .stats import CONFIDENCE
 
-    if not args.baseline:
+    given = [name for name, v in (("PATH --baseline PATH", args.paths or args.baseline), ("--play", args.play),
+                                  ("--report", args.report)) if v]
+    if len(given) != 1:
+        raise ValueError("share takes one of: candidate runs with --baseline PATH, --play ID or --report DIR"
+                         + (f" (got {' and '.join(given)})" if given else ""))
+    if args.paths and not args.baseline:
         raise ValueError("share needs --baseline PATH (repeat it for repeated baseline runs)")
+    if args.baseline and not args.paths:
+        raise ValueError("share needs candidate runs (PATH ...) besides --baseline")
     if args.host and not args.results:
         raise ValueError("--host selects the history of --results DIR; give --results too")
-    inputs, data = judging.judge(args, args.paths)
-    series, alarms = _history(args)
-    paths = write(data, args.out, series, alarms)
-    verdicts = [g["verdict"] for g in data["groups"]] + ["fail" for a in _open_alarms(alarms)]
-    return inputs, "\n".join([*paths.values(), *report.summary(data).splitlines()]), verdicts
+    out = args.out or args.report
+    if not out:
+        raise ValueError("share needs --out DIR (with --report, the report folder is the default)")
+    series, alarms = _history(args) if not args.play or args.results else (None, None)
+    inputs, written = [], []  # [(out folder, data)]
+    if args.report:
+        written.append((out, _from_report(args.report)))
+    elif args.play:
+        groups, confidence = _play_groups(args.results or "results", args.play)
+        if args.confidence == CONFIDENCE:  # not given: the play's own (lowered by repeats=auto)
+            args.confidence = confidence
+        for name, controls, candidates, across in groups:
+            mine = argparse.Namespace(**{**vars(args), "baseline": controls,
+                                         "across_plays": args.across_plays or across})
+            parsed, data = judging.judge(mine, candidates)
+            inputs += parsed
+            written.append((out if len(groups) == 1 else os.path.join(out, name), data))
+    else:
+        inputs, data = judging.judge(args, args.paths)
+        written.append((out, data))
+    lines, verdicts = [], ["fail"] * len(_open_alarms(alarms))
+    for folder, data in written:
+        lines += [*write(data, folder, series, alarms).values(), *report.summary(data).splitlines()]
+        verdicts += [g["verdict"] for g in data["groups"]]
+    return inputs, "\n".join(lines), verdicts
 
 
 def add_cli(subparsers):
-    """Add ``share PATH... --baseline PATH [--results DIR [--host H]] --out DIR`` to argparse subparsers."""
-    from . import judging
+    """Add ``share`` to argparse subparsers: ``PATH... --baseline PATH``, ``--play ID`` or ``--report DIR``."""
+    from . import judging, options
 
-    p = subparsers.add_parser("share", help="write share.md (paste-ready) and report.html (self-contained, plots)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="candidate runs (grouped by their manifest's variant)")
-    p.add_argument("--baseline", action="append", metavar="PATH",
-                   help="a baseline run; repeat it for repeated runs (all form the baseline side)")
-    p.add_argument("--out", required=True, metavar="DIR", help="write share.md and report.html here")
-    p.add_argument("--results", metavar="DIR", help="results folder with an index: plot the history over nights")
+    p = subparsers.add_parser("share", help="write share.md (paste-ready) and report.html (self-contained, plots)",
+                              description="The runs: candidate PATHs with --baseline PATH (repeatable), a play's"
+                                          " collected runs (--play ID, judged as the play grouped them), or a"
+                                          " report folder a play wrote (--report DIR: its verdicts as they are).")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="candidate runs (grouped by their manifest's variant)")
+    p.add_argument("--play", metavar="ID", help="the play's collected runs under --results (default: results);"
+                                                " several control groups: one folder each under --out")
+    p.add_argument("--report", metavar="DIR", help="a report folder (report.json) a play or `wanbench report` wrote")
+    p.add_argument("--out", metavar="DIR", help="write share.md and report.html here (default: the --report DIR)")
+    p.add_argument("--results", metavar="DIR", help="results folder with an index: plot the history over nights"
+                                                     " (and where --play looks)")
     p.add_argument("--host", metavar="H", help="only this host's history (default: every host in --results)")
     p.add_argument("--ack", metavar="FILE", help="ack file of the history's alarms (see wanbench history)")
-    p.add_argument("--check", action="store_true", help="exit 1 when a verdict is fail or invalid or an alarm is open")
+    options.add_sides(p, check="exit 1 when a verdict is fail or invalid or an alarm is open")
     judging.add_arguments(p)
     p.set_defaults(func=_handler)
     return p
