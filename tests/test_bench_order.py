@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from test_share import PNG_RE, plot_area, screenshot  # headless Chromium, as the share tests use it
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -57,6 +59,17 @@ def test_warmup_then_abba_blocks_recorded_in_manifests(tmp_path, samples):
     report = (summary.parent / "report.md").read_text()
     assert "warm-up (discarded)" in report and "baseline: 2 of 2 runs used" in report
     assert f"play {manifests[0]['schedule']['play']}: 5 runs, 2 repeat(s) an arm, 1 warm-up, order seed 4" in out
+    # beside report.md: share.md and report.html, whose paths are the play's last message
+    pages = [summary.parent / name for name in ("share.md", "report.html")]
+    assert f"- {pages[0]} - {pages[1]}" in out and out.rindex("msg:") < out.index(str(pages[1])), out[-3000:]
+    assert pages[0].read_text().startswith("**wanbench** · host localhost · commit ")
+    # the page shows its plots in headless Chromium (the same page with broken images shows none)
+    img = screenshot(pages[1], tmp_path / "shot.png", tmp_path / "profile")
+    rows, ink = plot_area(img)
+    assert rows > 50 and ink > 3000, (rows, ink)  # the change plot: threshold band, intervals, labels
+    broken = tmp_path / "broken.html"
+    broken.write_text(PNG_RE.sub('<img alt="x" src="data:image/png;base64,AAAA">', pages[1].read_text()))
+    assert plot_area(screenshot(broken, tmp_path / "broken.png", tmp_path / "profile")) == (0, 0)
 
 
 def test_adaptive_repeats_stop_once_decided(tmp_path, samples):

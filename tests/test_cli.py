@@ -160,14 +160,16 @@ def test_report_formats_and_out(tmp_path, s):
     base = ("report", s["run_sample_variant.log"], "--baseline", s["run_sample_baseline.log"])
     md = wanbench(*base)
     assert md.returncode == 0
-    assert md.stdout.startswith("# wanbench report\n\n- commit: unknown\n")
+    assert md.stdout.startswith("# wanbench report\n\n- commit: not recorded\n- host: not recorded\n")
     assert "| run_sample_variant |             1/1 |             -1.34 |         n/a |" in md.stdout
     csv_rows = wanbench(*base, "--format", "csv").stdout.splitlines()
     assert csv_rows[0].startswith("variant,log_file,request_total,") and len(csv_rows) == 3
     out = tmp_path / "out"
     done = wanbench(*base, "--out", out, "--check", "--threshold-pct", "5", "--noise-cv-pct", "0.5")
     assert (done.returncode, done.stdout.split()) == (
-        0, [str(out / f) for f in ("report.md", "report.csv", "report.json", "summary.txt")])
+        0, [str(out / f) for f in ("report.md", "report.csv", "report.json", "summary.txt", "share.md", "report.html")])
+    assert (out / "share.md").read_text().startswith("**wanbench** · host not recorded · commit not recorded")
+    assert (out / "report.html").read_text().count('src="data:image/png;base64,') >= 1  # the change plot
     assert json.loads((out / "report.json").read_text())["groups"][0]["verdict"] == "inconclusive"
     assert (out / "summary.txt").read_text().startswith("run_sample_variant: INCONCLUSIVE (request_total -1.34 %")
     blocked = wanbench(*base, "--out", s["run_sample_crash.log"])

@@ -43,7 +43,8 @@ def cells(lines, section, first):
 def test_markdown_report(runs):
     text = render_report([runs["variant"], runs["crash"]], runs["baseline"], noise={"cv_pct": 0.2, "df": 12, "source": "measured"})
     lines = text.splitlines()
-    assert lines[:6] == ["# wanbench report", "", "- commit: unknown", "- host: unknown", "- date: unknown",
+    assert lines[:6] == ["# wanbench report", "", "- commit: not recorded", "- host: not recorded",
+                         "- date: 2026-03-04 09:12:43 .. 2026-03-04 09:31:17 (log time stamps, the host's local time)",
                          "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
                          " Welch t on log request_total, paired by block where every block has both arms, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
     assert cells(lines, "## Verdicts", "run_sample_variant") == [
@@ -93,13 +94,33 @@ def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
     (g,) = data["groups"]
     assert (g["variant"], g["n"]) == ("agwait1", {"baseline": 1, "candidate": 2})
     assert {k: data["header"][k] for k in ("commit", "host", "date", "baseline")} == {
-        "commit": "abc123", "host": "npu", "date": "unknown, 2026-02-11T14:03:10Z", "baseline": "baseline"}
+        "commit": "abc123", "host": "npu", "baseline": "baseline",
+        # r1's start is recorded; the others' come from their logs (the workload's local time stamps)
+        "date": "2026-02-11T14:03:10Z .. 2026-03-04 09:22:08 (log time stamps, the host's local time)"}
     assert data["header"]["order"] == {"play": "P", "seed": 9,
                                        "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"],
                                        "adaptive": None}
     assert "- order: play P, seed 9: baseline (warm-up), agwait1, baseline, agwait1" in render(data)
     with pytest.raises(ValueError, match="manifest.json: variant must be a string, got 7"):
         build([make_run_dir(tmp_path, samples, "bad", "variant", {"variant": 7})], [baseline])
+
+
+def test_header_says_what_the_runs_do_not_record(tmp_path, samples):
+    """A run without manifest whose log has no time stamps: counted as not recorded, never 'unknown'."""
+    import re
+
+    a = make_run_dir(tmp_path, samples, "a", "baseline", {"variant": "baseline", "host": "npu",
+                                                           "repo": {"sha": "abc123"}, "started_at": "2026-02-11T14:03:10Z"})
+    b = tmp_path / "b"
+    b.mkdir()
+    log = (samples / "run_sample_variant.log").read_text()
+    (b / "run.log").write_text(re.sub(r"^\[[0-9 :,-]+\] ", "", log, flags=re.M))
+    (b / "perf.csv").write_bytes((samples / "perf_sample_variant.csv").read_bytes())
+    h = build([parse_run(b)], [a])["header"]
+    assert {k: h[k] for k in ("commit", "host", "date")} == {
+        "commit": "abc123 (not recorded for 1 of 2 runs)", "host": "npu (not recorded for 1 of 2 runs)",
+        "date": "2026-02-11T14:03:10Z (not recorded for 1 of 2 runs)"}
+    assert build([parse_run(b)])["header"]["commit"] == "not recorded"
 
 
 def test_csv_and_json_keep_full_precision(runs):

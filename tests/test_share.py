@@ -67,7 +67,9 @@ def colour_pixels(img, hex_colour, tol=0.03):
 def test_share_markdown_on_the_real_gpu_runs():
     text = share.markdown(gpu_data())
     lines = text.splitlines()
-    assert lines[0] == "**wanbench** · host vm · commit unknown · date unknown"
+    # the manifests record the host but no commit or start: the date comes from the logs' time stamps
+    assert lines[0] == ("**wanbench** · host vm · commit not recorded · date 2026-11-27 07:53:19 .. 2026-11-27 07:58:46"
+                        " (log time stamps, the host's local time)")
     assert lines[1] == ("baseline baseline; request_total change with its 95 % interval (paired t on log differences"
                         " within blocks; Holm over 2 candidates (95 % family-wise)), threshold ±0.50 %; reserved_peak"
                         " tolerance +1.00 %; 1 warm-up run(s) discarded")
@@ -124,7 +126,8 @@ def test_html_is_self_contained_and_holds_the_change_plot():
     assert colour_pixels(img, share.BAND_COLOR) > 1000  # the +-threshold band
     assert colour_pixels(img, share.VERDICT_COLORS["fail"]) > 100  # nofsdp's interval, in its verdict's colour
     assert '<td class="l fail">FAIL: reserved_peak +78.68 % &gt; 1.00 % tolerance</td>' in text
-    assert "host <b>vm</b> · commit <b>unknown</b>" in text and "<h2>History</h2>" not in text
+    assert "host <b>vm</b> · commit <b>not recorded</b> · date <b>2026-11-27 07:53:19 .. " in text
+    assert "<h2>History</h2>" not in text
 
 
 def hostile(tmp_path):
@@ -219,9 +222,48 @@ def test_share_handler_bad_usage_is_one_line(tmp_path):
     args = share_args(tmp_path, "--results", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="missing: not a folder"):
         args.func(args)
-    with pytest.raises(SystemExit):
-        parser().parse_args(["share", str(GPU / "02-aa"), "--baseline", str(GPU / "03-baseline")])  # no --out
-    assert list(tmp_path.iterdir()) == []
+    for argv, message in (([str(GPU / "02-aa"), "--baseline", str(GPU / "03-baseline")], "share needs --out DIR"),
+                          (["--baseline", str(GPU / "03-baseline"), "--out", str(tmp_path)], "share needs candidate"),
+                          ([str(GPU / "02-aa"), "--play", "P", "--out", str(tmp_path)],
+                           r"share takes one of: .* \(got PATH --baseline PATH and --play\)"),
+                          (["--out", str(tmp_path)], "share takes one of: "),
+                          (["--report", str(tmp_path / "none")], "none: no report.json"),
+                          (["--play", "P", "--results", str(tmp_path / "none"), "--out", str(tmp_path)],
+                           "none: not a folder"),
+                          (["--play", "P", "--results", str(GPU.parent), "--out", str(tmp_path)],
+                           "play P: no collected run of it under ")):  # (the runs' own play has another id)
+        args = parser().parse_args(["share", *argv])
+        with pytest.raises(ValueError, match=message):
+            args.func(args)
+    assert list(tmp_path.iterdir()) == [] and not (GPU.parent / "index.sqlite").exists()  # nothing written
+
+
+def test_share_finds_a_plays_runs_and_rerenders_a_report_folder(tmp_path):
+    """--play ID: the play's collected runs (results/<host>/<run>/, by manifest) judged as the play grouped
+    them, as the explicit form judges them; --report DIR: a report folder's verdicts rendered as they are."""
+    explicit = share_args(tmp_path / "explicit")
+    explicit.func(explicit)
+    results = tmp_path / "results"
+    for run in BASELINES + CANDIDATES:
+        shutil.copytree(GPU / run, results / "vm" / run)
+    args = parser().parse_args(["share", "--play", "20261127T075306Z-gpu", "--results", str(results),
+                                "--out", str(tmp_path / "play")])
+    inputs, text, verdicts = args.func(args)
+    assert len(inputs) == 10 and verdicts == ["fail", "inconclusive"]
+    played = (tmp_path / "play" / "share.md").read_text()
+    # the same verdicts; --results also gives the history (one play: no alarm)
+    assert played == (tmp_path / "explicit" / "share.md").read_text() + "\nhistory: no open alarms\n"
+    # a report folder as a play leaves it (report.json among its files), rendered again elsewhere
+    data = gpu_data()
+    report.write(data, tmp_path / "rep")
+    args = parser().parse_args(["share", "--report", str(tmp_path / "rep"), "--out", str(tmp_path / "again")])
+    inputs, text, verdicts = args.func(args)
+    assert inputs == [] and verdicts == ["fail", "inconclusive"]
+    assert (tmp_path / "again" / "share.md").read_text() == share.markdown(data)
+    assert images((tmp_path / "again" / "report.html").read_text())  # the change plot, from report.json alone
+    args = parser().parse_args(["share", "--report", str(tmp_path / "rep")])  # default: into the report folder
+    assert args.func(args)[1].splitlines()[:2] == [str(tmp_path / "rep" / "share.md"),
+                                                  str(tmp_path / "rep" / "report.html")]
 
 
 # ---------------------------------------------------------------- history plots

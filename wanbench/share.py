@@ -241,11 +241,13 @@ def change_plot(data):
         ax = fig.subplots()
         ax.axvspan(-thr, thr, color=BAND_COLOR, zorder=0, label=f"±{thr:.2f} % threshold")
         ax.axvline(0, color="#555555", linewidth=0.8, zorder=1)
-        labels, extent = [], [thr * 1.5]
+        labels, extent, marks = [], [thr * 1.5], []
         for y, g in enumerate(groups):
             pct, ci = g["diff_pct"]["request_total"], g["ci_pct"]["request_total"]
             color = VERDICT_COLORS.get(g["verdict"], "#000000")
-            labels.append(f"{g['variant']}: {verdict_text(g)}")
+            # the verdict's word (inconclusive: what it lacks); a fail's or invalid's reason is in the table
+            labels.append(f"{g['variant']}: " + (verdict_text(g) if g["verdict"] in ("pass", "inconclusive")
+                                                  else g["verdict"].upper()))
             if pct is None:
                 ax.text(0, y, "  no request_total change", va="center", fontsize=9, color=color)
                 continue
@@ -256,9 +258,11 @@ def change_plot(data):
                             elinewidth=2.5, capsize=6, markersize=7, zorder=3)
             else:
                 ax.plot(pct, y, marker="x", color=color, markersize=9, zorder=3)
-            ax.annotate(f"{pct:+.2f} %" + ("" if ci else " (no interval)"), (pct, y), xytext=(0, 9),
-                        textcoords="offset points", ha="center", fontsize=8, color=color)
+            marks.append((pct, y, f"{pct:+.2f} %" + ("" if ci else " (no interval)"), color))
         lim = max(extent) * 1.25
+        for pct, y, text, color in marks:  # near an edge, the label grows inwards (never cut at the axes)
+            ha = "right" if pct > lim / 2 else "left" if pct < -lim / 2 else "center"
+            ax.annotate(text, (pct, y), xytext=(0, 9), textcoords="offset points", ha=ha, fontsize=8, color=color)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(len(groups) - 0.4, -0.7)
         ax.set_yticks(range(len(groups)), labels)
@@ -577,12 +581,13 @@ def _handler(args):
     out = args.out or args.report
     if not out:
         raise ValueError("share needs --out DIR (with --report, the report folder is the default)")
-    series, alarms = _history(args) if not args.play or args.results else (None, None)
     inputs, written = [], []  # [(out folder, data)]
+    if args.play:  # found first: a play that is not there writes nothing, not even the index
+        groups, confidence = _play_groups(args.results or "results", args.play)
+    series, alarms = _history(args)
     if args.report:
         written.append((out, _from_report(args.report)))
     elif args.play:
-        groups, confidence = _play_groups(args.results or "results", args.play)
         if args.confidence == CONFIDENCE:  # not given: the play's own (lowered by repeats=auto)
             args.confidence = confidence
         for name, controls, candidates, across in groups:
