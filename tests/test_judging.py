@@ -63,7 +63,7 @@ def test_the_adaptive_look_and_the_report_pass_every_verdict_option():
     # the look used to omit 8 options (e.g. --ignore-process, --idle-mem-mb): it stopped on verdicts the
     # final report would not give
     look = _judging_vars("playbooks/tasks/look.yml", "Judge the runs collected so far")
-    final = _judging_vars("roles/report/tasks/write.yml", "Write report.md, report.csv, report.json and summary.txt")
+    final = _judging_vars("roles/report/tasks/write.yml", "Write report.md, report.csv, report.json, summary.txt, share.md and report.html")
     assert set(look) == set(final) == set(judging.NAMES)
 
 

@@ -52,10 +52,10 @@ def test_bench_writes_and_prints_the_report_and_verdict(e2e):
     assert verdict, printed
     report = "\n".join(r.get("msg", "") for r in result.task_results("Print the report"))
     assert "## Verdicts" in report and "## Runs" in report and "warm-up (discarded)" in report
-    (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv, report.json and summary.txt")]
+    (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv, report.json, summary.txt, share.md and report.html")]
     out = Path(cmd[cmd.index("--out") + 1])
     assert out.name == "fsdp-profiled" and out.parent.parent == RESULTS_ROOT / "testhost" / "reports"
-    assert {"report.md", "report.csv", "report.json", "summary.txt"} <= {p.name for p in out.iterdir()}
+    assert {"report.md", "report.csv", "report.json", "summary.txt", "share.md", "report.html"} <= {p.name for p in out.iterdir()}
     data = json.loads((out / "report.json").read_text())
     assert sorted((r["variant"], r["role"]) for r in data["rows"]) == [
         ("baseline", "baseline"), ("baseline", "baseline"), ("ffn_only", "candidate")]

@@ -56,7 +56,7 @@ def _run_root(inventory, folder):
 
 
 def _report(result):
-    (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv, report.json and summary.txt")]
+    (cmd,) = [r["cmd"] for r in result.task_results("Write report.md, report.csv, report.json, summary.txt, share.md and report.html")]
     out = Path(cmd[cmd.index("--out") + 1])
     return out, json.loads((out / "report.json").read_text())
 
