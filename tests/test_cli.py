@@ -261,3 +261,24 @@ def test_a_bad_input_is_one_line_naming_the_file_given(tmp_path, capsys, monkeyp
     assert cli.main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"wanbench: {named}: "), err
+
+
+def test_cli_options_have_one_home_that_imports_nothing_back():
+    """Option types and the --baseline/--check pair live in wanbench/options.py; share and judging use them and
+    import nothing of the command (no share -> cli circle); options imports nothing of the package."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "wanbench"
+
+    def imports(name):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        return found
+
+    assert "cli" not in imports("share") | imports("judging") and imports("options") == set()
+    assert "options" in imports("share") & imports("cli") & imports("judging")
+    for cmd in ("compare", "report", "share"):
+        assert "--check" in wanbench(cmd, "--help").stdout

@@ -547,7 +547,7 @@ def _from_report(folder):
 
 def _play_groups(results, play):
     """The play's collected runs under ``results`` grouped by control as the play's report groups them:
-    [(out name, controls, candidates, across_plays)], plus the play's recorded confidence."""
+    ([(out name, controls, candidates, across_plays)], the play's recorded confidence, its host's folder)."""
     from . import index, rundirs, schedule, store
 
     if not os.path.isdir(results):
@@ -559,8 +559,10 @@ def _play_groups(results, play):
                          f" (its runs are results/<host>/<run>/ with schedule.play in manifest.json)")
     found = rundirs.report_inputs(paths)
     groups = [g for g in schedule.report_groups(found["runs"], found["controls"]) if g["controls"] + g["candidates"]]
-    return [(f"{g['family']}-{g['mode']}", g["controls"] if g["candidates"] else [],
-             g["candidates"] or g["controls"], g["across_plays"]) for g in groups], found["confidence"]
+    hosts = {os.path.dirname(p) for p in paths}
+    return ([(f"{g['family']}-{g['mode']}", g["controls"] if g["candidates"] else [],
+              g["candidates"] or g["controls"], g["across_plays"]) for g in groups], found["confidence"],
+            hosts.pop() if len(hosts) == 1 else None)
 
 
 def _handler(args):
@@ -583,13 +585,14 @@ def _handler(args):
         raise ValueError("share needs --out DIR (with --report, the report folder is the default)")
     inputs, written = [], []  # [(out folder, data)]
     if args.play:  # found first: a play that is not there writes nothing, not even the index
-        groups, confidence = _play_groups(args.results or "results", args.play)
+        groups, confidence, host_dir = _play_groups(args.results or "results", args.play)
     series, alarms = _history(args)
     if args.report:
         written.append((out, _from_report(args.report)))
     elif args.play:
         if args.confidence == CONFIDENCE:  # not given: the play's own (lowered by repeats=auto)
             args.confidence = confidence
+        args.noise_store = args.noise_store or host_dir  # as the play's report: its host's stored runs
         for name, controls, candidates, across in groups:
             mine = argparse.Namespace(**{**vars(args), "baseline": controls,
                                          "across_plays": args.across_plays or across})
