@@ -281,7 +281,8 @@ def aa_noise(g):
             f" at {n} run(s) a side")
 
 
-METHODS = {"paired": "paired t on log differences within blocks", "welch": "Welch t on log times",
+METHODS = {"paired": "paired t on log differences within blocks",
+           "crossover": "paired by block, ABBA pairs together (order effect removed)", "welch": "Welch t on log times",
            "known-noise": "t from a measured noise", "stored-noise+between": "t from the store, play-to-play part added"}
 
 
