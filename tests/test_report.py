@@ -45,7 +45,7 @@ def test_markdown_report(runs):
     lines = text.splitlines()
     assert lines[:6] == ["# wanbench report", "", "- commit: unknown", "- host: unknown", "- date: unknown",
                          "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
-                         " Welch t on log request_total, paired by block where every block has both arms, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
+                         " Welch t on log request_total, paired by block where every block has both arms (ABBA pairs together, the order effect removed, from 4 blocks), with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
     assert cells(lines, "## Verdicts", "run_sample_variant") == [
         "run_sample_variant", "1/1", "-1.34", "-2.05 .. -0.63 (Holm: 97.5 %)", "+0.28", "pass", ""]
     assert cells(lines, "## Verdicts", "run_sample_crash") == [
@@ -94,7 +94,7 @@ def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
     assert (g["variant"], g["n"]) == ("agwait1", {"baseline": 1, "candidate": 2})
     assert {k: data["header"][k] for k in ("commit", "host", "date", "baseline")} == {
         "commit": "abc123", "host": "npu", "date": "unknown, 2026-02-11T14:03:10Z", "baseline": "baseline"}
-    assert data["header"]["order"] == {"play": "P", "seed": 9,
+    assert data["header"]["order"] == {"play": "P", "seed": 9, "design": None, "warmup": None,  # an older play
                                        "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"],
                                        "adaptive": None}
     assert "- order: play P, seed 9: baseline (warm-up), agwait1, baseline, agwait1" in render(data)

@@ -5,7 +5,10 @@ factor), so a change is computed on the log scale: the estimate is the ratio
 of geometric means minus one, and its interval comes from
 
 * a **paired t interval** on the log differences within blocks when every
-  block of the play holds one run of each side (drift between blocks cancels);
+  block of the play holds one run of each side (drift between blocks
+  cancels); with the runs' positions, 4 blocks or more and both orders
+  equally often (the play's ABBA pairs), the **crossover** analysis of the
+  pairs together, which removes an order effect from the variance too;
 * else **Welch's t interval** on the log times when both sides have at least two
   runs: small samples (3 a side) need t, not z, and a variant may change the
   spread, so the variances are not pooled.  A rank test alone cannot serve:
@@ -24,7 +27,9 @@ of geometric means minus one, and its interval comes from
 The decision (:func:`decide`) needs both: the whole interval on one side of 0
 *and* the estimate at or beyond the threshold.  :func:`runs_needed` is the
 per-side sample size of a two-sided t test that finds a change of the
-threshold's size with 80 % power at the observed noise.  :func:`holm_levels`
+threshold's size with 80 % power at the observed noise; :func:`runs_to_decide` the
+runs for the verdict the observation points to (at the block differences'
+spread when the analysis is by block).  :func:`holm_levels`
 corrects several candidates judged against one control (Holm's step-down).
 """
 
