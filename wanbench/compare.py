@@ -367,7 +367,8 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
                           blocks=blocks, positions=positions)
     out["change"] = change
     noise_source = noise["source"] if noise else ""
-    out["source"] = {"welch": "data", "paired": "data", "crossover": "data", "none": "none"}.get(change["method"], noise_source)
+    out["source"] = ("data" if change["method"] in ("welch", "paired", "crossover")
+                     else "none" if change["method"] == "none" else noise_source)
     pct, ci = change["pct"], change["ci"]
     level = f"{confidence * 100:.4g} %"
     if ci is None:
