@@ -86,10 +86,10 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
     3 or more becomes the next even number when a control key has two arms
     or more (``repeats_asked`` and ``note`` keep what was asked).  A control
     source is "selected" (the baseline was asked for by name), "rerun",
-    "stored" or "none".  ``adaptive``: ``repeats`` is a budget; the play looks
-    after every block from the second on and stops a control key's blocks once
-    its verdicts are decided, looking after every pair of blocks (``look``
-    on the pair's last run: ABBA pairs complete); each run records its block's look level
+    "stored" or "none".  ``adaptive``: ``repeats`` is a budget (rounded up to
+    an even number); the play looks after every pair of blocks (``look`` on
+    the pair's last run: ABBA pairs complete) and stops a control key's
+    blocks once its verdicts are decided; each run records its block's look level
     (``confidence``: Lan-DeMets alpha spending of ``spending`` shape,
     O'Brien-Fleming or Pocock, ``stats.look_levels``), the alpha spent by
     then (``spent_alpha``) and ``last_in_block``.  The schedule's own
