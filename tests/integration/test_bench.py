@@ -59,7 +59,7 @@ def test_bench_writes_and_prints_the_report_and_verdict(e2e):
     assert {"report.md", "report.csv", "report.json", "summary.txt"} <= {p.name for p in out.iterdir()}
     data = json.loads((out / "report.json").read_text())
     assert sorted((r["variant"], r["role"]) for r in data["rows"]) == [
-        ("baseline", "baseline"), ("baseline", "baseline"), ("ffn_only", "candidate")]
+        ("baseline", "baseline"), ("baseline", "baseline"), ("ffn_only", "candidate"), ("ffn_only", "candidate")]
     (group,) = data["groups"]
     assert group["variant"] == "ffn_only" and group["verdict"] in VERDICTS
     assert group["n"] == {"baseline": 1, "candidate": 1}  # the warm-up is left out
