@@ -96,7 +96,7 @@ def wanbench_selection_text(selection, baseline="rerun"):
 
 
 def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10, play="",
-                      spending="obrien-fleming"):
+                      spending="obrien-fleming", balanced=True):
     """The play's runs: warm-ups, then interleaved blocks of every arm (see wanbench.schedule).
 
     ``repeats=auto`` plans ``max_runs`` blocks as a budget and marks the schedule adaptive.
@@ -109,7 +109,7 @@ def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed=
                                   repeats=_int("max_runs" if adaptive else "repeats", max_runs if adaptive else repeats),
                                   seed=None if seed in (None, "") else _int("order_seed", seed),
                                   warmup=_int("warmup", warmup), adaptive=adaptive, play=str(play or "") or None,
-                                  spending=str(spending or "obrien-fleming"))
+                                  spending=str(spending or "obrien-fleming"), balanced=_bool("balanced", balanced))
     except _schedule.ScheduleError as exc:
         raise _fail("wanbench_schedule", exc) from None
 
@@ -126,6 +126,13 @@ def _int(name, value):
         return int(str(value).strip())
     except ValueError:
         raise AnsibleFilterError(f"wanbench_schedule: {name}={value!r}: expected a whole number") from None
+
+
+def _bool(name, value):
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "yes", "no", "1", "0"):
+        raise AnsibleFilterError(f"wanbench_schedule: {name}={value!r}: expected true or false")
+    return text in ("true", "yes", "1")
 
 
 def wanbench_plan_text(sched):

@@ -46,7 +46,7 @@ def test_markdown_report(runs):
     assert lines[:6] == ["# wanbench report", "", "- commit: not recorded", "- host: not recorded",
                          "- date: 2026-03-04 09:12:43 .. 2026-03-04 09:31:17 (log time stamps, the host's local time)",
                          "- baseline: run_sample_baseline (threshold 0.50 %, reserved_peak tolerance 1.00 %; 95 % CI:"
-                         " Welch t on log request_total, paired by block where every block has both arms, with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
+                         " Welch t on log request_total, paired by block where every block has both arms (ABBA pairs together, the order effect removed, from 4 blocks), with one run a side a measured noise, t with its df: CV 0.20 % (measured))"]
     assert cells(lines, "## Verdicts", "run_sample_variant") == [
         "run_sample_variant", "1/1", "-1.34", "-2.05 .. -0.63 (Holm: 97.5 %)", "+0.28", "pass", ""]
     assert cells(lines, "## Verdicts", "run_sample_crash") == [
@@ -97,7 +97,7 @@ def test_header_groups_and_order_come_from_manifests(tmp_path, samples):
         "commit": "abc123", "host": "npu", "baseline": "baseline",
         # r1's start is recorded; the others' come from their logs (the workload's local time stamps)
         "date": "2026-02-11T14:03:10Z .. 2026-03-04 09:22:08 (log time stamps, the host's local time)"}
-    assert data["header"]["order"] == {"play": "P", "seed": 9,
+    assert data["header"]["order"] == {"play": "P", "seed": 9, "design": None, "warmup": None,  # an older play
                                        "runs": ["baseline (warm-up)", "agwait1", "baseline", "agwait1"],
                                        "adaptive": None}
     assert "- order: play P, seed 9: baseline (warm-up), agwait1, baseline, agwait1" in render(data)

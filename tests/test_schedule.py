@@ -25,19 +25,41 @@ def test_block_orders_are_abba():
     assert len({tuple(S.block_orders(["a", "b", "c"], 1, s)[0]) for s in range(30)}) > 1  # seeds shuffle
 
 
-def test_schedule_warmup_then_blocks(cat):
+def test_schedule_warmup_round_then_balanced_blocks(cat):
+    """Issue 19 item 4: every arm runs a discarded warm-up (not the control alone), and repeats=3 becomes 4 blocks
+    in ABBA pairs (block 3 was a fresh shuffle: unbalanced), with a note saying so."""
     sel = C.plan(cat, "ffn_only", platform="reference")
     s = S.schedule(sel, repeats=3, seed=11, warmup=1, play="P")
     runs = s["runs"]
-    assert len(runs) == 7 and s["seed"] == 11 and s["controls"]["fsdp:profiled"]["source"] == "rerun"
-    assert runs[0]["warmup"] and runs[0]["variant"] == "baseline" and runs[0]["repeat"] == 0
-    assert not any(r["warmup"] for r in runs[1:])
-    assert [r["schedule"]["position"] for r in runs] == list(range(7))
+    assert (s["repeats"], s["repeats_asked"], s["seed"]) == (4, 3, 11)
+    assert "repeats=3 rounded up to 4" in s["note"] and "repeats=3 rounded up to 4" in S.plan_text(s)
+    assert len(runs) == 10 and s["controls"]["fsdp:profiled"]["source"] == "rerun"
+    warm = [r for r in runs if r["warmup"]]
+    assert runs[:2] == warm and sorted(r["variant"] for r in warm) == ["baseline", "ffn_only"]
+    assert all(r["repeat"] == 0 and r["schedule"]["block"] == 0 for r in warm)
+    assert [r["variant"] for r in warm] == [r["variant"] for r in runs if r["schedule"]["block"] == 1]
+    assert [r["schedule"]["position"] for r in runs] == list(range(10))
     assert all(r["schedule"]["play"] == "P" and r["schedule"]["seed"] == 11 for r in runs)
-    blocks = [[r["variant"] for r in runs if r["schedule"]["block"] == b] for b in (1, 2, 3)]
-    assert blocks[1] == blocks[0][::-1] and sorted(blocks[2]) == ["baseline", "ffn_only"]
-    assert [r["role"] for r in runs if r["variant"] == "ffn_only"] == ["candidate"] * 3
-    assert [r["repeat"] for r in runs if r["variant"] == "baseline"] == [0, 1, 2, 3]
+    assert {r["schedule"]["design"] for r in runs} == {S.DESIGN}
+    blocks = [[r["variant"] for r in runs if r["schedule"]["block"] == b] for b in (1, 2, 3, 4)]
+    assert blocks[1] == blocks[0][::-1] and blocks[3] == blocks[2][::-1]
+    for arm in ("baseline", "ffn_only"):  # each arm first in a block as often as the other
+        assert sum(b[0] == arm for b in blocks) == 2
+    assert [r["role"] for r in runs if r["variant"] == "ffn_only"] == ["candidate"] * 5
+    assert [r["repeat"] for r in runs if r["variant"] == "baseline"] == [0, 1, 2, 3, 4]
+    assert S.schedule(sel, repeats=3, seed=11, warmup=0, balanced=False)["repeats"] == 3  # opt-out: as asked
+    one = S.schedule(sel, repeats=1, seed=11, warmup=0)
+    assert one["repeats"] == 1 and "not balanced" in one["note"]
+
+
+def test_each_arm_takes_each_position_equally_often():
+    """Three arms: pair j runs the shuffle rotated j times, so over 3 pairs each arm is first, second and last
+    equally often (a fresh shuffle per pair left that to chance)."""
+    for seed in range(10):
+        orders = S.block_orders(["a", "b", "c"], 6, seed)
+        for arm in "abc":
+            assert sorted(o.index(arm) for o in orders) == [0, 0, 1, 1, 2, 2]
+        assert all(orders[i + 1] == orders[i][::-1] for i in (0, 2, 4))
 
 
 def test_aa_is_the_baseline_under_another_name(cat):
@@ -88,4 +110,6 @@ def test_report_groups(cat):
 
 def test_plan_text(cat):
     s = S.schedule(C.plan(cat, "ffn_only", platform="reference"), repeats=1, seed=5, warmup=1, play="P")
-    assert S.plan_text(s).startswith("play P: 3 runs, 1 repeat(s) an arm, 1 warm-up, order seed 5: baseline (warm-up), ")
+    assert S.plan_text(s).startswith("play P: 4 runs, 1 repeat(s) an arm (repeats=1: one block, its order not balanced")
+    assert "1 warm-up round(s) (one discarded run of every arm), order seed 5: " in S.plan_text(s)
+    assert S.plan_text(s).count("(warm-up)") == 2

@@ -134,3 +134,44 @@ def test_14b_baselines_resolve_3_percent():
     known = compare(base[0], base[1], noise={"cv_pct": 0.59, "df": 11, "source": "measured"})
     assert known["verdict"] == "inconclusive" and known["noise_source"] == "measured"
     assert known["runs_needed"] == 23
+
+
+def play_runs(tag, values, blocks, positions):
+    """Run dicts of one play as parse_run gives them, with the schedule's block and position of each."""
+    from wanbench.parse import METRICS
+    return [{"path": f"play/{tag}{i}", "kind": "run", "status": "ok", "reason": "", "warnings": [],
+             "metrics": {**dict.fromkeys(METRICS), "request_total": v, "reserved_peak": 1000.0},
+             "manifest": {"variant": tag, "schedule": {"play": "P", "warmup": False, "block": b, "position": p}}}
+            for i, (v, b, p) in enumerate(zip(values, blocks, positions))]
+
+
+def test_abba_pairs_analysed_together_cancel_an_order_effect():
+    """Issue 19 item 4: a true -1 % under a +1 % effect of running first in a block. The block differences
+    alternate -2 % / 0 %: paired alone they look like noise (inconclusive); the crossover analysis (the blocks
+    where the candidate ran first against those where the control did) removes the order effect and passes."""
+    first, noise = 1.01, [1.0, 1.001, 0.9995, 1.0005]
+    cand_first = [False, True, True, False]  # AB BA | BA AB: the project's rotated ABBA pairs
+    base = [10000.0 * (first if not cf else 1.0) for cf in cand_first]
+    cand = [10000.0 * 0.99 * n * (first if cf else 1.0) for cf, n in zip(cand_first, noise)]
+    blocks = [1, 2, 3, 4]
+    pb = [2 * (b - 1) + (1 if cf else 0) for b, cf in zip(blocks, cand_first)]
+    pc = [2 * (b - 1) + (0 if cf else 1) for b, cf in zip(blocks, cand_first)]
+    crossed = stats.change(base, cand, blocks=(blocks, blocks), positions=(pb, pc))
+    paired = stats.change(base, cand, blocks=(blocks, blocks))
+    assert (crossed["method"], crossed["df"], paired["method"], paired["df"]) == ("crossover", 2, "paired", 3)
+    assert crossed["pct"] == pytest.approx(paired["pct"])  # balanced: the same estimate, the order's spread removed
+    # by hand: group means of the log differences, variance pooled within the two groups, s^2 / 4 (1/2 + 1/2)
+    d = [math.log(c / b) for b, c in zip(base, cand)]
+    groups = [[x for x, cf in zip(d, cand_first) if cf is f] for f in (True, False)]
+    ss = sum((x - statistics.fmean(g)) ** 2 for g in groups for x in g)
+    se = math.sqrt(ss / 2 * (1 / 2 + 1 / 2) / 4)
+    q = scipy_stats.t.ppf(0.975, 2)
+    assert crossed["ci"][1] == pytest.approx((math.exp(statistics.fmean(d) + q * se) - 1) * 100)
+    assert stats.decide(crossed["pct"], crossed["ci"], 0.5) == "pass"
+    assert stats.decide(paired["pct"], paired["ci"], 0.5) == "inconclusive"
+    # through compare, with the manifests' blocks and positions: the method is named
+    result = compare(play_runs("b", base, blocks, pb), play_runs("c", cand, blocks, pc))
+    assert result["verdict"] == "pass" and result["method"] == "crossover"
+    assert "order effect removed (ABBA pairs together: crossover t, 2 df), 4 blocks" in " ".join(result["reasons"])
+    # 3 blocks, or both orders not equally often: paired as before
+    assert stats.change(base[:3], cand[:3], blocks=(blocks[:3],) * 2, positions=(pb[:3], pc[:3]))["method"] == "paired"

@@ -341,13 +341,13 @@ def _plays(side):
     return plays
 
 
-def _blocks(side):
-    """The schedule block of each used run of a side (None where a run has none)."""
+def _scheduled(side, key):
+    """The schedule's ``key`` (block, position) of each used run of a side (None where a run has none)."""
     out = []
     for r in side["used"]:
         schedule = r.get("manifest", {}).get("schedule")
-        block = schedule.get("block") if isinstance(schedule, dict) else None
-        out.append(block if isinstance(block, int) and not isinstance(block, bool) else None)
+        value = schedule.get(key) if isinstance(schedule, dict) else None
+        out.append(value if isinstance(value, int) and not isinstance(value, bool) else None)
     return out
 
 
@@ -360,12 +360,15 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
         return out
     pb, pc = _plays(base), _plays(cand)
     cross_play = bool(pb and pc and not pb & pc)  # the control ran in another play (baseline=stored)
-    blocks = (_blocks(base), _blocks(cand)) if pb and pb == pc and len(pb) == 1 else None  # one play's blocks
+    one_play = pb and pb == pc and len(pb) == 1
+    blocks = (_scheduled(base, "block"), _scheduled(cand, "block")) if one_play else None  # one play's blocks
+    positions = (_scheduled(base, "position"), _scheduled(cand, "position")) if one_play else None
     change = stats.change(b, c, noise=noise, confidence=confidence, cross_play=cross_play, min_df=min_noise_df,
-                          blocks=blocks)
+                          blocks=blocks, positions=positions)
     out["change"] = change
     noise_source = noise["source"] if noise else ""
-    out["source"] = {"welch": "data", "paired": "data", "none": "none"}.get(change["method"], noise_source)
+    out["source"] = ("data" if change["method"] in ("welch", "paired", "crossover")
+                     else "none" if change["method"] == "none" else noise_source)
     pct, ci = change["pct"], change["ci"]
     level = f"{confidence * 100:.4g} %"
     if ci is None:
@@ -376,6 +379,9 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
         verdict = out["verdict"] = stats.decide(pct, ci, threshold_pct)
         if change["method"] == "paired":
             how = f"paired by block, t on log differences, {len(b)} blocks"
+        elif change["method"] == "crossover":
+            how = (f"paired by block, order effect removed (ABBA pairs together: crossover t,"
+                   f" {change['df']} df), {len(b)} blocks")
         elif change["method"] == "welch":
             how = "Welch t on log times" + (" (blocks incomplete)" if blocks and len(b) > 1 else "")
         else:
@@ -399,11 +405,13 @@ def _request_total(base, cand, threshold_pct, noise, confidence, min_noise_df=st
     if out["runs_needed"] is not None and out["verdict"] == "inconclusive" and not out["equivalent"]:
         out["needed_reason"] = (f"runs needed to resolve {threshold_pct:.2f} % (80 % power): {out['runs_needed']}"
                                 f" a side at noise CV {cv:.2f} % ({source})")
+        by_block = (change["unit_sd"], 2 if change["method"] == "crossover" else 1) if change["unit_sd"] else None
         sought = out["to_decide"] = stats.runs_to_decide(change["pct"], cv, min(len(b), len(c)), threshold_pct,
-                                                          confidence)
+                                                          confidence, paired=by_block)
         if sought:
             more = (f"{sought['more']} more run(s) a side ({sought['runs']} in all) give 80 % chance of"
                     f" {sought['outcome']} if the change is the {change['pct']:+.2f} % observed"
+                    + (f" (at the spread of the block differences, {change['method']})" if by_block else "")
                     if sought["more"] is not None else f"no {sought['outcome']} within 10000 runs a side")
             cannot = (f"cannot {sought['cannot']} at this threshold (the change observed is inside"
                       f" +-{threshold_pct:.2f} %); " if sought["cannot"] else "")

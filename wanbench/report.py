@@ -273,7 +273,7 @@ def _order(runs):
         return None
     s = scheduled[0]["manifest"]["schedule"]
     blocks = max((r["manifest"]["schedule"].get("block") or 0) for r in scheduled)
-    return {"play": s.get("play"), "seed": s.get("seed"),
+    return {"play": s.get("play"), "seed": s.get("seed"), "design": s.get("design"), "warmup": s.get("warmup_rounds"),
             "runs": [variant_name(r) + (" (warm-up)" if is_warmup(r) else "") for r in scheduled],
             "adaptive": {"blocks": blocks, "budget": s.get("repeats"), "spending": s.get("spending"),
                          "spent_alpha": max((r["manifest"]["schedule"].get("spent_alpha") or 0) for r in scheduled)}
@@ -312,7 +312,8 @@ def aa_noise(g):
             f" at {n} run(s) a side")
 
 
-METHODS = {"paired": "paired t on log differences within blocks", "welch": "Welch t on log times",
+METHODS = {"paired": "paired t on log differences within blocks",
+           "crossover": "paired by block, ABBA pairs together (order effect removed)", "welch": "Welch t on log times",
            "known-noise": "t from a measured noise", "stored-noise+between": "t from the store, play-to-play part added"}
 
 
@@ -368,11 +369,15 @@ def _markdown(data):
         noise = h["noise"]
         lines.append(f"- baseline: {md_text(h['baseline'])} (threshold {h['threshold_pct']:.2f} %, reserved_peak tolerance"
                      f" {h['reserved_tolerance_pct']:.2f} %; {_level(h['confidence'])} CI: Welch t on log request_total,"
-                     f" paired by block where every block has both arms, with one run a side a measured noise,"
+                     f" paired by block where every block has both arms (ABBA pairs together, the order effect"
+                     f" removed, from 4 blocks), with one run a side a measured noise,"
                      f" t with its df: {'CV %.2f %% (%s)' % (noise['cv_pct'], md_text(noise['source'])) if noise else 'none'})")
     if h["order"]:
         o = h["order"]
-        lines.append(f"- order: play {md_text(o['play'])}, seed {md_text(o['seed'])}: {md_text(', '.join(o['runs']))}")
+        design = (f", {md_text(o['design'])}, {md_text(o['warmup'])} warm-up round(s) of every arm"
+                  if o.get("design") else "")  # older plays: one warm-up of the first control, no design recorded
+        lines.append(f"- order: play {md_text(o['play'])}, seed {md_text(o['seed'])}{design}:"
+                     f" {md_text(', '.join(o['runs']))}")
         if o.get("adaptive"):
             a = o["adaptive"]
             invalid = [g["variant"] for g in groups if g["verdict"] == "invalid"]

@@ -3,18 +3,25 @@
 A play compares arms (the control baseline and each candidate variant) of one
 control key (``family:mode``).  Run order biases a comparison: on a 2-core
 machine the second run of a play is ~19 % faster than the first, and hosts
-drift over minutes.  So :func:`schedule`
+drift over minutes.  So :func:`schedule`, for each control key,
 
-* starts with ``warmup`` runs of the first arm, which are recorded but never
-  judged;
-* then runs ``repeats`` blocks; each block runs every arm once, in a shuffled
-  order (seeded, recorded), and every second block reverses the one before,
-  so that with two arms the order is ABBA or BAAB: a linear drift adds the
-  same to both sides of every pair of blocks.
+* starts with ``warmup`` warm-up rounds: every arm runs once, in the first
+  block's order, recorded but never judged (each arm's first run is
+  discarded, so a cold start or a carry-over favours none of them);
+* then runs ``repeats`` blocks in pairs; each block runs every arm once, the
+  second block of a pair reverses the first (ABBA or BAAB with two arms), so
+  a linear drift and an effect of running first in a block add the same to
+  both sides of every pair; pair j's order is the seeded shuffle rotated j
+  times, so over as many pairs as arms each arm runs in each position
+  equally often.  With two arms or more an odd ``repeats`` of 3 or more is
+  rounded up to the next even number (``balanced``; the schedule's ``note``
+  says so); ``repeats=1`` stays one block, unbalanced.
 
 Every run carries ``schedule``: play id, seed, block, position in the play,
-the block's order and whether it is a warm-up; the render role writes it into
-the run's manifest.
+the block's order, whether it is a warm-up and the design; the render role
+writes it into the run's manifest.  The analysis (``stats.change``) reads the
+blocks and positions back: ABBA pairs are analysed together, so the order
+effect cancels.
 """
 
 from __future__ import annotations
@@ -34,17 +41,21 @@ class ScheduleError(ValueError):
     """A schedule input is wrong; the message names it."""
 
 
+DESIGN = "ABBA pairs, rotated"
+
+
 def block_orders(arms, repeats, seed):
-    """The arm order of each of ``repeats`` blocks: a seeded shuffle, every second block reversed."""
-    rng = random.Random(seed)
+    """The arm order of each of ``repeats`` blocks: pairs of an order and its reverse; pair j takes a seeded
+    shuffle of the arms rotated j times (each arm in each position equally often over len(arms) pairs)."""
+    base = list(arms)
+    random.Random(seed).shuffle(base)
     orders = []
     for block in range(repeats):
         if block % 2:
             orders.append(orders[-1][::-1])
         else:
-            order = list(arms)
-            rng.shuffle(order)
-            orders.append(order)
+            turn = (block // 2) % len(base) if base else 0
+            orders.append(base[turn:] + base[:turn])
     return orders
 
 
@@ -61,7 +72,7 @@ def play_id(now=None, token=None):
 
 
 def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, warmup=1, play=None, adaptive=False,
-             spending="obrien-fleming"):
+             spending="obrien-fleming", balanced=True):
     """Order the runs of a play.
 
     ``selection`` is :func:`wanbench.catalog.plan`'s result; ``stored`` maps a
@@ -69,11 +80,16 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
     with ``baseline=stored``).  Returns {"runs": [...], "controls": {key:
     {"variant", "source", "path"}}, "play", "seed", "repeats", "warmup"}; each
     run is a resolved variant plus role (control|candidate), control_key,
-    repeat (1-based per arm; 0 for a warm-up), warmup and schedule.  A control
+    repeat (1-based per arm; 0 for a warm-up), warmup and schedule.
+    ``warmup``: warm-up rounds, each one run of every arm of a control key
+    (block 0, discarded by the report).  ``balanced``: an odd ``repeats`` of
+    3 or more becomes the next even number when a control key has two arms
+    or more (``repeats_asked`` and ``note`` keep what was asked).  A control
     source is "selected" (the baseline was asked for by name), "rerun",
-    "stored" or "none".  ``adaptive``: ``repeats`` is a budget; the play looks
-    after every block from the second on and stops a control key's blocks once
-    its verdicts are decided; each run records its block's look level
+    "stored" or "none".  ``adaptive``: ``repeats`` is a budget (rounded up to
+    an even number); the play looks after every pair of blocks (``look`` on
+    the pair's last run: ABBA pairs complete) and stops a control key's
+    blocks once its verdicts are decided; each run records its block's look level
     (``confidence``: Lan-DeMets alpha spending of ``spending`` shape,
     O'Brien-Fleming or Pocock, ``stats.look_levels``), the alpha spent by
     then (``spent_alpha``) and ``last_in_block``.  The schedule's own
@@ -89,9 +105,6 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
     play = play or play_id()
     if spending not in SPENDING:
         raise ScheduleError(f"alpha_spending={spending!r}: expected one of {', '.join(SPENDING)}")
-    looks = max(1, repeats - 1) if adaptive else 1
-    levels = look_levels(repeats, CONFIDENCE, spending) if adaptive and repeats > 1 else {}
-    confidence = levels.get(repeats, CONFIDENCE)
     stored = stored or {}
     controls, groups = {}, []
     for key, control in selection["controls"].items():
@@ -108,28 +121,46 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
             source, path = "none", None
         controls[key] = {"variant": control["variant"], "source": source, "path": path}
         groups.append((key, arms))
+    asked, note = repeats, None
+    several = any(len(arms) > 1 for _, arms in groups)
+    if repeats % 2 and (adaptive or balanced and repeats > 1 and several):  # adaptive: a look ends each pair
+        repeats += 1
+        note = (f"{'max_runs' if adaptive else 'repeats'}={asked} rounded up to {repeats}: blocks run in ABBA pairs,"
+                f" so that a drift or an order effect favours no arm")
+    elif repeats == 1 and several:
+        note = "repeats=1: one block, its order not balanced (one run a side; a measured noise decides)"
+    # adaptive: a look after every pair of blocks, Lan-DeMets spending over the pairs
+    levels = {2 * pair: level for pair, level in look_levels(repeats // 2, CONFIDENCE, spending, first=1).items()} \
+        if adaptive and repeats > 1 else {}
+    looks = len(levels) if adaptive else 1
+    confidence = levels.get(repeats, CONFIDENCE)
 
     runs = []
 
     def add(arm, key, repeat, block, order, is_warmup):
         role = "control" if arm["variant"] == arm["family_baseline"] and not arm.get("aa") else "candidate"
+        last = not is_warmup and arm["variant"] == order[-1]
         runs.append({**arm, "role": role, "control_key": key, "repeat": repeat, "warmup": is_warmup,
                      "schedule": {"play": play, "seed": seed, "block": block, "position": len(runs),
                                   "order": order, "warmup": is_warmup, "repeats": repeats, "adaptive": adaptive,
+                                  "design": DESIGN, "warmup_rounds": warmup,
                                   "confidence": levels.get(block, confidence),
                                   **({"spending": spending, "spent_alpha": spent_alpha(
-                                      max(block, 2) / repeats, 1 - CONFIDENCE, spending)} if adaptive else {}),
-                                  "last_in_block": not is_warmup and arm["variant"] == order[-1]}})
+                                      max(2, block + block % 2) / repeats, 1 - CONFIDENCE, spending)}
+                                     if adaptive else {}),
+                                  "last_in_block": last, "look": adaptive and last and block in levels}})
 
-    first = groups[0] if groups and groups[0][1] else None
-    for _ in range(warmup if first else 0):
-        add(first[1][0], first[0], 0, 0, [first[1][0]["variant"]], True)
     for key, arms in groups:
         names = [a["variant"] for a in arms]
-        for block, order in enumerate(block_orders(names, repeats, seed), start=1):
+        orders = block_orders(names, repeats, seed)
+        for _ in range(warmup):
+            for name in orders[0]:
+                add(arms[names.index(name)], key, 0, 0, orders[0], True)
+        for block, order in enumerate(orders, start=1):
             for name in order:
                 add(arms[names.index(name)], key, block, block, order, False)
     return {"runs": runs, "controls": controls, "play": play, "seed": seed, "repeats": repeats,
+            "repeats_asked": asked, "note": note, "design": DESIGN,
             "warmup": warmup, "adaptive": adaptive, "looks": looks, "confidence": confidence,
             "spending": spending if adaptive else None, "levels": levels}
 
@@ -154,8 +185,10 @@ def plan_text(sched):
              + ", ".join(f"{levels[b] * 100:.4g} %" for b in sorted(levels))) if levels else ""
     budget = (f"up to {sched['repeats']} repeats an arm, stopping once decided ({looks})") if sched["adaptive"] \
         else f"{sched['repeats']} repeat(s) an arm"
-    return (f"play {sched['play']}: {len(sched['runs'])} runs, {budget},"
-            f" {sched['warmup']} warm-up, order seed {sched['seed']}: {order}; controls: {ctl}")
+    note = f" ({sched['note']})" if sched.get("note") else ""
+    return (f"play {sched['play']}: {len(sched['runs'])} runs, {budget}{note}, {sched['design']},"
+            f" {sched['warmup']} warm-up round(s) (one discarded run of every arm), order seed {sched['seed']}:"
+            f" {order}; controls: {ctl}")
 
 
 def report_groups(collected, controls, out_root=None):

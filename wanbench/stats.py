@@ -5,7 +5,10 @@ factor), so a change is computed on the log scale: the estimate is the ratio
 of geometric means minus one, and its interval comes from
 
 * a **paired t interval** on the log differences within blocks when every
-  block of the play holds one run of each side (drift between blocks cancels);
+  block of the play holds one run of each side (drift between blocks
+  cancels); with the runs' positions, 4 blocks or more and both orders
+  equally often (the play's ABBA pairs), the **crossover** analysis of the
+  pairs together, which removes an order effect from the variance too;
 * else **Welch's t interval** on the log times when both sides have at least two
   runs: small samples (3 a side) need t, not z, and a variant may change the
   spread, so the variances are not pooled.  A rank test alone cannot serve:
@@ -24,7 +27,9 @@ of geometric means minus one, and its interval comes from
 The decision (:func:`decide`) needs both: the whole interval on one side of 0
 *and* the estimate at or beyond the threshold.  :func:`runs_needed` is the
 per-side sample size of a two-sided t test that finds a change of the
-threshold's size with 80 % power at the observed noise.  :func:`holm_levels`
+threshold's size with 80 % power at the observed noise; :func:`runs_to_decide` the
+runs for the verdict the observation points to (at the block differences'
+spread when the analysis is by block).  :func:`holm_levels`
 corrects several candidates judged against one control (Holm's step-down).
 """
 
@@ -167,17 +172,42 @@ def complete_blocks(base_blocks, cand_blocks):
     return sorted(base_blocks) if len(base_blocks) > 1 else None
 
 
-def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_df=MIN_NOISE_DF, blocks=None):
+def _crossover(diffs, firsts):
+    """(estimate, variance, df) of the change from block differences with the order removed, or None.
+
+    ``firsts``: for each block, whether the candidate ran before the control.
+    A two-period crossover analysis: the mean difference of the blocks where
+    the candidate ran first and of those where the control did, averaged; the
+    variance pooled within the two groups (df = blocks - 2).  An order effect
+    (a linear trend within the block, a first-in-block effect, a carry-over)
+    adds +e to one group and -e to the other: it cancels in the estimate and
+    leaves the variance.  None unless both orders occur equally often and
+    there are 4 blocks or more.
+    """
+    groups = [[d for d, f in zip(diffs, firsts) if f is first] for first in (True, False)]
+    if len(diffs) < 4 or len(groups[0]) != len(groups[1]):
+        return None
+    means = [statistics.fmean(g) for g in groups]
+    ss = sum((d - m) ** 2 for g, m in zip(groups, means) for d in g)
+    df = len(diffs) - 2
+    return (means[0] + means[1]) / 2, ss / df * (1 / len(groups[0]) + 1 / len(groups[1])) / 4, df
+
+
+def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_df=MIN_NOISE_DF, blocks=None,
+           positions=None):
     """Percent change from ``base`` to ``cand`` (positive numbers), with its interval.
 
     ``noise``: a measured noise {"cv_pct", "df", "between" (optional:
     :func:`noise_from_plays`)}, used when a side has one run or when
     ``cross_play`` (the control ran in another play: its play-to-play part is
     added, and needed).  ``blocks``: (the block of each base value, of each
-    cand value) from the play's schedule.  Returns {pct, ci (low, high) or
-    None, method, df, p, why}: a paired t on the log differences within
-    blocks when every block holds one run of each side (``paired``: drift
-    between blocks cancels), else Welch t on the logs when both sides have two
+    cand value) from the play's schedule; ``positions``: (the position in
+    the play of each base value, of each cand value), when known.  Returns
+    {pct, ci (low, high) or None, method, df, p, why, unit_sd}: with every
+    block holding one run of each side, the log differences within blocks
+    (drift between blocks cancels): ``crossover`` when the positions show
+    both orders equally often in 4 blocks or more (the order effect removed,
+    :func:`_crossover`), else ``paired`` (a t on the differences); else Welch t on the logs when both sides have two
     runs or more (and the control is from this play), else a t interval from
     the noise with its df, else no interval with ``why`` the reason.
     """
@@ -191,15 +221,23 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
     pct = (math.exp(d) - 1) * 100
 
     def none(why):
-        return {"pct": pct, "ci": None, "method": "none", "df": None, "p": None, "why": why}
+        return {"pct": pct, "ci": None, "method": "none", "df": None, "p": None, "why": why, "unit_sd": None}
 
     pairs = None if cross_play or not blocks else complete_blocks(*blocks)
+    unit_sd = None
     if pairs:
         by_block = dict(zip(blocks[0], lb))
         diffs = [c - by_block[k] for k, c in zip(blocks[1], lc)]
         var, df, method = _variance(diffs) / len(diffs), len(diffs) - 1, "paired"
+        if positions and None not in positions[0] + positions[1]:
+            where = dict(zip(blocks[0], positions[0]))
+            crossed = _crossover(diffs, [p < where[k] for k, p in zip(blocks[1], positions[1])])
+            if crossed:
+                (d, var, df), method = crossed, "crossover"
+                pct = (math.exp(d) - 1) * 100
         if var == 0:
             return none("the block differences have zero spread (identical times): no interval")
+        unit_sd = math.sqrt(var * len(diffs))  # one block's difference: the standard error is unit_sd / sqrt(blocks)
     elif nb > 1 and nc > 1 and not cross_play:
         var, df = welch(lb, lc)
         if not var:
@@ -220,7 +258,8 @@ def change(base, cand, noise=None, confidence=CONFIDENCE, cross_play=False, min_
     low, high = d - q * se, d + q * se
     bound = 50.0  # a log interval beyond +-50 (a look at a tiny alpha with 1 df) is capped: e^50 stays finite
     return {"pct": pct, "ci": ((math.exp(max(-bound, low)) - 1) * 100, (math.exp(min(bound, high)) - 1) * 100),
-            "method": method, "df": df, "p": float(2 * special.stdtr(df, -abs(d) / se)), "why": None}
+            "method": method, "df": df, "p": float(2 * special.stdtr(df, -abs(d) / se)), "why": None,
+            "unit_sd": unit_sd}
 
 
 def holm_levels(p_values, confidence=CONFIDENCE):
@@ -288,13 +327,17 @@ def runs_needed(noise_cv_pct, threshold_pct, confidence=CONFIDENCE, power=POWER,
     return cap
 
 
-def runs_to_decide(change_pct, noise_cv_pct, n, threshold_pct, confidence=CONFIDENCE, power=POWER, cap=10 ** 4):
+def runs_to_decide(change_pct, noise_cv_pct, n, threshold_pct, confidence=CONFIDENCE, power=POWER, cap=10 ** 4,
+                   paired=None):
     """Runs a side to add so that a verdict is likely, if the true change is the one observed.
 
     ``change_pct`` the observed change, ``noise_cv_pct`` the run-to-run noise,
     ``n`` the runs a side so far.  With N runs a side the change's standard
     error is s sqrt(2 / N) and its interval t[1 - alpha/2, 2N - 2] times that
-    (Welch's, equal sides); a verdict is pass or fail (the interval beyond 0 and
+    (Welch's, equal sides); with ``paired`` = (sd, df lost), the analysis by
+    block (``change``'s ``unit_sd`` on the log scale, and 1 for ``paired``, 2
+    for ``crossover``), it is sd / sqrt(N) and t[1 - alpha/2, N - df lost]
+    (``noise_cv_pct`` is then not used); a verdict is pass or fail (the interval beyond 0 and
     the change at or beyond the threshold) or equivalent (the interval inside
     +-threshold).  Returns {"more", "runs", "outcome", "chance", "cannot"}: the
     fewest runs a side to add (0: as many as now already give that chance)
@@ -306,19 +349,23 @@ def runs_to_decide(change_pct, noise_cv_pct, n, threshold_pct, confidence=CONFID
     """
     from scipy import special
 
-    if not noise_cv_pct or n < 1 or threshold_pct is None:
+    if not (paired and paired[0] or noise_cv_pct) or n < 1 or threshold_pct is None:
         return None
-    d, sigma, thr = abs(math.log1p(change_pct / 100)), _sigma(noise_cv_pct), math.log1p(threshold_pct / 100)
+    d, thr = abs(math.log1p(change_pct / 100)), math.log1p(threshold_pct / 100)
+    if paired and paired[0]:
+        sd, first, dof = paired[0], paired[1] + 1, lambda runs: runs - paired[1]
+    else:  # Welch's, equal sides: a run's difference from the other side's mean has sd sigma sqrt(2)
+        sd, first, dof = _sigma(noise_cv_pct) * math.sqrt(2), 2, lambda runs: 2 * runs - 2
     outcome = ("pass" if change_pct < 0 else "fail") if d >= thr else "equivalent"
     cannot = ("pass" if change_pct < 0 else "fail") if outcome == "equivalent" and d > 0 else None
     def chance(runs):
-        se = sigma * math.sqrt(2 / runs)
-        q = t_quantile((1 + confidence) / 2, 2 * runs - 2)
+        se = sd / math.sqrt(runs)
+        q = t_quantile((1 + confidence) / 2, dof(runs))
         if outcome == "equivalent":  # the interval inside +-thr: |estimate| + q se < thr
             return float(special.ndtr((thr - q * se - d) / se))
         return float(special.ndtr((d - max(q * se, thr)) / se))  # beyond 0 and at or beyond the threshold
 
-    low, high = max(2, n), cap  # the chance grows with the runs: the fewest that reach power, by bisection
+    low, high = max(first, n), cap  # the chance grows with the runs: the fewest that reach power, by bisection
     if chance(high) < power:
         return {"more": None, "runs": None, "outcome": outcome, "chance": None, "cannot": cannot}
     while low < high:

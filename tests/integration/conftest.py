@@ -88,7 +88,7 @@ def playbook(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def e2e(testhost, tmp_path_factory):
-    """One bench.yml play on the test host: a warm-up, then one block of a fresh control baseline and ffn_only."""
+    """One bench.yml play on the test host: a warm-up round, then one block of a fresh control baseline and ffn_only."""
     result = run_playbook(tmp_path_factory.mktemp("e2e"),
                           extravars={"variant": "ffn_only", "baseline": "rerun", "repeats": "1"})
     return result, testhost

@@ -23,8 +23,9 @@ def test_bench_runs_the_control_and_the_variant(e2e):
     assert result.rc == 0, result.stdout[-5000:]
     runs = sorted(result.new_runs(), key=lambda p: manifest(p)["schedule"]["position"])
     names = [re.sub(r"^\d{8}T\d{6}Z-(.*)-[0-9a-f]{6}$", r"\1", p.name) for p in runs]
-    assert names[0] == "baseline" and sorted(names[1:]) == ["baseline", "ffn_only"], names  # warm-up, one block
-    assert [manifest(p)["schedule"]["warmup"] for p in runs] == [True, False, False]
+    # a warm-up round (every arm once, discarded), then one block in the same order
+    assert names[:2] == names[2:] and sorted(names[2:]) == ["baseline", "ffn_only"], names
+    assert [manifest(p)["schedule"]["warmup"] for p in runs] == [True, True, False, False]
     assert len({manifest(p)["schedule"]["play"] for p in runs}) == 1
     for run_dir, name in zip(runs, names):
         role = "candidate" if name == "ffn_only" else "control"
@@ -58,7 +59,7 @@ def test_bench_writes_and_prints_the_report_and_verdict(e2e):
     assert {"report.md", "report.csv", "report.json", "summary.txt", "share.md", "report.html"} <= {p.name for p in out.iterdir()}
     data = json.loads((out / "report.json").read_text())
     assert sorted((r["variant"], r["role"]) for r in data["rows"]) == [
-        ("baseline", "baseline"), ("baseline", "baseline"), ("ffn_only", "candidate")]
+        ("baseline", "baseline"), ("baseline", "baseline"), ("ffn_only", "candidate"), ("ffn_only", "candidate")]
     (group,) = data["groups"]
     assert group["variant"] == "ffn_only" and group["verdict"] in VERDICTS
     assert group["n"] == {"baseline": 1, "candidate": 1}  # the warm-up is left out
@@ -83,7 +84,7 @@ def test_record_wall_times(e2e):
         {"bench_yml_seconds": round(result.seconds, 1), "runs": [r.name for r in runs],
          "workload_real_time_seconds": workload}, indent=2))
     print(f"bench.yml on the test host: {result.seconds:.1f} s for {len(runs)} runs; workload: {workload} s")
-    assert len(workload) == 3 and all(t > 0 for t in workload)  # a warm-up, then one run an arm
+    assert len(workload) == 4 and all(t > 0 for t in workload)  # a warm-up round, then one run an arm
     assert result.seconds > sum(workload), "the play cannot take less time than the runs it waited for"
 
 
