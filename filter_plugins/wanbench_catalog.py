@@ -65,6 +65,7 @@ from ansible.errors import AnsibleFilterError
 try:
     from wanbench import catalog as _catalog
     from wanbench import command as _command
+    from wanbench import inputs as _inputs
     from wanbench import schedule as _schedule
     from wanbench import store as _store
 except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
@@ -95,22 +96,26 @@ def wanbench_selection_text(selection, baseline="rerun"):
     return _catalog.selection_text(selection, str(baseline))
 
 
-def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10, play="",
-                      spending="obrien-fleming"):
+def wanbench_schedule(selection, baseline="rerun", repeats="", max_runs="", defaults=None, seed="", warmup=1, play="",
+                      spending="obrien-fleming", store=None):
     """The play's runs: warm-ups, then interleaved blocks of every arm (see wanbench.schedule).
 
-    ``repeats=auto`` plans ``max_runs`` blocks as a budget and marks the schedule adaptive.
+    ``repeats``/``max_runs`` as given with -e ("" = ``defaults``' ``repeats``/``max_runs``), their meaning
+    decided by wanbench.inputs.repeats_plan; ``store`` ({results_dir, host, sha, dirty}) finds the stored
+    controls of ``baseline=stored``.
     """
     if not isinstance(selection, dict) or "controls" not in selection:
         raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
-    adaptive = str(repeats).strip() == "auto"
+    defaults = defaults or {}
     try:
-        return _schedule.schedule(selection, baseline=baseline, stored=stored or {},
-                                  repeats=_int("max_runs" if adaptive else "repeats", max_runs if adaptive else repeats),
+        blocks, adaptive = _inputs.repeats_plan(repeats, max_runs, defaults.get("repeats", 3),
+                                                defaults.get("max_runs", 10))
+        stored = wanbench_stored_controls(selection, **store) if baseline == "stored" and store else {}
+        return _schedule.schedule(selection, baseline=baseline, stored=stored, repeats=blocks,
                                   seed=None if seed in (None, "") else _int("order_seed", seed),
                                   warmup=_int("warmup", warmup), adaptive=adaptive, play=str(play or "") or None,
                                   spending=str(spending or "obrien-fleming"))
-    except _schedule.ScheduleError as exc:
+    except ValueError as exc:  # ScheduleError, and repeats_plan's one line
         raise _fail("wanbench_schedule", exc) from None
 
 
@@ -149,21 +154,6 @@ def wanbench_run_id(variant):
     return _command.run_id(str(variant))
 
 
-def wanbench_master_port(run_id):
-    """The torchrun master port of a run, derived from its id."""
-    return _command.master_port(str(run_id))
-
-
-def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchrun", master_port=29500,
-                     ckpt_dir="", devices="", save_file="output.npy"):
-    """The run's environment and torchrun argv: {env, argv, command_line}."""
-    if not isinstance(resolved, dict) or "args" not in resolved:
-        raise AnsibleFilterError("wanbench_command: expected one resolved variant from wanbench_plan")
-    return _command.command(resolved, str(run_dir), generate=str(generate), torchrun=str(torchrun),
-                            master_port_=int(master_port), ckpt_dir=str(ckpt_dir or ""),
-                            devices=str(devices or ""), save_file=str(save_file or ""))
-
-
 def wanbench_report_groups(collected, controls, out_root=None):
     """Collected runs grouped by control key: [{key, family, mode, controls, control_source, candidates, out}]."""
     if not isinstance(collected, list) or not isinstance(controls, dict):
@@ -183,7 +173,5 @@ class FilterModule:
             "wanbench_decided": wanbench_decided,
             "wanbench_stored_controls": wanbench_stored_controls,
             "wanbench_run_id": wanbench_run_id,
-            "wanbench_master_port": wanbench_master_port,
-            "wanbench_command": wanbench_command,
             "wanbench_report_groups": wanbench_report_groups,
         }

@@ -47,7 +47,7 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from wanbench import devices as _devices
-    from wanbench import outputs as _outputs
+    from wanbench import play as _play
 except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
     raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
@@ -88,17 +88,17 @@ def wanbench_host_capture_records(collected, results):
 
 
 def wanbench_output_pairs(collected):
-    """The play's (control, candidate) output pairs (see wanbench.outputs.play_pairs)."""
+    """The play's (control, candidate) output pairs (see wanbench.play.output_pairs)."""
     if not isinstance(collected, list):
         raise AnsibleFilterError("wanbench_output_pairs: expected the list of collected runs (bench_collected)")
-    return _outputs.play_pairs(collected)
+    return _play.output_pairs(collected)
 
 
 def wanbench_output_records(pairs, printed):
     """[{dest, content}] for each pair, from the output check's printed JSON."""
     if not isinstance(pairs, list):
         raise AnsibleFilterError("wanbench_output_records: expected the list of wanbench_output_pairs")
-    return _outputs.check_records(pairs, printed)
+    return _play.output_records(pairs, printed)
 
 
 class FilterModule:
