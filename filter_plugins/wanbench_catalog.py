@@ -45,8 +45,7 @@ EXAMPLES = r"""
 - name: Resolve the selection
   ansible.builtin.set_fact:
     validate_selection: >-
-      {{ {'common': wanbench_common, 'platform_settings': wanbench_platform_settings, 'families': wanbench_families,
-          'modes': wanbench_modes, 'variants': wanbench_variants} | wanbench_plan(variant='ffn_only', platform='npu') }}
+      {{ wanbench_catalog | wanbench_plan(variant='ffn_only', platform='npu') }}
 
 - name: Order the runs, one warm-up then 3 interleaved blocks
   ansible.builtin.set_fact:
