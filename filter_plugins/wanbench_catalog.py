@@ -1,63 +1,7 @@
 # Filters over wanbench.catalog, wanbench.command, wanbench.schedule and wanbench.store (thin skins: all logic lives in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_plan
-short_description: Validate the variant catalog and resolve a selection of variants
-description:
-  - Checks the whole catalog (unknown switch or flag, wrong type, block-group or wrap setting
-    that would reach T5, steps other than the family's, base cycles) and resolves the selected
-    variants into environment switches and generate.py arguments, with each family's baseline
-    resolved as the control run.
-  - Companion filters in this file: C(wanbench_selection_text) (the resolved selection as one line),
-    C(wanbench_schedule) (warm-up, then interleaved repeats of every arm),
-    C(wanbench_plan_text) (the plan as one line), C(wanbench_stored_controls) (stored baselines for
-    C(baseline=stored)), C(wanbench_run_id),
-    C(wanbench_master_port) and C(wanbench_command) (the run's env and torchrun argv).
-options:
-  _input:
-    description: The catalog, C({common, platform_settings, families, modes, variants}).
-    type: dict
-    required: true
-  variant:
-    description: C(NAME), C(NAME,NAME) or C(all).
-    type: str
-    required: true
-  platform:
-    description: C(npu), C(cuda) or C(reference); selects the platform settings.
-    type: str
-    default: npu
-  mode:
-    description: Measurement mode for every selected variant; empty keeps each variant's.
-    type: str
-    default: ""
-  prompt:
-    description: Replaces the prompt for this run; empty keeps the catalog's.
-    type: str
-    default: ""
-  family:
-    description: Family run by C(variant=all).
-    type: str
-    default: fsdp
-"""
-
-EXAMPLES = r"""
-- name: Resolve the selection
-  ansible.builtin.set_fact:
-    validate_selection: >-
-      {{ wanbench_catalog | wanbench_plan(variant='ffn_only', platform='npu') }}
-
-- name: Order the runs, one warm-up then 3 interleaved blocks
-  ansible.builtin.set_fact:
-    bench_schedule: "{{ validate_selection | wanbench_schedule(baseline='rerun', repeats=3, seed='', warmup=1) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C({variants, controls, warnings}); each resolved variant has variant, family,
-    family_baseline, base, mode, steps, settings, env, flags, args, fingerprint.
-  type: dict
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
 
@@ -109,7 +53,7 @@ def wanbench_schedule(selection, baseline="rerun", repeats="", max_runs="", defa
     try:
         blocks, adaptive = _inputs.repeats_plan(repeats, max_runs, defaults.get("repeats", 3),
                                                 defaults.get("max_runs", 10))
-        stored = wanbench_stored_controls(selection, **store) if baseline == "stored" and store else {}
+        stored = _stored_controls(selection, **store) if baseline == "stored" and store else {}
         return _schedule.schedule(selection, baseline=baseline, stored=stored, repeats=blocks,
                                   seed=None if seed in (None, "") else _int("order_seed", seed),
                                   warmup=_int("warmup", warmup), adaptive=adaptive, play=str(play or "") or None,
@@ -137,10 +81,10 @@ def wanbench_plan_text(sched):
     return _schedule.plan_text(sched)
 
 
-def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
+def _stored_controls(selection, results_dir, host, sha, dirty=True):
     """{control key: stored run dir or None} for each family control of the selection."""
     if not isinstance(selection, dict) or "controls" not in selection:
-        raise AnsibleFilterError("wanbench_stored_controls: expected the result of wanbench_plan")
+        raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
     if dirty:
         return {key: None for key in selection["controls"]}
     return {key: _store.find_baseline(str(results_dir), str(host), str(sha or ""), c["fingerprint"],
@@ -170,7 +114,6 @@ class FilterModule:
             "wanbench_schedule": wanbench_schedule,
             "wanbench_plan_text": wanbench_plan_text,
             "wanbench_decided": wanbench_decided,
-            "wanbench_stored_controls": wanbench_stored_controls,
             "wanbench_run_id": wanbench_run_id,
             "wanbench_report_groups": wanbench_report_groups,
         }

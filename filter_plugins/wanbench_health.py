@@ -1,47 +1,7 @@
 # Filters over wanbench.devices and wanbench.outputs (thin skins: all logic lives in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_capture_plan
-short_description: The device and environment capture commands a run script runs before and after a run
-description:
-  - Returns the commands of C(wanbench.devices.capture_plan) that run where the workload runs, as
-    C([{name, argv, optional}]); the run script writes each one's stdout, stderr and exit status
-    into C(<run_dir>/health/<phase>/<name>.out|.err|.rc) (docs/health.md).
-  - C(placed) (preflight's C(placed): where each command runs in this play) leaves out the commands
-    that run on the host; C(wanbench_host_capture_command) gives the command line that runs those there
-    and writes their output (and C(<name>.where) = host) into the run's C(health/<phase>/).
-  - Companion filters in this file: C(wanbench_host_capture_plan) and C(wanbench_host_capture_records)
-    (the container's image, read on the host once per play, recorded in each run's health/host/),
-    C(wanbench_output_pairs) (the play's control/candidate pairs
-    with the outputs' paths on the host), C(wanbench_output_records) (what to write into each
-    candidate's collected run directory from the output check's printed JSON).
-options:
-  _input:
-    description: The platform, C(npu), C(cuda) or C(reference).
-    type: str
-    required: true
-  python:
-    description: Python where the workload runs (its torch version is recorded).
-    type: str
-    default: python3
-  placed:
-    description: Where preflight found each command, C({name: workload | host}).
-    type: dict
-    default: {}
-"""
-
-EXAMPLES = r"""
-- name: Render the capture lines
-  ansible.builtin.debug:
-    msg: "{{ 'cuda' | wanbench_capture_plan(python='python3') | map(attribute='name') | list }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C([{name, argv, where, optional}]), in the order they run.
-  type: list
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
 
