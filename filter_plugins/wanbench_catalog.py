@@ -21,10 +21,14 @@ def _fail(name, exc):
     return AnsibleFilterError(f"{name}: {len(errors)} problem(s):\n{lines}")
 
 
-def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="fsdp"):
-    """Validate the catalog and resolve the selected variants (+ each family's control)."""
+def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="fsdp", require_variant=True):
+    """Validate the catalog and resolve the selected variants (+ each family's control).
+
+    Without a variant, ``require_variant`` False checks every variant of ``family`` (variant=all).
+    """
     if not isinstance(catalog, dict):
         raise AnsibleFilterError(f"wanbench_plan: expected the catalog mapping, got {type(catalog).__name__}")
+    variant = variant if variant or require_variant else "all"
     try:
         return _catalog.plan(catalog, variant, platform=platform, mode=mode or None,
                              overrides={"prompt": prompt} if prompt else None, family=family or None)
