@@ -4,6 +4,7 @@ from __future__ import annotations
 # Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 try:
     from wanbench import catalog as _catalog
@@ -28,7 +29,10 @@ def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="
     """
     if not isinstance(catalog, dict):
         raise AnsibleFilterError(f"wanbench_plan: expected the catalog mapping, got {type(catalog).__name__}")
-    variant = variant if variant or require_variant else "all"
+    try:
+        variant = variant if variant or boolean(require_variant) else "all"
+    except TypeError as exc:
+        raise AnsibleFilterError(f"wanbench_plan: require_variant: {exc}") from None
     try:
         return _catalog.plan(catalog, variant, platform=platform, mode=mode or None,
                              overrides={"prompt": prompt} if prompt else None, family=family or None)
