@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wanbench import cli, manifest, store
+from wanbench import cli, manifest
 
 RUNS = Path(__file__).resolve().parents[1] / "docs" / "gpu-runs" / "h100x4-2026-11-27-1.3B-aa-nofsdp" / "runs"
 
