@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wanbench import devices, outputs, report  # noqa: E402  (the checkout's package, no install)
+from wanbench import devices, manifest, outputs, play, report  # noqa: E402  (the checkout's package, no install)
 from wanbench.parse import parse_run  # noqa: E402
 
 ARMS = {  # arm -> (role, environment switches); every arm runs the baseline's flags
@@ -96,8 +96,8 @@ def score_outputs(out, args):
              for arm in ARMS if ARMS[arm][0] == "candidate"]
     proc = subprocess.run([args.python, "-I", "-c", (REPO / "wanbench" / "outputs.py").read_text(), json.dumps(pairs)],
                           capture_output=True, text=True, timeout=600)
-    for rec in outputs.check_records([{**p, "candidate_run": p["id"], "control_run": "baseline",
-                                       "dest": str(out / p["id"] / outputs.OUTPUT_CHECK)} for p in pairs],
+    for rec in play.output_records([{**p, "candidate_run": p["id"], "control_run": "baseline",
+                                       "dest": str(out / p["id"] / manifest.OUTPUT_CHECK)} for p in pairs],
                                      proc.stdout if proc.returncode == 0 else ""):
         Path(rec["dest"]).write_text(json.dumps(rec["content"], indent=2) + "\n")
     if proc.returncode != 0:

@@ -1,70 +1,15 @@
 # Filters over wanbench.catalog, wanbench.command, wanbench.schedule and wanbench.store (thin skins: all logic lives in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_plan
-short_description: Validate the variant catalog and resolve a selection of variants
-description:
-  - Checks the whole catalog (unknown switch or flag, wrong type, block-group or wrap setting
-    that would reach T5, steps other than the family's, base cycles) and resolves the selected
-    variants into environment switches and generate.py arguments, with each family's baseline
-    resolved as the control run.
-  - Companion filters in this file: C(wanbench_selection_text) (the resolved selection as one line),
-    C(wanbench_schedule) (warm-up, then interleaved repeats of every arm),
-    C(wanbench_plan_text) (the plan as one line), C(wanbench_stored_controls) (stored baselines for
-    C(baseline=stored)), C(wanbench_run_id),
-    C(wanbench_master_port) and C(wanbench_command) (the run's env and torchrun argv).
-options:
-  _input:
-    description: The catalog, C({common, platform_settings, families, modes, variants}).
-    type: dict
-    required: true
-  variant:
-    description: C(NAME), C(NAME,NAME) or C(all).
-    type: str
-    required: true
-  platform:
-    description: C(npu), C(cuda) or C(reference); selects the platform settings.
-    type: str
-    default: npu
-  mode:
-    description: Measurement mode for every selected variant; empty keeps each variant's.
-    type: str
-    default: ""
-  prompt:
-    description: Replaces the prompt for this run; empty keeps the catalog's.
-    type: str
-    default: ""
-  family:
-    description: Family run by C(variant=all).
-    type: str
-    default: fsdp
-"""
-
-EXAMPLES = r"""
-- name: Resolve the selection
-  ansible.builtin.set_fact:
-    validate_selection: >-
-      {{ {'common': wanbench_common, 'platform_settings': wanbench_platform_settings, 'families': wanbench_families,
-          'modes': wanbench_modes, 'variants': wanbench_variants} | wanbench_plan(variant='ffn_only', platform='npu') }}
-
-- name: Order the runs, one warm-up then 3 interleaved blocks
-  ansible.builtin.set_fact:
-    bench_schedule: "{{ validate_selection | wanbench_schedule(baseline='rerun', repeats=3, seed='', warmup=1) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C({variants, controls, warnings}); each resolved variant has variant, family,
-    family_baseline, base, mode, steps, settings, env, flags, args, fingerprint.
-  type: dict
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 try:
     from wanbench import catalog as _catalog
     from wanbench import command as _command
+    from wanbench import inputs as _inputs
     from wanbench import schedule as _schedule
     from wanbench import store as _store
 except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
@@ -77,10 +22,17 @@ def _fail(name, exc):
     return AnsibleFilterError(f"{name}: {len(errors)} problem(s):\n{lines}")
 
 
-def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="fsdp"):
-    """Validate the catalog and resolve the selected variants (+ each family's control)."""
+def wanbench_plan(catalog, variant, platform="npu", mode="", prompt="", family="fsdp", require_variant=True):
+    """Validate the catalog and resolve the selected variants (+ each family's control).
+
+    Without a variant, ``require_variant`` False checks every variant of ``family`` (variant=all).
+    """
     if not isinstance(catalog, dict):
         raise AnsibleFilterError(f"wanbench_plan: expected the catalog mapping, got {type(catalog).__name__}")
+    try:
+        variant = variant if variant or boolean(require_variant) else "all"
+    except TypeError as exc:
+        raise AnsibleFilterError(f"wanbench_plan: require_variant: {exc}") from None
     try:
         return _catalog.plan(catalog, variant, platform=platform, mode=mode or None,
                              overrides={"prompt": prompt} if prompt else None, family=family or None)
@@ -95,22 +47,26 @@ def wanbench_selection_text(selection, baseline="rerun"):
     return _catalog.selection_text(selection, str(baseline))
 
 
-def wanbench_schedule(selection, baseline="rerun", stored=None, repeats=1, seed="", warmup=1, max_runs=10, play="",
-                      spending="obrien-fleming", balanced=True):
+def wanbench_schedule(selection, baseline="rerun", repeats="", max_runs="", defaults=None, seed="", warmup=1, play="",
+                      spending="obrien-fleming", balanced=True, store=None):
     """The play's runs: warm-ups, then interleaved blocks of every arm (see wanbench.schedule).
 
-    ``repeats=auto`` plans ``max_runs`` blocks as a budget and marks the schedule adaptive.
+    ``repeats``/``max_runs`` as given with -e ("" = ``defaults``' ``repeats``/``max_runs``), their meaning
+    decided by wanbench.inputs.repeats_plan; ``store`` ({results_dir, host, sha, dirty}) finds the stored
+    controls of ``baseline=stored``.
     """
     if not isinstance(selection, dict) or "controls" not in selection:
         raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
-    adaptive = str(repeats).strip() == "auto"
+    defaults = defaults or {}
     try:
-        return _schedule.schedule(selection, baseline=baseline, stored=stored or {},
-                                  repeats=_int("max_runs" if adaptive else "repeats", max_runs if adaptive else repeats),
+        blocks, adaptive = _inputs.repeats_plan(repeats, max_runs, defaults.get("repeats", 3),
+                                                defaults.get("max_runs", 10))
+        stored = _stored_controls(selection, **store) if baseline == "stored" and store else {}
+        return _schedule.schedule(selection, baseline=baseline, stored=stored, repeats=blocks,
                                   seed=None if seed in (None, "") else _int("order_seed", seed),
                                   warmup=_int("warmup", warmup), adaptive=adaptive, play=str(play or "") or None,
                                   spending=str(spending or "obrien-fleming"), balanced=_bool("balanced", balanced))
-    except _schedule.ScheduleError as exc:
+    except ValueError as exc:  # ScheduleError, and repeats_plan's one line
         raise _fail("wanbench_schedule", exc) from None
 
 
@@ -140,10 +96,10 @@ def wanbench_plan_text(sched):
     return _schedule.plan_text(sched)
 
 
-def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
+def _stored_controls(selection, results_dir, host, sha, dirty=True):
     """{control key: stored run dir or None} for each family control of the selection."""
     if not isinstance(selection, dict) or "controls" not in selection:
-        raise AnsibleFilterError("wanbench_stored_controls: expected the result of wanbench_plan")
+        raise AnsibleFilterError("wanbench_schedule: expected the result of wanbench_plan")
     if dirty:
         return {key: None for key in selection["controls"]}
     return {key: _store.find_baseline(str(results_dir), str(host), str(sha or ""), c["fingerprint"],
@@ -154,21 +110,6 @@ def wanbench_stored_controls(selection, results_dir, host, sha, dirty=True):
 def wanbench_run_id(variant):
     """A fresh run id ``<UTCstamp>-<variant>-<random>`` (set_fact it once; it changes each call)."""
     return _command.run_id(str(variant))
-
-
-def wanbench_master_port(run_id):
-    """The torchrun master port of a run, derived from its id."""
-    return _command.master_port(str(run_id))
-
-
-def wanbench_command(resolved, run_dir, generate="generate.py", torchrun="torchrun", master_port=29500,
-                     ckpt_dir="", devices="", save_file="output.npy"):
-    """The run's environment and torchrun argv: {env, argv, command_line}."""
-    if not isinstance(resolved, dict) or "args" not in resolved:
-        raise AnsibleFilterError("wanbench_command: expected one resolved variant from wanbench_plan")
-    return _command.command(resolved, str(run_dir), generate=str(generate), torchrun=str(torchrun),
-                            master_port_=int(master_port), ckpt_dir=str(ckpt_dir or ""),
-                            devices=str(devices or ""), save_file=str(save_file or ""))
 
 
 def wanbench_report_groups(collected, controls, out_root=None):
@@ -188,9 +129,6 @@ class FilterModule:
             "wanbench_schedule": wanbench_schedule,
             "wanbench_plan_text": wanbench_plan_text,
             "wanbench_decided": wanbench_decided,
-            "wanbench_stored_controls": wanbench_stored_controls,
             "wanbench_run_id": wanbench_run_id,
-            "wanbench_master_port": wanbench_master_port,
-            "wanbench_command": wanbench_command,
             "wanbench_report_groups": wanbench_report_groups,
         }

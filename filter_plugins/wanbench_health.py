@@ -1,53 +1,13 @@
 # Filters over wanbench.devices and wanbench.outputs (thin skins: all logic lives in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_capture_plan
-short_description: The device and environment capture commands a run script runs before and after a run
-description:
-  - Returns the commands of C(wanbench.devices.capture_plan) that run where the workload runs, as
-    C([{name, argv, optional}]); the run script writes each one's stdout, stderr and exit status
-    into C(<run_dir>/health/<phase>/<name>.out|.err|.rc) (docs/health.md).
-  - C(placed) (preflight's C(placed): where each command runs in this play) leaves out the commands
-    that run on the host; C(wanbench_host_capture_command) gives the command line that runs those there
-    and writes their output (and C(<name>.where) = host) into the run's C(health/<phase>/).
-  - Companion filters in this file: C(wanbench_host_capture_plan) and C(wanbench_host_capture_records)
-    (the container's image, read on the host once per play, recorded in each run's health/host/),
-    C(wanbench_output_pairs) (the play's control/candidate pairs
-    with the outputs' paths on the host), C(wanbench_output_records) (what to write into each
-    candidate's collected run directory from the output check's printed JSON).
-options:
-  _input:
-    description: The platform, C(npu), C(cuda) or C(reference).
-    type: str
-    required: true
-  python:
-    description: Python where the workload runs (its torch version is recorded).
-    type: str
-    default: python3
-  placed:
-    description: Where preflight found each command, C({name: workload | host}).
-    type: dict
-    default: {}
-"""
-
-EXAMPLES = r"""
-- name: Render the capture lines
-  ansible.builtin.debug:
-    msg: "{{ 'cuda' | wanbench_capture_plan(python='python3') | map(attribute='name') | list }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C([{name, argv, where, optional}]), in the order they run.
-  type: list
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
 
 try:
     from wanbench import devices as _devices
-    from wanbench import outputs as _outputs
+    from wanbench import play as _play
 except ImportError as exc:  # not the repository's Python: Ansible skips this plugin and prints this line
     raise ImportError(f"{exc}: run ansible-playbook from the repository's .venv (scripts/setup.sh)") from exc
 
@@ -88,17 +48,17 @@ def wanbench_host_capture_records(collected, results):
 
 
 def wanbench_output_pairs(collected):
-    """The play's (control, candidate) output pairs (see wanbench.outputs.play_pairs)."""
+    """The play's (control, candidate) output pairs (see wanbench.play.output_pairs)."""
     if not isinstance(collected, list):
         raise AnsibleFilterError("wanbench_output_pairs: expected the list of collected runs (bench_collected)")
-    return _outputs.play_pairs(collected)
+    return _play.output_pairs(collected)
 
 
 def wanbench_output_records(pairs, printed):
     """[{dest, content}] for each pair, from the output check's printed JSON."""
     if not isinstance(pairs, list):
         raise AnsibleFilterError("wanbench_output_records: expected the list of wanbench_output_pairs")
-    return _outputs.check_records(pairs, printed)
+    return _play.output_records(pairs, printed)
 
 
 class FilterModule:

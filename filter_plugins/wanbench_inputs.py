@@ -1,54 +1,7 @@
 # Filters over wanbench.inputs and wanbench.inventory (thin skins: all rules live in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_input_problems
-short_description: Check the run inputs given with -e, raw, before anything templates them
-description:
-  - Reads the extra vars as Ansible loaded them from the command line (C(-e key=value), JSON,
-    C(-e @file)), untemplated, and each C(-e key=value) argument as Ansible split it.
-  - Never reads the run inputs through templating, so a C({{ lookup('pipe', ...) }}) in
-    C(-e variant=...) is refused before it can run. Call it before any task reads a run input
-    (the validate play does, in its pre_tasks).
-  - Reports C(_raw_params) (words Ansible dropped from a C(key=value)), values Ansible split,
-    variant names outside C([A-Za-z0-9_-]) or empty items of a comma list, Jinja markers in any
-    run input but the prompt, a prompt with Jinja markers that Ansible would template (not
-    C(!unsafe)), and the type or format of C(family), C(baseline), C(mode), C(repeats) and C(max_runs).
-  - Companion filter in this file, C(wanbench_inventory_problems), checks one host's inventory
-    settings and the catalog it sees (C(wanbench.inventory), shared with C(wanbench validate)); its
-    input is the host's C(hostvars), its argument the host's name.
-  - Companion filter C(wanbench_command_problems) takes the schedule's runs and the host's
-    C(ARG_MAX) and login environment size (preflight's C(arg_max), C(env_bytes)) and names each variant whose command would not fit
-    (C(wanbench.inputs.command_problems)); bench.yml checks it before the first run.
-  - The prompt is also limited to 131071 bytes (one argument, Linux's MAX_ARG_STRLEN).
-options:
-  _input:
-    description: Names of the run inputs to check (the other extra vars are only checked for splitting).
-    type: list
-    elements: str
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Refuse mangled or templated run inputs
-  ansible.builtin.assert:
-    quiet: true
-    that: problems | length == 0
-    fail_msg: "{{ problems | join('; ') }}"
-  vars:
-    problems: "{{ ['variant', 'mode', 'prompt'] | wanbench_input_problems }}"
-
-- name: Show what is wrong with this host's inventory settings and catalog (an empty list when nothing)
-  ansible.builtin.debug:
-    msg: "{{ hostvars[inventory_hostname] | wanbench_inventory_problems(inventory_hostname) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: One line per problem, naming the variable and the cause; empty when all is well.
-  type: list
-  elements: str
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
 from jinja2 import Undefined

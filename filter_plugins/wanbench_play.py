@@ -1,56 +1,7 @@
 # Filters of the bench play over wanbench.play (thin skins: the logic lives in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_run_outcome
-short_description: One entry of bench_collected for a scheduled run, whatever happened to it
-description:
-  - Companion filters in this file. C(wanbench_render_run) builds in one call what the render role
-    writes for one scheduled run (Python computes it, the template only renders it):
-    C({run_id, run_dir, script, master_port, command, command_line, manifest}).
-    C(wanbench_git_state) parses repo_sync's record command
-    (C(git status --porcelain), a separator, C(git log --format='%H %h %s')) into
-    C({sha, subject, dirty, log}).
-    C(wanbench_play_failures) lists why the play fails at its end (runs not collected, runs that
-    exited non-zero when O(unhealthy), verdicts of C(fail_on) in the report groups' report.json).
-  - Combines the scheduled run, the wait role's result, the collect role's result and the failure
-    the play's rescue noted into C({variant, role, control_key, run_id, path, exit_code, status,
-    cause, log_tail, collect_error}). Results left from another run are ignored.
-options:
-  _input:
-    description: The scheduled run (an item of C(bench_schedule.runs)).
-    type: dict
-    required: true
-  run_id:
-    description: The run's id.
-    type: str
-    required: true
-  wait:
-    description: The wait role's result (C(wait_poll)).
-    type: dict
-    default: {}
-  collected:
-    description: The collect role's result (C(collect_result)).
-    type: dict
-    default: {}
-  failure:
-    description: What the rescue noted (status, cause, log_tail, collect_error).
-    type: dict
-    default: {}
-"""
-
-EXAMPLES = r"""
-- name: Remember the run
-  ansible.builtin.set_fact:
-    bench_collected: "{{ bench_collected + [bench_run | wanbench_run_outcome(run_id=bench_run_id, wait=wait_poll)] }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C({variant, role, control_key, run_id, path, exit_code, status, cause, log_tail, collect_error}); status is
-    ok, failed, died, timeout, not-started, unreadable, error or not-run; path is null when not collected.
-  type: dict
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from collections.abc import Mapping
 

@@ -1,37 +1,7 @@
 # Filters of playbooks/collect.yml over wanbench.rundirs (thin skins: the logic lives in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_report_inputs
-short_description: The report role's inputs for collected runs whose play died before its report
-description:
-  - Reads the manifests of collected run directories (and, with O(results_dir), of the already
-    collected runs of the same plays) and returns C({runs, controls, confidence, unhealthy}) for
-    the report role; cancelled runs are marked and left out of C(unhealthy).
-options:
-  _input:
-    description: Paths of collected run directories.
-    type: list
-    elements: str
-    required: true
-  results_dir:
-    description: The controller's results of the host (C(results/<host>)); "" = only the given runs.
-    type: str
-    default: ""
-"""
-
-EXAMPLES = r"""
-- name: Gather the report's runs
-  ansible.builtin.set_fact:
-    collect_later_report: "{{ collect_later_paths | wanbench_report_inputs(wanbench_results_dir ~ '/' ~ inventory_hostname) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C({runs, controls, confidence, unhealthy}); runs are C({variant, role, control_key, path,
-    exit_code, cancelled}) in run order.
-  type: dict
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
 

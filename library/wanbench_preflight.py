@@ -7,11 +7,11 @@ DOCUMENTATION = r"""
 module: wanbench_preflight
 short_description: Check that a host can take wanbench runs now, and lock it for one play
 description:
-  - One call checks the whole host and returns JSON; it fails with one message listing every
+  - "One call checks the whole host and returns JSON; it fails with one message listing every
     problem found. Checks: the container exists and runs (C(docker container inspect)), the tools
     are on the login PATH where the repo lives, the login shell there has the platform's
     environment (O(environment)), the repo and model directories exist, and the run root's file
-    system has O(min_free_gb) free.
+    system has O(min_free_gb) free."
   - "O(capture): each command runs where the repo lives first, else on the host (the first place of
     its C(places) where it exits 0); its raw output is returned in RV(capture) with where it ran. The
     module judges nothing there: the action plugin parses the output with C(wanbench.devices) on the
@@ -146,12 +146,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 capture:
-  description: Each O(capture) command's raw result, C({name: {where, rc, stdout, stderr}}); C(where) the place it
-    ran (C(workload) or C(host)), the first place's result when it failed everywhere.
+  description: "Each O(capture) command's raw result, C({name: {where, rc, stdout, stderr}}); C(where) the place it
+    ran (C(workload) or C(host)), the first place's result when it failed everywhere."
   type: dict
   returned: when O(capture) is set and the container runs
 placed:
-  description: Where each O(capture) command runs in this play, C({name: workload | host}) (action plugin).
+  description: "Where each O(capture) command runs in this play, C({name: workload | host}) (action plugin)."
   type: dict
   returned: when O(capture) is set
 problems:

@@ -61,10 +61,11 @@ def test_values_as_given_with_e_pass(production):
 
 def test_device_count_follows_the_platform_settings(production):
     # the platform's own nproc counts, not the common one (the Jinja check read wanbench_common.nproc)
-    two = {**production["wanbench_platform_settings"], "npu": {"nproc": 2, "ulysses_size": 2}}
-    assert inventory.problems("npu", {**production, "wanbench_platform_settings": two,
+    cat = production["wanbench_catalog"]
+    two = {**cat, "platform_settings": {**cat["platform_settings"], "npu": {"nproc": 2, "ulysses_size": 2}}}
+    assert inventory.problems("npu", {**production, "wanbench_catalog": two,
                                       "wanbench_visible_devices": "0,1"}) == []
-    got = inventory.problems("npu", {**production, "wanbench_platform_settings": two})
+    got = inventory.problems("npu", {**production, "wanbench_catalog": two})
     assert got == ["inventory of npu: wanbench_visible_devices must list 2 device ids (one per process, e.g. \"0,1\") "
                    "on platform npu, got '0,1,2,3'"]
     # the reference platform runs without devices
@@ -72,11 +73,12 @@ def test_device_count_follows_the_platform_settings(production):
 
 
 def test_catalog_problems_name_the_catalog(production):
-    common = {**production["wanbench_common"], "frame_num": 80}
-    got = inventory.problems("npu", {**production, "wanbench_common": common})
+    cat = production["wanbench_catalog"]
+    common = {**cat["common"], "frame_num": 80}
+    got = inventory.problems("npu", {**production, "wanbench_catalog": {**cat, "common": common}})
     assert got == ["catalog of npu: wanbench_common.frame_num: 80 is not 4n+1"]
-    settings = {**production["wanbench_platform_settings"], "npu": {"frame_num": 6}}
-    assert inventory.problems("npu", {**production, "wanbench_platform_settings": settings}) == [
+    settings = {**cat["platform_settings"], "npu": {"frame_num": 6}}
+    assert inventory.problems("npu", {**production, "wanbench_catalog": {**cat, "platform_settings": settings}}) == [
         "catalog of npu: wanbench_platform_settings.npu.frame_num: 6 is not 4n+1"]
 
 

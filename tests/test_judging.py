@@ -85,3 +85,9 @@ def test_an_invalid_look_never_stops_an_adaptive_play():
                              {"verdict": "invalid", "equivalent": False}]) is False
     assert schedule.decided([{"verdict": "fail", "equivalent": False},
                              {"verdict": "inconclusive", "equivalent": True}]) is True
+
+
+def test_run_args_give_candidates_with_their_controls_or_the_controls_alone():
+    assert judging.run_args(["c1", "c2"], ["x"]) == ["x", "--baseline=c1", "--baseline=c2"]
+    assert judging.run_args(["c1"], []) == ["c1"]  # a report of controls only
+    assert judging.run_args(None, None) == []

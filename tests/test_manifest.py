@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wanbench import cli, manifest, store
+from wanbench import cli, manifest
 
 RUNS = Path(__file__).resolve().parents[1] / "docs" / "gpu-runs" / "h100x4-2026-11-27-1.3B-aa-nofsdp" / "runs"
 
@@ -55,7 +55,7 @@ def test_a_field_of_the_wrong_type_is_one_line_naming_file_and_key(tmp_path, cap
 
 
 def test_old_manifests_without_a_version_are_read_as_before():
-    m = store.read_manifest(RUNS / "03-baseline")
+    m = manifest.read(RUNS / "03-baseline")
     assert m["variant"] == "baseline" and "manifest_version" not in m
     assert manifest.read(RUNS / "absent") is None
 

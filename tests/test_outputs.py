@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wanbench import manifest, play
 from wanbench import outputs as O
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +232,7 @@ def test_the_script_scores_pairs_without_the_wanbench_package(tmp_path):
     assert scores["shifted"]["max_abs_diff"] == pytest.approx(1e-2, rel=1e-3)
     assert scores["shifted"]["psnr_db"] == pytest.approx(O.score(a, c)["psnr_db"])
     assert scores["gone"]["status"] == "error" and scores["gone"]["reason"] == "cannot read the candidate's output missing.npy"
-    assert scores["seedless"] == {**O._result("error", "no fixed --base_seed")}
+    assert scores["seedless"] == {**O.result("error", "no fixed --base_seed")}
 
 
 @pytest.mark.parametrize("args", [[], ["not json"], ['{"id": 1}'], ['[{"control": "a"}]'], ["[]", "extra"]])
@@ -263,11 +264,11 @@ def test_play_pairs_match_each_candidate_with_the_control_of_its_block(tmp_path)
             _collected_run(tmp_path, "s", "gate1", "candidate", 2, seed="7"),
             {"variant": "gate0", "role": "candidate", "control_key": "fsdp:profiled", "run_id": "x", "path": None,
              "status": "failed"}]
-    pairs = {p["id"]: p for p in O.play_pairs(runs)}
+    pairs = {p["id"]: p for p in play.output_pairs(runs)}
     assert sorted(pairs) == ["c1", "c2", "s"]  # a run that was not collected has nothing to compare
     assert pairs["c1"] == {"id": "c1", "candidate_run": "c1", "control_run": "b1", "base_seed": "42",
                            "control": "/host/runs/b1/output.npy", "candidate": "/host/runs/c1/output.npy",
-                           "dest": str(tmp_path / "c1" / O.OUTPUT_CHECK)}
+                           "dest": str(tmp_path / "c1" / manifest.OUTPUT_CHECK)}
     assert pairs["c2"]["control_run"] == "b2"
     assert pairs["s"]["skip"] == "--base_seed differs: 42 (control) vs 7 (candidate)"
 
@@ -280,22 +281,22 @@ def test_play_pairs_of_runs_collected_later_come_from_their_manifests(tmp_path):
         m = json.loads(open(os.path.join(r["path"], "manifest.json")).read())
         open(os.path.join(r["path"], "manifest.json"), "w").write(json.dumps(
             {**m, "role": r["role"], "control_key": r["control_key"]}))
-    (pair,) = O.play_pairs([{"path": r["path"], "status": "ok"} for r in runs])
+    (pair,) = play.output_pairs([{"path": r["path"], "status": "ok"} for r in runs])
     assert (pair["candidate_run"], pair["control_run"], pair["candidate"]) == ("c1", "b1", "/host/runs/c1/output.npy")
 
 
 def test_play_pairs_say_why_a_pair_cannot_be_compared(tmp_path):
     seedless = [_collected_run(tmp_path, "b", "baseline", "control", 1, seed=None),
                 _collected_run(tmp_path, "c", "ffn_only", "candidate", 1, seed=None)]
-    (pair,) = O.play_pairs(seedless)
+    (pair,) = play.output_pairs(seedless)
     assert pair["skip"].startswith("no fixed --base_seed: the outputs are of random seeds")
     (tmp_path / "u").mkdir()
     unsaved = [_collected_run(tmp_path / "u", "b", "baseline", "control", 1, save=None),
                _collected_run(tmp_path / "u", "c", "ffn_only", "candidate", 1, save=None)]
-    assert O.play_pairs(unsaved)[0]["skip"] == "no saved output (--save_file not passed)"
+    assert play.output_pairs(unsaved)[0]["skip"] == "no saved output (--save_file not passed)"
     (tmp_path / "n").mkdir()
     alone = [_collected_run(tmp_path / "n", "c", "ffn_only", "candidate", 1)]
-    assert O.play_pairs(alone)[0]["skip"] == "no control run that finished"
+    assert play.output_pairs(alone)[0]["skip"] == "no control run that finished"
 
 
 def test_check_records_carry_scores_or_the_reason_there_is_none(tmp_path):
@@ -303,13 +304,13 @@ def test_check_records_carry_scores_or_the_reason_there_is_none(tmp_path):
               "candidate": "/c1/o.npy", "base_seed": "42", "dest": "/r/c1/output_check.json"},
              {"id": "c2", "candidate_run": "c2", "control_run": "b1", "skip": "no fixed --base_seed",
               "dest": "/r/c2/output_check.json"}]
-    ident = O._result("ok", "", "array", psnr_db=math.inf, identical=True)
-    records = O.check_records(pairs, json.dumps({"python": "/py", "scores": {"c1": ident}}))
+    ident = O.result("ok", "", "array", psnr_db=math.inf, identical=True)
+    records = play.output_records(pairs, json.dumps({"python": "/py", "scores": {"c1": ident}}))
     assert records[0] == {"dest": "/r/c1/output_check.json", "content": {
         "control_run": "b1", "candidate_run": "c1", "control": "/b1/o.npy", "candidate": "/c1/o.npy",
         "base_seed": "42", "python": "/py", "score": ident}}
     assert records[1]["content"]["score"]["reason"] == "no fixed --base_seed"
-    broken = O.check_records(pairs[:1], "Traceback (most recent call last):")
+    broken = play.output_records(pairs[:1], "Traceback (most recent call last):")
     assert broken[0]["content"]["score"]["reason"] == "the output check printed no score"
 
 

@@ -87,8 +87,8 @@ def test_baseline_policies(cat, policy, stored, variants, source):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"baseline": "auto"}, "baseline='auto': expected one of rerun, skip, stored"),
-    ({"repeats": 0}, "repeats=0: expected a whole number >= 1"),
-    ({"repeats": "3"}, "repeats='3': expected a whole number >= 0"),
+    ({"repeats": 0}, "repeats: expected a positive whole number, got 0"),
+    ({"repeats": "three"}, "repeats: expected a positive whole number, got 'three'"),
     ({"warmup": -1}, "warmup=-1: expected a whole number >= 0"),
 ])
 def test_schedule_errors(cat, kwargs, message):

@@ -36,6 +36,7 @@ import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
 
+from .manifest import EXIT_CODE, MANIFEST
 from .parse import parse_file, parse_run
 
 __all__ = ["add_cli", "first_stamp", "import_dir"]
@@ -137,8 +138,8 @@ def _finish(manifest, tmp):
     """Fill exit code and ended_at from the parsed run in ``tmp``; write manifest.json and exit_code."""
     run = parse_run(tmp)
     time_src = next((s for s in run["sources"] if s["kind"] == "time"), None)
-    if time_src is not None and "exit_code" in time_src["extra"]:
-        code, source = time_src["extra"]["exit_code"], "time file"
+    if time_src is not None and EXIT_CODE in time_src["extra"]:
+        code, source = time_src["extra"][EXIT_CODE], "time file"
     elif time_src is not None and "signal" in time_src["extra"]:
         code, source = 128 + time_src["extra"]["signal"], "time file (signal)"
     else:
@@ -146,12 +147,12 @@ def _finish(manifest, tmp):
         source = f"inferred: parsed status {run['status']}" + (f" ({run['reason']})" if run["reason"] else "")
     started = datetime.strptime(manifest["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     real = run["metrics"]["real_time"]
-    manifest.update({"ended_at": _iso(started + timedelta(seconds=real or 0)), "exit_code": code,
+    manifest.update({"ended_at": _iso(started + timedelta(seconds=real or 0)), EXIT_CODE: code,
                      "exit_code_source": source})
-    with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as fh:
+    with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
         fh.write("\n")
-    with open(os.path.join(tmp, "exit_code"), "w", encoding="utf-8") as fh:
+    with open(os.path.join(tmp, EXIT_CODE), "w", encoding="utf-8") as fh:
         fh.write(f"{code}\n")
 
 

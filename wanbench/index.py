@@ -36,15 +36,15 @@ import tempfile
 from datetime import datetime, timezone
 
 from .parse import METRICS, parse_run
-from .manifest import ManifestError, workload, workload_id
-from .store import read_manifest
+from .manifest import EXIT_CODE, MANIFEST, ManifestError, exit_code, workload, workload_id
+from .manifest import read as read_manifest
 
 __all__ = ["INDEX_NAME", "add_cli", "build", "dump", "open_index", "rebuild", "run_state", "runs",
            "series", "update"]
 
 INDEX_NAME = "index.sqlite"
 SCHEMA_VERSION = "2"  # 2: runs.workload (the workload identity, wanbench.manifest)
-MARKERS = (".partial", ".in-progress", ".collecting", "manifest.json.tmp", "exit_code.tmp")
+MARKERS = (".partial", ".in-progress", ".collecting", MANIFEST + ".tmp", EXIT_CODE + ".tmp")
 
 _RUN_COLUMNS = (
     "host", "run_id", "variant", "role", "control_key", "fingerprint", "sha", "dirty", "play",
@@ -89,18 +89,15 @@ def run_state(run_dir):
     try:
         manifest = read_manifest(run_dir)
     except ManifestError as e:  # a field of the wrong type: skipped and listed, the rest is indexed
-        return str(e).split(": ", 2)[-1].join(("manifest.json: ", ""))
+        return str(e).split(": ", 2)[-1].join((f"{MANIFEST}: ", ""))
     if manifest is None:
-        return "no readable manifest.json"
-    try:
-        with open(os.path.join(run_dir, "exit_code"), encoding="utf-8") as fh:
-            int(fh.read().strip())
-    except FileNotFoundError:
-        return "no exit_code (running or half-collected)"
-    except (OSError, ValueError):
-        return "exit_code is not a number"
+        return f"no readable {MANIFEST}"
+    if not os.path.lexists(os.path.join(run_dir, EXIT_CODE)):
+        return f"no {EXIT_CODE} (running or half-collected)"
+    if exit_code(run_dir) is None:
+        return f"{EXIT_CODE} is not a number"
     if not manifest.get("ended_at"):
-        return "manifest.json has no ended_at (not finished)"
+        return f"{MANIFEST} has no ended_at (not finished)"
     return None
 
 

@@ -47,12 +47,37 @@ def _kind(value):
     return "nothing" if value is None else type(value).__name__
 
 
+def count(name, value):
+    """``value`` as a whole number >= 1: an int, or its digits as text (as ``-e`` gives it).
+
+    Raises ValueError "<name>: expected a positive whole number, got <value>" otherwise.
+    """
+    if isinstance(value, str) and INT_RE.fullmatch(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive whole number, got {value!r}")
+    return value
+
+
+def repeats_plan(repeats="", max_runs="", default_repeats=3, default_max_runs=10):
+    """What ``-e repeats`` and ``-e max_runs`` mean, decided here only: (blocks to plan, adaptive).
+
+    ``repeats`` "" (or None) takes the inventory's ``default_repeats`` (``wanbench_repeats``);
+    ``repeats=auto`` plans ``max_runs`` blocks (else ``default_max_runs``, ``wanbench_max_runs``)
+    as a budget, and the play stops a control key once its verdicts are decided (adaptive).
+    Raises ValueError naming the input.
+    """
+    repeats = default_repeats if repeats in (None, "") else repeats
+    if isinstance(repeats, str) and repeats.strip() == "auto":
+        return count("max_runs", default_max_runs if max_runs in (None, "") else max_runs), True
+    return count("repeats", repeats), False
+
+
 def _positive_int(value):
-    if isinstance(value, bool):
+    try:
+        return bool(count("", value))
+    except ValueError:
         return False
-    if isinstance(value, int):
-        return value > 0
-    return isinstance(value, str) and INT_RE.fullmatch(value) is not None and int(value) > 0
 
 
 def check_argument(text, parsed):

@@ -16,15 +16,14 @@ from . import catalog
 from . import platforms
 from .schema import PLATFORMS
 
-#: The catalog's variables (group_vars/all/catalog.yml) -> its parts.
-CATALOG_VARS = {"wanbench_common": "common", "wanbench_platform_settings": "platform_settings",
-                "wanbench_families": "families", "wanbench_modes": "modes", "wanbench_variants": "variants"}
+#: The catalog as one mapping (assembled once, in group_vars/all/catalog.yml, from its five parts).
+CATALOG = "wanbench_catalog"
 #: The site variables checked here ("where things are", group_vars/all/site.yml).
 SETTINGS = ("wanbench_platform", "wanbench_container", "wanbench_repo_dir", "wanbench_run_root",
             "wanbench_results_dir", "wanbench_repo_fetch", "wanbench_allow_dirty", "wanbench_git_remote",
             "wanbench_git_branch", "wanbench_required_commits", "wanbench_model_dir", "wanbench_visible_devices",
             "wanbench_min_free_gb", "wanbench_job_timeout")
-NAMES = SETTINGS + tuple(CATALOG_VARS)
+NAMES = SETTINGS + (CATALOG,)
 
 CONTAINER_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 DEVICES_RE = re.compile(r"[0-9]+(,[0-9]+)*")
@@ -107,7 +106,7 @@ def problems(host, hostvars):
     if failed:
         return failed
     out = []
-    cat = {part: hostvars[name] for name, part in CATALOG_VARS.items()}
+    cat = hostvars[CATALOG]
     nproc = None
     try:
         catalog.check_catalog(cat)

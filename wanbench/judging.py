@@ -110,6 +110,13 @@ def add_arguments(parser):
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0", ""}
 
 
+def run_args(controls=(), candidates=()):
+    """The runs of a ``wanbench compare``/``report`` command line: the candidates, each control as
+    ``--baseline=PATH``; the controls alone (as runs) when there is no candidate."""
+    controls, candidates = [str(c) for c in controls or ()], [str(c) for c in candidates or ()]
+    return candidates + [f"--baseline={c}" for c in controls] if candidates else controls
+
+
 def argv(values):
     """The command-line arguments of ``values`` ({option name: value}, every option named once).
 

@@ -1,9 +1,19 @@
-"""The run directory's manifest: one reader that checks its fields, and the workload identity.
+"""The run-directory contract: its file names, the manifest reader, the exit-code reader, the workload identity.
+
+A run directory (written by the rendered run script, collected to
+``<results>/<host>/<run_id>/``) holds the run's outputs and, by these names:
+:data:`MANIFEST` (what ran; completed by the run script), :data:`EXIT_CODE`
+(one integer line, written last: the run has ended), :data:`OUTPUT_CHECK` (the
+output's score against the control, written by the report role),
+:data:`CANCELLED` (a cancelled run: never judged) and :data:`LINKS` (the
+symbolic links as collected).  Every module reads them through this one.
 
 :func:`read` returns a run directory's ``manifest.json`` as a dict (None when
 missing or not a JSON object); a field the tools use with the wrong type is a
 :class:`ManifestError` (a ValueError: one line naming the file and the key).
 Manifests written before ``manifest_version`` existed are read alike.
+:func:`exit_code` is the one exit-code reader: the ``exit_code`` file, else the
+manifest's ``exit_code`` (the run script writes both), else None.
 
 The **workload identity** (:func:`workload`) is what a run measured: task,
 size, frames, steps, ranks and parallel sizes, platform, mode, prompt and
@@ -22,10 +32,20 @@ import hashlib
 import json
 import os
 
-__all__ = ["MANIFEST_VERSION", "WORKLOAD_KEYS", "ManifestError", "digest", "duplicates", "log_disagreement",
+import re
+
+__all__ = ["CANCELLED", "EXIT_CODE", "LINKS", "MANIFEST", "MANIFEST_VERSION", "OUTPUT_CHECK", "RUN_SCRIPT",
+           "WORKLOAD_KEYS", "ManifestError", "digest", "duplicates", "exit_code", "job_args", "log_disagreement",
            "mismatch", "read", "workload", "workload_id", "workload_of_settings"]
 
 MANIFEST_VERSION = 1
+# the run directory's files read by name
+MANIFEST = "manifest.json"          # what ran (render role), completed by the run script
+EXIT_CODE = "exit_code"             # the run's exit status, one integer line, written last
+RUN_SCRIPT = "run.sh"               # the rendered run script
+OUTPUT_CHECK = "output_check.json"  # the output's score against the control (report role), on the controller
+CANCELLED = "cancelled"             # the run was cancelled: status "cancelled", never judged
+LINKS = "links.json"                # the run directory's symbolic links as collected: {name: target}, never followed
 # the workload identity; the log's job-args field of each (None: the log does not say)
 WORKLOAD_KEYS = {"task": "task", "size": "size", "frame_num": "frame_num", "steps": "sample_steps",
                  "nproc": None, "ulysses_size": "ulysses_size", "ring_size": "ring_size", "cfg_size": "cfg_size",
@@ -68,11 +88,22 @@ def check(data, where="manifest.json"):
 def read(run_dir):
     """The run directory's manifest (checked, see :func:`check`); None when missing or not a JSON object."""
     try:
-        with open(os.path.join(run_dir, "manifest.json"), encoding="utf-8") as fh:
+        with open(os.path.join(run_dir, MANIFEST), encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError):
         return None
-    return check(data, f"{run_dir}: manifest.json") if isinstance(data, dict) else None
+    return check(data, f"{run_dir}: {MANIFEST}") if isinstance(data, dict) else None
+
+
+def exit_code(run_dir, manifest=None):
+    """The run's exit code: the ``exit_code`` file's number; when that is missing or not a number, the
+    ``manifest``'s ``exit_code`` (a dict, when given); None when neither says."""
+    try:
+        with open(os.path.join(run_dir, EXIT_CODE), encoding="utf-8") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        code = (manifest or {}).get(EXIT_CODE)
+        return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 # ---------------------------------------------------------------- the workload identity
@@ -105,9 +136,23 @@ def _recorded(manifest):
                                 manifest.get("flags") if isinstance(manifest.get("flags"), dict) else {})
 
 
-def _logged(run):
-    from .parse import job_args
+# one field of the job-args Namespace: name=value (quoted, bracketed or bare), then ', ' or the closing ')'
+_NS_ITEM = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,()]*)(?:, |\)$)""")
 
+
+def job_args(text):
+    """Every field of the job-args Namespace (``Generation job args: Namespace(...)``) as {name: text}, unquoted."""
+    text = text or ""
+    start = text.find("Namespace(")
+    fields, pos = {}, start + len("Namespace(")
+    while start >= 0 and (m := _NS_ITEM.match(text, pos)):
+        value = m.group(2)
+        fields[m.group(1)] = value[1:-1] if value[:1] in "'\"" else value
+        pos = m.end()
+    return fields
+
+
+def _logged(run):
     fields = job_args((run.get("extra") or {}).get("job_args"))
     return {k: fields.get(arg) for k, arg in WORKLOAD_KEYS.items() if arg and fields.get(arg) not in (None, "None")}
 

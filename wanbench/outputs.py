@@ -58,7 +58,8 @@ def digest(path):
     return h.hexdigest()
 
 
-def _result(status="ok", reason="", kind=None, **values):
+def result(status="ok", reason="", kind=None, **values):
+    """A score: {status, reason, kind, max_abs_diff, psnr_db, ssim, identical, control_sha256, candidate_sha256}."""
     out = {"status": status, "reason": reason, "kind": kind, "max_abs_diff": None, "psnr_db": None,
            "ssim": None, "identical": False, "control_sha256": None, "candidate_sha256": None}
     out.update(values)
@@ -94,9 +95,9 @@ def compare_arrays(control, candidate, chunk=1 << 22):
 
     a, b = np.asarray(control), np.asarray(candidate)
     if a.shape != b.shape:
-        return _result("differs", f"shapes differ: {a.shape} (control) vs {b.shape} (candidate)", "array")
+        return result("differs", f"shapes differ: {a.shape} (control) vs {b.shape} (candidate)", "array")
     if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
-        return _result("error", f"not numeric arrays: {a.dtype} vs {b.dtype}", "array")
+        return result("error", f"not numeric arrays: {a.dtype} vs {b.dtype}", "array")
     fa, fb = a.reshape(-1), b.reshape(-1)
     sq, worst, lo, hi, identical, finite = 0.0, 0.0, math.inf, -math.inf, True, True
     for start in range(0, fa.size, chunk):
@@ -111,11 +112,11 @@ def compare_arrays(control, candidate, chunk=1 << 22):
         worst = max(worst, float(np.abs(d).max()))
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
     if identical:
-        return _result("ok", "", "array", max_abs_diff=0.0, psnr_db=math.inf, identical=True)
+        return result("ok", "", "array", max_abs_diff=0.0, psnr_db=math.inf, identical=True)
     if not finite:
-        return _result("differs", "non-finite values differ", "array", max_abs_diff=math.inf, psnr_db=-math.inf)
+        return result("differs", "non-finite values differ", "array", max_abs_diff=math.inf, psnr_db=-math.inf)
     data_range = 255.0 if a.dtype == np.uint8 and b.dtype == np.uint8 else (hi - lo) or 1.0
-    return _result("ok", "", "array", max_abs_diff=worst, psnr_db=psnr(sq / fa.size, data_range), identical=False)
+    return result("ok", "", "array", max_abs_diff=worst, psnr_db=psnr(sq / fa.size, data_range), identical=False)
 
 
 # ---------------------------------------------------------------------------------------------- video
@@ -176,11 +177,11 @@ def compare_frames(control_frames, candidate_frames, data_range=255.0):
         if a is None or b is None:
             if a is not None or b is not None:
                 more = "control" if a is not None else "candidate"
-                return _result("differs", f"frame counts differ: the {more} has more than {n} frames", "video")
+                return result("differs", f"frame counts differ: the {more} has more than {n} frames", "video")
             break
         a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape:
-            return _result("differs", f"frame sizes differ: {a.shape} (control) vs {b.shape} (candidate)", "video")
+            return result("differs", f"frame sizes differ: {a.shape} (control) vs {b.shape} (candidate)", "video")
         d = a.astype(np.float64) - b.astype(np.float64)
         sq += float(np.sum(d * d))
         count += d.size
@@ -188,9 +189,9 @@ def compare_frames(control_frames, candidate_frames, data_range=255.0):
         ssims.append(1.0 if not d.any() else ssim(_luma(a), _luma(b), data_range))
         n += 1
     if n == 0:
-        return _result("error", "no frames decoded", "video")
+        return result("error", "no frames decoded", "video")
     mse = sq / count if count else 0.0
-    return _result("ok", "", "video", max_abs_diff=worst, psnr_db=psnr(mse, data_range),
+    return result("ok", "", "video", max_abs_diff=worst, psnr_db=psnr(mse, data_range),
                    ssim=float(np.mean(ssims)), identical=mse == 0.0)
 
 
@@ -226,10 +227,10 @@ def compare_videos(control_path, candidate_path, iio=None):
         return compare_frames(read_frames(control_path, iio), read_frames(candidate_path, iio))
     except RuntimeError as exc:
         if str(exc) == NO_DECODER:
-            return _result("error", NO_DECODER, "video")
-        return _result("error", f"cannot decode mp4: {exc}", "video")
+            return result("error", NO_DECODER, "video")
+        return result("error", f"cannot decode mp4: {exc}", "video")
     except Exception as exc:  # a broken or cut-off file: the decoder's own words
-        return _result("error", f"cannot decode mp4: {type(exc).__name__}: {str(exc)[:200]}", "video")
+        return result("error", f"cannot decode mp4: {type(exc).__name__}: {str(exc)[:200]}", "video")
 
 
 # ---------------------------------------------------------------------------------------------- score
@@ -240,29 +241,29 @@ def score(control_path, candidate_path, iio=None):
     for who in ("control", "candidate"):
         if sums[f"{who}_sha256"] is None:
             path = control_path if who == "control" else candidate_path
-            return _result("error", f"cannot read the {who}'s output {os.path.basename(str(path))}", **sums)
+            return result("error", f"cannot read the {who}'s output {os.path.basename(str(path))}", **sums)
     kinds = [_kind(control_path), _kind(candidate_path)]
     kind = kinds[0][0] if kinds[0][0] == kinds[1][0] else None
     if sums["control_sha256"] == sums["candidate_sha256"]:
-        return _result("ok", "", kinds[0][0], max_abs_diff=0.0, psnr_db=math.inf,
+        return result("ok", "", kinds[0][0], max_abs_diff=0.0, psnr_db=math.inf,
                        ssim=1.0 if kinds[0][0] == "video" else None, identical=True, **sums)
     for k, why in kinds:
         if k is None:
-            return _result("error", why, **sums)
+            return result("error", why, **sums)
     if kind is None:
-        return _result("differs", f"kinds differ: {kinds[0][0]} (control) vs {kinds[1][0]} (candidate)", **sums)
+        return result("differs", f"kinds differ: {kinds[0][0]} (control) vs {kinds[1][0]} (candidate)", **sums)
     if kind == "video":
         return {**compare_videos(control_path, candidate_path, iio), **sums}
     try:
         import numpy as np
     except ImportError:
-        return _result("error", f"cannot compare arrays: numpy is not importable by {sys.executable}", "array",
+        return result("error", f"cannot compare arrays: numpy is not importable by {sys.executable}", "array",
                        **sums)
     try:
         a = np.load(control_path, mmap_mode="r", allow_pickle=False)
         b = np.load(candidate_path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # cut-off or corrupt .npy: numpy's own words
-        return _result("error", f"cannot load .npy: {type(exc).__name__}: {str(exc)[:200]}", "array", **sums)
+        return result("error", f"cannot load .npy: {type(exc).__name__}: {str(exc)[:200]}", "array", **sums)
     return {**compare_arrays(a, b), **sums}
 
 
@@ -291,86 +292,12 @@ def flag(result, min_psnr_db=None):
     return note
 
 
-# ---------------------------------------------------------------------------------------------- the play
-
-OUTPUT_CHECK = "output_check.json"  # written into each candidate's collected run directory
-
-
-def _arg(argv, flag):
-    argv = argv if isinstance(argv, list) else []
-    return str(argv[argv.index(flag) + 1]) if flag in argv[:-1] else None
-
-
-def play_pairs(collected):
-    """The (control, candidate) pairs of a play's collected runs (``bench_collected``: variant, role,
-    control_key, run_id, path on the controller), with the outputs' paths where the runs ran.
-
-    A candidate is paired with the control of its schedule block (else the first other control of its
-    control key); a pair whose runs have no saved output, no fixed ``--base_seed`` or different seeds is
-    a ``skip`` with the reason.  Returns [{"id", "control_run", "candidate_run", "control", "candidate",
-    "base_seed", "dest"} or {"id", "control_run", "candidate_run", "skip", "dest"}].
-    """
-    from .store import read_manifest  # on the controller only: run as a script, this file imports no package
-
-    runs = []
-    for c in collected or []:
-        if not c.get("path"):
-            continue
-        m = read_manifest(c["path"]) or {}  # runs collected later (collect.yml) carry only what the manifest says
-        c = {"run_id": os.path.basename(str(c["path"]).rstrip("/")), "role": m.get("role"),
-             "control_key": m.get("control_key"), **c}
-        if c["role"] in ("control", "candidate"):
-            runs.append({**c, "manifest": m, "schedule": m.get("schedule") if isinstance(m.get("schedule"), dict)
-                         else {}})
-    pairs = []
-    for cand in (r for r in runs if r["role"] == "candidate" and r.get("status") in (None, "ok")):
-        controls = [r for r in runs if r["role"] == "control" and r["control_key"] == cand["control_key"]
-                    and r.get("status") in (None, "ok")]
-        controls.sort(key=lambda r: (r["schedule"].get("block") != cand["schedule"].get("block"),
-                                     bool(r["schedule"].get("warmup")), r["schedule"].get("position") or 0))
-        item = {"id": cand["run_id"], "candidate_run": cand["run_id"],
-                "dest": os.path.join(cand["path"], OUTPUT_CHECK)}
-        if not controls:
-            pairs.append({**item, "control_run": None, "skip": "no control run that finished"})
-            continue
-        ctl = controls[0]
-        item["control_run"] = ctl["run_id"]
-        a, b = ctl["manifest"].get("argv"), cand["manifest"].get("argv")
-        files = (_arg(a, "--save_file"), _arg(b, "--save_file"))
-        seeds = (_arg(a, "--base_seed"), _arg(b, "--base_seed"))
-        if None in files:
-            pairs.append({**item, "skip": "no saved output (--save_file not passed)"})
-        elif seeds[0] is None or seeds[0] == "-1":
-            pairs.append({**item, "skip": "no fixed --base_seed: the outputs are of random seeds (set flags.base_seed"
-                                          " in the family's baseline)"})
-        elif seeds[0] != seeds[1]:
-            pairs.append({**item, "skip": f"--base_seed differs: {seeds[0]} (control) vs {seeds[1]} (candidate)"})
-        else:
-            pairs.append({**item, "control": files[0], "candidate": files[1], "base_seed": seeds[0]})
-    return pairs
-
-
-def check_records(pairs, printed):
-    """What to write per candidate (``dest``, ``content``) from the pairs and the script's printed JSON."""
-    try:
-        result = json.loads(printed) if isinstance(printed, str) else printed
-        scores, python = result["scores"], result.get("python")
-    except (ValueError, TypeError, KeyError):
-        scores, python = {}, None
-    records = []
-    for p in pairs:
-        score_ = scores.get(p["id"]) or _result("error", p.get("skip") or "the output check printed no score")
-        content = {k: p.get(k) for k in ("control_run", "candidate_run", "control", "candidate", "base_seed")}
-        records.append({"dest": p["dest"], "content": {**content, "python": python, "score": score_}})
-    return records
-
-
 def score_pairs(pairs):
     """Score each {"id", "control", "candidate"} (or {"id", "skip": reason}): {id: score}."""
     scores = {}
     for item in pairs:
         if item.get("skip"):
-            scores[item["id"]] = _result("error", str(item["skip"]))
+            scores[item["id"]] = result("error", str(item["skip"]))
         else:
             scores[item["id"]] = score(item["control"], item["candidate"])
     return scores

@@ -33,8 +33,8 @@ import signal
 import stat
 
 from . import devices
-from .outputs import OUTPUT_CHECK  # the output check's score against the control
-from .store import read_manifest
+from .manifest import CANCELLED, EXIT_CODE, LINKS, MANIFEST, OUTPUT_CHECK, RUN_SCRIPT, exit_code as read_exit_code, job_args
+from .manifest import read as read_manifest
 
 METRICS = (
     "request_total",       # ms
@@ -51,8 +51,6 @@ METRICS = (
 # rounding tolerance when two files disagree and for rendering.
 DECIMALS = {"reserved_peak": 1, "gen_time": 4, "real_time": 2}
 STATUSES = ("ok", "incomplete", "failed", "unreadable")  # best to worst
-CANCELLED = "cancelled"  # a run directory with this file was cancelled: status "cancelled", never judged
-LINKS = "links.json"     # the run directory's symbolic links as collected: {name: target}, never followed
 JITTER_FACTOR = 1.5  # warn when denoise_step_total max > factor x p50
 
 NOT_TEXT = "not text"
@@ -220,7 +218,6 @@ _FRAME = re.compile(rb'\s*File "([^"]+)", line (\d+)')
 # what comes before a failure's own words: a C++ exception's "what():", a c10d log prefix, MindSpore's
 _LEAD_NOISE = re.compile(r"^(?:what\(\):\s*|\[[EF][^\]]{0,80}\] |\[CRITICAL\] .*?Error Message:\s*)")
 # a field of argparse's Namespace repr in the job-args line (quoted strings may hold ", x=")
-_NS_ITEM = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|[^,()]*)(?:, |\)$)""")
 DETAILED = ("detailed profile mode (--profile_mode detailed): generate ran twice and gen_time covers both"
             " generations; not comparable with normal runs")
 
@@ -512,32 +509,6 @@ def _root_cause(buf, pos, end, root):
     return False
 
 
-def _job_arg(args, name):
-    """The value of one field of the job-args Namespace, unquoted; None when absent."""
-    start = args.find("Namespace(")
-    if start < 0:
-        return None
-    pos = start + len("Namespace(")
-    while m := _NS_ITEM.match(args, pos):
-        if m.group(1) == name:
-            value = m.group(2)
-            return value[1:-1] if value[:1] in "'\"" else value
-        pos = m.end()
-    return None
-
-
-def job_args(text):
-    """Every field of the job-args Namespace (``Generation job args: Namespace(...)``) as {name: text}, unquoted."""
-    text = text or ""
-    start = text.find("Namespace(")
-    fields, pos = {}, start + len("Namespace(")
-    while start >= 0 and (m := _NS_ITEM.match(text, pos)):
-        value = m.group(2)
-        fields[m.group(1)] = value[1:-1] if value[:1] in "'\"" else value
-        pos = m.end()
-    return fields
-
-
 def _signal_name(number):
     try:
         return signal.Signals(number).name
@@ -713,7 +684,7 @@ def _parse_log(path, f, jitter_factor):
     tracebacks = info["tracebacks"]
     if info["reports"] > 1:
         warnings.append(f"the log holds {info['reports']} profile reports; took the last")
-    if _job_arg(info.get("job_args", ""), "profile_mode") == "detailed":
+    if job_args(info.get("job_args")).get("profile_mode") == "detailed":
         info["profile_mode"] = "detailed"
         if gen_time is not None:
             warnings.append(DETAILED)
@@ -826,7 +797,7 @@ def _parse_time(path, lines):
             except ValueError:
                 _keep(other, line)
         elif m := _TIME_EXIT.match(line):
-            extra["exit_code"] = int(m.group(1))
+            extra[EXIT_CODE] = int(m.group(1))
         elif m := _TIME_SIGNAL.match(line):
             extra["signal"] = int(m.group(1))
         elif line:
@@ -836,8 +807,8 @@ def _parse_time(path, lines):
     status, reason = "ok", ""
     if "signal" in extra:
         status, reason = "failed", f"killed by {_signal_name(extra['signal'])} (signal {extra['signal']})"
-    elif "exit_code" in extra:
-        status, reason = "failed", _exit_reason(extra["exit_code"])
+    elif EXIT_CODE in extra:
+        status, reason = "failed", _exit_reason(extra[EXIT_CODE])
     metrics = dict.fromkeys(METRICS)
     metrics["real_time"] = real_time
     return _result(path, "time", status, reason, metrics, extra)
@@ -900,17 +871,8 @@ def _not_regular(mode):
     return next((name for test, name in kinds if test(mode)), "not a file")
 
 
-_NOT_OUTPUTS = {"manifest.json", "exit_code", "run.sh", OUTPUT_CHECK, CANCELLED, LINKS}  # read by name, or not a run output
+_NOT_OUTPUTS = {MANIFEST, EXIT_CODE, RUN_SCRIPT, OUTPUT_CHECK, CANCELLED, LINKS}  # read by name, or not a run output
 _PRECEDENCE = {"profile": 0, "log": 1, "time": 2}  # the profile file is the most precise
-
-
-def _read_exit_code(path, warnings):
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError) as e:
-        warnings.append(f"exit_code unreadable ({e}); exit status unknown")
-        return None
 
 
 def _cancel_note(path):
@@ -938,19 +900,20 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
     if not os.path.isdir(path):
         result = parse_file(path, jitter_factor=jitter_factor)
         return {**result, "sources": [result], "manifest": {}, "devices": None, "output_check": None}
-    warnings, exit_code, sources, skipped = [], None, [], []
+    warnings, sources, skipped = [], [], []
     manifest = read_manifest(path)
     if manifest is None:
         manifest = {}
-        if os.path.exists(os.path.join(path, "manifest.json")):
-            warnings.append("manifest.json is not a readable JSON object; ignored")
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            warnings.append(f"{MANIFEST} is not a readable JSON object; ignored")
+    exit_code = read_exit_code(path, manifest)
+    if exit_code is None and os.path.exists(os.path.join(path, EXIT_CODE)):
+        warnings.append(f"{EXIT_CODE} unreadable or not a number; exit status unknown")
     for name in sorted(os.listdir(path)):
         p = os.path.join(path, name)
         if name.startswith(".") or not os.path.isfile(p):
             continue
-        if name == "exit_code":
-            exit_code = _read_exit_code(p, warnings)
-        elif name not in _NOT_OUTPUTS:
+        if name not in _NOT_OUTPUTS:
             src = parse_file(p, jitter_factor=jitter_factor)
             if src["reason"] == NOT_TEXT:  # a video or an archive beside the outputs
                 skipped.append(name)
@@ -998,7 +961,7 @@ def parse_run(path, jitter_factor=JITTER_FACTOR):
     for s in reversed(sources):
         extra.update(s["extra"])
     if exit_code is not None:
-        extra["exit_code"] = exit_code
+        extra[EXIT_CODE] = exit_code
     if skipped:
         extra["skipped"] = skipped
     output_check = _read_output_check(os.path.join(path, OUTPUT_CHECK), warnings)

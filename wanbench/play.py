@@ -10,7 +10,7 @@ import json
 import os
 from datetime import datetime, timezone
 
-from . import command
+from . import command, outputs
 from . import manifest as _manifest
 
 STATUSES = ("ok", "failed", "died", "timeout", "not-started", "unreadable", "error", "not-run")
@@ -136,3 +136,72 @@ def git_state(text, log_lines=8, width=80):
         "dirty": bool(status.strip()),
         "log": [e if len(e) <= width else e[: width - 3] + "..." for e in entries],
     }
+
+
+# ---------------------------------------------------------------- the output check's pairs and records
+
+def _arg(argv, flag):
+    argv = argv if isinstance(argv, list) else []
+    return str(argv[argv.index(flag) + 1]) if flag in argv[:-1] else None
+
+
+def output_pairs(collected):
+    """The (control, candidate) pairs of a play's collected runs (``bench_collected``: variant, role,
+    control_key, run_id, path on the controller), with the outputs' paths where the runs ran.
+
+    A candidate is paired with the control of its schedule block (else the first other control of its
+    control key); a pair whose runs have no saved output, no fixed ``--base_seed`` or different seeds is
+    a ``skip`` with the reason.  Returns [{"id", "control_run", "candidate_run", "control", "candidate",
+    "base_seed", "dest"} or {"id", "control_run", "candidate_run", "skip", "dest"}].
+    """
+    runs = []
+    for c in collected or []:
+        if not c.get("path"):
+            continue
+        m = _manifest.read(c["path"]) or {}  # runs collected later (collect.yml) carry only what the manifest says
+        c = {"run_id": os.path.basename(str(c["path"]).rstrip("/")), "role": m.get("role"),
+             "control_key": m.get("control_key"), **c}
+        if c["role"] in ("control", "candidate"):
+            runs.append({**c, "manifest": m, "schedule": m.get("schedule") if isinstance(m.get("schedule"), dict)
+                         else {}})
+    pairs = []
+    for cand in (r for r in runs if r["role"] == "candidate" and r.get("status") in (None, "ok")):
+        controls = [r for r in runs if r["role"] == "control" and r["control_key"] == cand["control_key"]
+                    and r.get("status") in (None, "ok")]
+        controls.sort(key=lambda r: (r["schedule"].get("block") != cand["schedule"].get("block"),
+                                     bool(r["schedule"].get("warmup")), r["schedule"].get("position") or 0))
+        item = {"id": cand["run_id"], "candidate_run": cand["run_id"],
+                "dest": os.path.join(cand["path"], _manifest.OUTPUT_CHECK)}
+        if not controls:
+            pairs.append({**item, "control_run": None, "skip": "no control run that finished"})
+            continue
+        ctl = controls[0]
+        item["control_run"] = ctl["run_id"]
+        a, b = ctl["manifest"].get("argv"), cand["manifest"].get("argv")
+        files = (_arg(a, "--save_file"), _arg(b, "--save_file"))
+        seeds = (_arg(a, "--base_seed"), _arg(b, "--base_seed"))
+        if None in files:
+            pairs.append({**item, "skip": "no saved output (--save_file not passed)"})
+        elif seeds[0] is None or seeds[0] == "-1":
+            pairs.append({**item, "skip": "no fixed --base_seed: the outputs are of random seeds (set flags.base_seed"
+                                          " in the family's baseline)"})
+        elif seeds[0] != seeds[1]:
+            pairs.append({**item, "skip": f"--base_seed differs: {seeds[0]} (control) vs {seeds[1]} (candidate)"})
+        else:
+            pairs.append({**item, "control": files[0], "candidate": files[1], "base_seed": seeds[0]})
+    return pairs
+
+
+def output_records(pairs, printed):
+    """What to write per candidate (``dest``, ``content``) from the pairs and the script's printed JSON."""
+    try:
+        result = json.loads(printed) if isinstance(printed, str) else printed
+        scores, python = result["scores"], result.get("python")
+    except (ValueError, TypeError, KeyError):
+        scores, python = {}, None
+    records = []
+    for p in pairs:
+        score_ = scores.get(p["id"]) or outputs.result("error", p.get("skip") or "the output check printed no score")
+        content = {k: p.get(k) for k in ("control_run", "candidate_run", "control", "candidate", "base_seed")}
+        records.append({"dest": p["dest"], "content": {**content, "python": python, "score": score_}})
+    return records

@@ -16,8 +16,8 @@ import re
 import socket
 import tarfile
 
-from .parse import CANCELLED, LINKS
-from .store import read_manifest
+from .manifest import CANCELLED, LINKS, exit_code
+from .manifest import read as read_manifest
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_,-]+-[0-9a-f]{6}$")
 PLAY_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -172,14 +172,6 @@ def select(runs, run_ids=(), play_ids=(), holder=None, holder_alive=False, live_
     return selected, skipped
 
 
-def _exit_code(run_dir):
-    try:
-        with open(os.path.join(run_dir, "exit_code"), encoding="utf-8") as fh:
-            return int(fh.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def report_inputs(paths, results_host_dir=None):
     """The report role's inputs for collected run directories whose play ended without a report.
 
@@ -215,7 +207,7 @@ def report_inputs(paths, results_host_dir=None):
         key += f"@{play_of(m) or 'no-play'}" if several else ""
         role = m.get("role") if m.get("role") in ("control", "candidate") else "candidate"
         runs.append({"variant": str(m.get("variant") or os.path.basename(path)), "role": role, "control_key": key,
-                     "path": path, "exit_code": _exit_code(path),
+                     "path": path, "exit_code": exit_code(path, m),
                      "cancelled": os.path.exists(os.path.join(path, CANCELLED))})
         controls.setdefault(key, {"variant": None, "source": "rerun", "path": None})
         if role == "control":

@@ -30,6 +30,7 @@ import random
 import secrets
 from datetime import datetime, timezone
 
+from .inputs import count
 from .stats import CONFIDENCE, SPENDING, look_levels, spent_alpha
 
 BASELINE_POLICIES = ("rerun", "skip", "stored")
@@ -97,10 +98,11 @@ def schedule(selection, baseline="rerun", stored=None, repeats=1, seed=None, war
     """
     if baseline not in BASELINE_POLICIES:
         raise ScheduleError(f"baseline={baseline!r}: expected one of {', '.join(BASELINE_POLICIES)} ({BASELINE_HELP})")
-    repeats = _positive_int("repeats", repeats)
+    try:
+        repeats = count("repeats", repeats)  # what -e repeats means: wanbench.inputs.repeats_plan
+    except ValueError as exc:
+        raise ScheduleError(str(exc)) from None
     warmup = _positive_int("warmup", warmup)
-    if repeats < 1:
-        raise ScheduleError("repeats=0: expected a whole number >= 1")
     seed = secrets.randbelow(2 ** 31) if seed in (None, "") else _positive_int("order_seed", seed)
     play = play or play_id()
     if spending not in SPENDING:

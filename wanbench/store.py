@@ -11,25 +11,15 @@ flags), and finished with exit code 0.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 
 from . import manifest as _manifest
+from .manifest import exit_code as _exit_code
+from .manifest import read as read_manifest
+from .parse import parse_run
+from .stats import noise_from_plays
 
-__all__ = ["find_baseline", "read_manifest", "runs", "stored_noise"]
-
-
-def read_manifest(run_dir):
-    """The run's manifest as a dict, or None when missing or not JSON; a field of the wrong type is a
-    ManifestError naming the file and the key (the one reader: :func:`wanbench.manifest.read`)."""
-    return _manifest.read(run_dir)
-
-
-def _exit_code(run_dir, manifest):
-    try:
-        with open(os.path.join(run_dir, "exit_code"), encoding="utf-8") as fh:
-            return int(fh.read().strip())
-    except (OSError, ValueError):
-        code = manifest.get("exit_code")
-        return code if isinstance(code, int) else None
+__all__ = ["find_baseline", "runs", "stored_noise"]
 
 
 def runs(results_dir, host):
@@ -77,8 +67,6 @@ def find_baseline(results_dir, host, sha, fingerprint, variant=None):
 
 def run_time(manifest):
     """The run's start (or end) as an aware datetime, or None."""
-    from datetime import datetime, timezone
-
     for key in ("started_at", "ended_at"):
         text = manifest.get(key)
         if isinstance(text, str) and text:
@@ -104,11 +92,6 @@ def stored_noise(host_dir, fingerprint, exclude=(), host=None, window_days=None,
     runs.  A store whose runs have zero spread is returned with cv_pct 0 and
     says so (it decides nothing).
     """
-    from datetime import datetime, timedelta, timezone
-
-    from .parse import parse_run  # parse imports this module
-    from .stats import noise_from_plays
-
     if not fingerprint:
         return None
     skip = {os.path.realpath(p) for p in exclude}
