@@ -191,6 +191,7 @@ def main():
     targets = [("per-run overhead <= 5 s", per_run <= 5), ("per-run overhead <= 5x hand loop", per_run <= 5 * hand),
                ("fixed cost <= 10 s", fixed <= 10), ("matrix overhead per run <= 5 s", matrix_per_run <= 5),
                ("noticing <= 2 s", bool(noticed) and max(noticed) <= 2)]
+
     def spread(xs):
         return f", {min(xs):.1f}..{max(xs):.1f} over {len(xs)}" if len(xs) > 1 else ""
 
