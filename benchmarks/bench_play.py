@@ -4,7 +4,7 @@ Not a pass/fail test: it prints figures (and, with --json, writes them). The wor
 tests/testhost/fake_torchrun copied into the container, so what is measured is the suite's
 own time: bench.yml over SSH into the container, around runs that do nothing.
 
-    .venv/bin/python benchmarks/bench_play.py [--matrix 6] [--loops 3] [--json FILE]
+    .venv/bin/python benchmarks/bench_play.py [--matrix 6] [--loops 3] [--repeat 1] [--json FILE]
 
 Figures:
   one-run play          wall time of `bench.yml -e variant=ffn_only -e baseline=skip`
@@ -20,6 +20,8 @@ Figures:
   noticing latency      how late the wait noticed a run's exit_code (the module's
                         noticed_after) while it was already polling: runs whose fake workload
                         sleeps --notice-sleep s (zero-work runs end before the wait starts)
+With --repeat N the one-run play and the matrix run N times: the figures are medians, with their
+range; the load average before and after is printed (the figures are only comparable at like load).
 Targets (issue 8): per-run overhead <= 5 s and <= 5x the shell loop, fixed cost <= 10 s,
 noticing <= 2 s.
 """
@@ -121,6 +123,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--matrix", type=int, default=6, help="runs in the matrix play (default 6)")
     ap.add_argument("--loops", type=int, default=3, help="hand-loop repetitions (default 3)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="one-run play + matrix pairs; medians reported with their range (default 1)")
     ap.add_argument("--notice-runs", type=int, default=3, help="runs of the noticing play (default 3)")
     ap.add_argument("--notice-sleep", type=float, default=7, help="their workload's sleep in s (default 7)")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -136,15 +140,18 @@ def main():
     sh("docker", "cp", str(REPO / "tests" / "testhost" / "fake_torchrun"), f"{CONTAINER}:{FAKE_DIR}/torchrun")
     fake = f"{FAKE_DIR}/torchrun"
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-play-results-") as tmp:
         tmp = Path(tmp)
         say("cross-check: a play without runs (--tags preflight,repo_sync)")
         no_runs, _ = play({"variant": "ffn_only", "baseline": "skip", "wanbench_torchrun": fake,
                            "wanbench_results_dir": str(tmp / "none")}, tags="preflight,repo_sync")
-        say("one-run play (ffn_only)")
-        wall1, work1, _ = bench_once(["ffn_only"], str(tmp / "one"), fake)
-        say(f"{args.matrix}-run matrix")
-        wall_m, work_m, _ = bench_once(MATRIX[:args.matrix], str(tmp / "matrix"), fake)
+        rounds = []  # (one-run wall, its workload, matrix wall, its workload) per repetition
+        for r in range(args.repeat):
+            say(f"one-run play (ffn_only), then a {args.matrix}-run matrix ({r + 1}/{args.repeat})")
+            wall1, work1, _ = bench_once(["ffn_only"], str(tmp / f"one-{r}"), fake)
+            wall_m, work_m, _ = bench_once(MATRIX[:args.matrix], str(tmp / f"matrix-{r}"), fake)
+            rounds.append((wall1, sum(work1), wall_m, sum(work_m)))
         say(f"noticing: {args.notice_runs} runs of {args.notice_sleep:g} s")
         sh("docker", "exec", CONTAINER, "sh", "-c", f'echo {args.notice_sleep:g} > {FAKE_DIR}/sleep-seconds')
         try:
@@ -159,16 +166,21 @@ def main():
     if left:
         sh("docker", "exec", CONTAINER, "rm", "-rf", "--", *(f"{RUN_ROOT}/{r}" for r in sorted(left)))
 
-    overhead1 = wall1 - sum(work1)
-    per_run = (wall_m - sum(work_m) - overhead1) / (args.matrix - 1)
-    fixed = overhead1 - per_run
-    matrix_per_run = (wall_m - sum(work_m) - fixed) / args.matrix
+    # each repetition's figures; the median is reported, the range beside it (a loaded machine is noisy)
+    per_runs = [(wm - km - (w1 - k1)) / (args.matrix - 1) for w1, k1, wm, km in rounds]
+    fixeds = [(w1 - k1) - pr for (w1, k1, _, _), pr in zip(rounds, per_runs)]
+    wall1, work1, wall_m, work_m = (statistics.median(x) for x in zip(*rounds))
+    per_run, fixed = statistics.median(per_runs), statistics.median(fixeds)
+    matrix_per_run = (wall_m - work_m - fixed) / args.matrix
     hand = statistics.median(w - k for w, k in loops)
     noticed = [n for n in noticed if n is not None]
     figures = {
         "machine": f"{os.uname().nodename}, {os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}",
-        "one_run_play_wall_s": round(wall1, 2), "one_run_workload_s": round(sum(work1), 2),
-        "matrix_runs": args.matrix, "matrix_wall_s": round(wall_m, 2), "matrix_workload_s": round(sum(work_m), 2),
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "repeats": args.repeat, "per_run_overhead_range_s": [round(min(per_runs), 2), round(max(per_runs), 2)],
+        "fixed_cost_range_s": [round(min(fixeds), 2), round(max(fixeds), 2)],
+        "one_run_play_wall_s": round(wall1, 2), "one_run_workload_s": round(work1, 2),
+        "matrix_runs": args.matrix, "matrix_wall_s": round(wall_m, 2), "matrix_workload_s": round(work_m, 2),
         "per_run_overhead_s": round(per_run, 2), "fixed_cost_s": round(fixed, 2),
         "fixed_cost_crosscheck_no_run_play_s": round(no_runs, 2),
         "matrix_overhead_per_run_s": round(matrix_per_run, 2),
@@ -179,11 +191,17 @@ def main():
     targets = [("per-run overhead <= 5 s", per_run <= 5), ("per-run overhead <= 5x hand loop", per_run <= 5 * hand),
                ("fixed cost <= 10 s", fixed <= 10), ("matrix overhead per run <= 5 s", matrix_per_run <= 5),
                ("noticing <= 2 s", bool(noticed) and max(noticed) <= 2)]
+
+    def spread(xs):
+        return f", {min(xs):.1f}..{max(xs):.1f} over {len(xs)}" if len(xs) > 1 else ""
+
     print(f"\nbench.yml on the SSH + Docker test host, zero-work fake workload ({figures['machine']})")
-    print(f"  one-run play            {wall1:6.1f} s wall ({sum(work1):.2f} s workload)")
-    print(f"  {args.matrix}-run matrix            {wall_m:6.1f} s wall ({sum(work_m):.2f} s workload)")
-    print(f"  per-run overhead        {per_run:6.1f} s   (target <= 5 s)")
-    print(f"  fixed cost of a play    {fixed:6.1f} s   (target <= 10 s; a play without runs: {no_runs:.1f} s)")
+    print(f"  one-run play            {wall1:6.1f} s wall ({work1:.2f} s workload)")
+    print(f"  {args.matrix}-run matrix            {wall_m:6.1f} s wall ({work_m:.2f} s workload)")
+    print(f"  load average (1/5/15 min) {' '.join(f'{x:.1f}' for x in load_before)} before, "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} after")
+    print(f"  per-run overhead        {per_run:6.1f} s   (target <= 5 s{spread(per_runs)})")
+    print(f"  fixed cost of a play    {fixed:6.1f} s   (target <= 10 s; a play without runs: {no_runs:.1f} s{spread(fixeds)})")
     print(f"  matrix overhead / run   {matrix_per_run:6.1f} s   (target <= 5 s)")
     print(f"  hand loop per run       {hand:6.2f} s   (ratio {figures['ratio_to_hand_loop']}x, target <= 5x)")
     print(f"  noticing latency        max {figures['noticing_latency_max_s']} s, median "

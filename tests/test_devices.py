@@ -309,6 +309,23 @@ def _capture(platform):
     return D.snapshot(platform, outs, python=sys.executable)
 
 
+def test_the_version_probe_reads_what_an_import_would_without_importing():
+    """The once-per-play probe (capture_plan's ``python``) reads each package's version.py or metadata:
+    the same strings as the imported modules' __version__ here (numpy imported; torch by its metadata,
+    whose import costs seconds), and no package is imported by it."""
+    import importlib.metadata
+
+    import numpy
+
+    argv = [c for c in D.capture_plan("reference", python=sys.executable) if c["name"] == "python"][0]["argv"]
+    watch = argv[:2] + [argv[2] + "import sys\nprint('imported=' + ','.join(m for m in ('torch', 'numpy') if m in sys.modules))\n"]
+    out = subprocess.run(watch, capture_output=True, text=True, check=True, timeout=60).stdout
+    got = dict(line.split("=", 1) for line in out.splitlines())
+    assert got["numpy"] == numpy.__version__ and got["torch"] == importlib.metadata.version("torch"), got
+    assert got["torch_npu"] == "" and got["torch_cuda"] == "" and got["imported"] == "", got
+    assert D.snapshot("reference", {"python": out})["versions"]["torch"] == got["torch"]
+
+
 def test_reference_host_snapshot_and_a_busy_stand_in():
     """On CPU a busy device is simulated by a process that spins on a core (docs/health.md)."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])

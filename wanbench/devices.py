@@ -87,19 +87,30 @@ _ALIASES = {"clocks.current.sm": "clocks.sm", "clocks.current.memory": "clocks.m
 _MISSING = {"", "n/a", "[n/a]", "-", "na", "[not supported]", "not supported"}
 _BROKEN = ("err!", "[unknown error]", "[gpu is lost]", "[gpu requires reset]", "unknown error")
 
-_VERSIONS_PY = """import importlib, platform
+# The versions without importing the packages (importing torch took 2-8 s a play on the 2-core test
+# machine): each package's own version.py (torch's also holds its CUDA), else its installed metadata.
+_VERSIONS_PY = """import importlib.util, os, platform, runpy
 print("python=" + platform.python_version())
-for m in ("torch", "torch_npu", "numpy"):
+def info(m):
     try:
-        v = importlib.import_module(m).__version__
+        where = importlib.util.find_spec(m).submodule_search_locations or []
     except Exception:
-        v = ""
-    print(m + "=" + str(v))
-try:
-    import torch
-    print("torch_cuda=" + (torch.version.cuda or ""))
-except Exception:
-    print("torch_cuda=")
+        return {}
+    for d in where:
+        try:
+            got = runpy.run_path(os.path.join(d, "version.py"))
+        except Exception:
+            continue
+        if got.get("__version__"):
+            return got
+    try:
+        from importlib import metadata
+        return {"__version__": metadata.version(m)}
+    except Exception:
+        return {}
+for m in ("torch", "torch_npu", "numpy"):
+    print(m + "=" + str(info(m).get("__version__") or ""))
+print("torch_cuda=" + str(info("torch").get("cuda") or ""))
 """
 
 
@@ -688,7 +699,7 @@ def parse_ps(text, busy_floor_pct=1.0):
 
 
 def parse_cpu_sample(text, busy_floor_pct=1.0):
-    """The CPU sample (``platforms.CPU_SAMPLE``): every process's CPU over the second between two readings
+    """The CPU sample (``platforms.CPU_SAMPLE``): every process's CPU over the window between two readings
     of /proc/<pid>/stat, as processes [{"device": 0, "pid", "ppid", "name", "cpu_pct", "mem_mb", "age_s"}]
     at ``busy_floor_pct`` % or more. Left out: the sampling shell, its ancestors (ssh, docker exec, the
     Ansible module, the run script) and children, and with a ``run=PID`` line (the sample taken during a

@@ -97,7 +97,7 @@ def e2e(testhost, tmp_path_factory):
 class FakeWorkload:
     """tests/testhost/fake_torchrun copied into the container; set(name=value) writes its control files."""
 
-    CONTROLS = ("sleep-seconds", "fail-variants", "ranks", "fill-disk", "links", "fifo", "ranks-elsewhere")
+    CONTROLS = ("sleep-seconds", "hold", "fail-variants", "ranks", "fill-disk", "links", "fifo", "ranks-elsewhere")
 
     def __init__(self):
         from .testhost_lib import CONTAINER, FAKE_DIR, docker
@@ -112,6 +112,10 @@ class FakeWorkload:
         for name, value in controls.items():
             self._docker("exec", self._container, "sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",
                          f"{self.dir}/{name.replace('_', '-')}", str(value))
+
+    def release(self):
+        """End a held run (set(hold=1)) now."""
+        self._docker("exec", self._container, "rm", "-f", f"{self.dir}/hold")
 
     def clear(self):
         self._docker("exec", self._container, "rm", "-f", *[f"{self.dir}/{c}" for c in self.CONTROLS])

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 
 
@@ -81,12 +82,13 @@ def test_ssh_connection_killed_mid_run_ten_times(fake, playbook):
 def test_sshd_restarted_mid_run(fake, playbook):
     """sshd stops (master and sessions) for 5 s while the run runs and comes back: the wait
     reconnects, the run is collected, the play succeeds."""
-    fake.set(sleep_seconds=15)
+    fake.set(hold=1)  # the run goes on until sshd is back
     before = container_runs()
     thread, runner, runs_before, started = playbook(extravars=fake_play(fake, variant="ffn_only"), wait=False)
     run = wait_live(thread, before)
     restart_sshd(down_s=5)
     assert run in live_runs(), "the run ended before sshd came back: not a mid-run restart"
+    fake.release()
     thread.join(timeout=600)
     result = finish(runner, runs_before, started)
     assert result.rc == 0, result.stdout[-5000:]
@@ -135,8 +137,9 @@ def test_run_past_its_timeout(testhost, playbook):
     """The real workload with a 6 s timeout: the wait stops it; afterwards no process of it is
     left in the container (ranks included, the devices idle), and the cause says timeout."""
     result = playbook(extravars={"variant": "baseline", **ONE_FAKE_RUN, "wanbench_job_timeout": "6"})
-    time.sleep(2)  # a moment for torchrun to take its ranks down
-    left = container_processes()
+    deadline = time.monotonic() + 2  # a moment (at most 2 s) for torchrun to take its ranks down
+    while (left := container_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for pid, _ in left:  # whatever is left would hold the run lock for every later test
         docker("exec", CONTAINER, "kill", "-9", str(pid), check=False)
     assert result.rc != 0
@@ -150,12 +153,13 @@ def test_run_past_its_timeout(testhost, playbook):
 def test_two_benches_at_once(fake, playbook):
     """The second bench fails at preflight within seconds naming the first; no verdict of it, no
     run of it in the run root or in results/; the first completes."""
-    fake.set(sleep_seconds=20)
+    fake.set(hold=1)  # the first bench's run goes on until the second has been refused
     before = container_runs()
     thread, runner, runs_before, started = playbook(extravars=fake_play(fake, variant="ffn_only"), wait=False)
     wait_live(thread, before)
     first = holder()
     second = playbook(extravars=fake_play(fake, variant="nofsdp"))
+    fake.release()
     thread.join(timeout=600)
     result = finish(runner, runs_before, started)
     msgs = flat(" ".join(second.failures()))
@@ -201,7 +205,7 @@ def test_cancel_a_bench(fake, playbook):
 def test_collect_a_run_whose_play_died(fake, playbook):
     """Ctrl-C of the bench play mid-run: the run goes on; the next preflight names it as not
     collected; collect.yml waits for it, collects and reports it."""
-    fake.set(sleep_seconds=60)
+    fake.set(hold=1)  # the run goes on until collect.yml waits for it (fake.release below)
     before = container_runs()
     thread, runner, runs_before, started = playbook(extravars=fake_play(fake, variant="ffn_only"), wait=False)
     run = wait_live(thread, before)
@@ -216,7 +220,18 @@ def test_collect_a_run_whose_play_died(fake, playbook):
     # the run root may hold runs of other plays (the play benchmark's): this one is named, and it alone runs
     named = re.search(rf"(\d+) run\(s\) in {RUN_ROOT} not collected: ([^;]*?) \(1 still running\)", flat(nxt.stdout))
     assert named and (run in named.group(2) or "more" in named.group(2)), nxt.stdout[-3000:]
-    later = playbook(playbook="playbooks/collect.yml")
+    waiting = threading.Event()
+
+    def on_event(event):
+        if event.get("event") == "runner_on_start" and event.get("event_data", {}).get("task") == "Wait for the run":
+            waiting.set()
+        return True
+
+    thread, runner, runs_before, started = playbook(playbook="playbooks/collect.yml", event_handler=on_event, wait=False)
+    assert waiting.wait(timeout=300) and run in live_runs(), "collect.yml did not start waiting for the live run"
+    fake.release()
+    thread.join(timeout=300)
+    later = finish(runner, runs_before, started)
     assert later.rc == 0, later.stdout[-5000:]
     assert (RESULTS / run / "exit_code").read_text() == "0\n" and manifest(RESULTS / run)["exit_code"] == 0
     assert f"{run}: finished with exit code 0" in later.stdout, "collect.yml did not wait for the live run"
