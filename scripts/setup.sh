@@ -35,7 +35,15 @@ if [ -n "$wheelhouse" ]; then
   ls "$wheelhouse"/*.whl >/dev/null 2>&1 \
     || { echo "setup: --wheelhouse $wheelhouse holds no wheels (fill it with scripts/wheelhouse.sh)" >&2; exit 1; }
 fi
-[ -x .venv/bin/python ] || "$python" -m venv "${venv_opts[@]}" .venv
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv "${venv_opts[@]}" .venv
+  # A Python that is itself a venv (e.g. the image's one that holds torch) lends its packages
+  # through a .pth file: a venv made from it would otherwise see only its base Python's.
+  if [ ${#venv_opts[@]} -gt 0 ]; then
+    "$python" -c 'import site, sys; sys.prefix != sys.base_prefix and print(*site.getsitepackages(), sep="\n")' \
+      > "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/host-site-packages.pth"
+  fi
+fi
 pip=(.venv/bin/pip install -q)
 if [ -n "$wheelhouse" ]; then
   # --isolated: this host's pip configuration (indexes, find-links, constraints) plays no part.
