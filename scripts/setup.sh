@@ -8,11 +8,12 @@
 #                                           wanbench CLI need; the workload's Python is the host's
 #   scripts/setup.sh --wheelhouse DIR       the controller from DIR's wheels only (scripts/wheelhouse.sh
 #                                           fills DIR on a connected machine); no package index is used
-#   --system-site-packages                  (with either) the venv also sees the Python's own packages
-#                                           (e.g. a torch installed system-wide)
+#   --system-site-packages                  (with any, when the venv is made) the venv also sees the
+#                                           packages of the Python it is made from (e.g. its torch)
 #
 # PYTHON=python3.12 picks the Python the venv is made from (3.11 or later).
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 usage="usage: scripts/setup.sh [--controller] [--wheelhouse DIR] [--system-site-packages]"
 set_=dev wheelhouse="" venv_opts=()
@@ -21,7 +22,8 @@ while [ $# -gt 0 ]; do
     --controller) set_=controller ;;
     --wheelhouse)
       [ $# -ge 2 ] || { echo "setup: --wheelhouse needs a folder; $usage" >&2; exit 2; }
-      wheelhouse=$2 set_=controller; shift ;;
+      wheelhouse=$2 set_=controller; shift
+      [[ "$wheelhouse" = /* ]] || wheelhouse=$caller/$wheelhouse ;;
     --system-site-packages) venv_opts+=(--system-site-packages) ;;
     -h|--help) echo "$usage"; exit 0 ;;
     *) echo "setup: unknown option $1; $usage" >&2; exit 2 ;;

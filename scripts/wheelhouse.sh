@@ -9,6 +9,7 @@
 # DIR gets the controller's dependencies (pyproject.toml) and the build backend (setuptools) that
 # builds this checkout there; binary wheels only, so nothing is compiled on the target.
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 usage="usage: scripts/wheelhouse.sh DIR [--python X.Y] [--platform TAG ...]"
 dir="" version="" platforms=()
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$dir" ] || { echo "$usage" >&2; exit 2; }
+[[ "$dir" = /* ]] || dir=$caller/$dir
 python=${PYTHON:-python3}
 version=${version:-$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')}
 [[ "$version" =~ ^3\.[0-9]+$ ]] || { echo "wheelhouse: --python wants a version like 3.12, got $version" >&2; exit 2; }
