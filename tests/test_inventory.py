@@ -25,7 +25,7 @@ def production():
 
 def test_the_shipped_inventories_pass(production):
     assert inventory.problems("npu", production) == []
-    for name in ("local", "testhost"):
+    for name in ("local", "testhost", "cuda-local", "cuda-remote"):
         for host, values in inventory.load(str(REPO / "inventory" / name), str(REPO / "playbooks")).items():
             assert inventory.problems(host, values) == [], name
 
