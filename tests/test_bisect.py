@@ -164,3 +164,20 @@ def test_history_shows_the_bisect_command_then_the_culprit_read_from_the_record(
     text = args.func(args)[1]
     assert "\n  culprit cccccccccccc slow step (bisected: request_total +5.10 % (95 % CI +3.00 .. +7.20 %)" in text
     assert "bisect: ansible" not in text
+
+
+def test_the_play_refuses_a_ref_name_before_touching_a_host(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg")}
+    res = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/bisect.yml",
+                          "-e", "good=HEAD~3", "-e", "bad=abcdef1", "-e", "variant=baseline",
+                          "-e", f"wanbench_results_dir={tmp_path}"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "good='HEAD~3': expected a commit SHA (7 to 40 hex digits)" in res.stdout + res.stderr
+    assert "Check and lock the host" not in res.stdout and not list(tmp_path.iterdir())

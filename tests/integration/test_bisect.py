@@ -97,7 +97,8 @@ def test_the_same_from_an_alarm_id_resumes_from_the_record(repo, playbook):
             ms = 1000.0 * (1 + 0.004 * ((night * 3 + i) % 5 - 2)) * (1.6 if night >= 7 else 1.0)
             make_run(results, "testhost", f"n{night:02d}-r{i}", night, good if night < 7 else bad, ms)
     index.build(str(results))
-    alarm, = history.alarms(history.load(str(results), metrics=("request_total",)))
+    alarm, = [a for a in history.alarms(history.load(str(results), metrics=("request_total",)))
+              if a["commits"] == [good, bad]]
     before = {p.name for p in (results / "testhost").iterdir()}
     extravars = play_vars(repo, alarm=bisect.alarm_id(alarm))
     del extravars["variant"]  # the alarm names it
