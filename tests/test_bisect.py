@@ -181,3 +181,23 @@ def test_the_play_refuses_a_ref_name_before_touching_a_host(tmp_path):
     assert res.returncode != 0
     assert "good='HEAD~3': expected a commit SHA (7 to 40 hex digits)" in res.stdout + res.stderr
     assert "Check and lock the host" not in res.stdout and not list(tmp_path.iterdir())
+
+
+def test_the_step_delay_switch_and_its_default(monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    ref = Path(__file__).resolve().parents[1] / "reference"
+    monkeypatch.syspath_prepend(str(ref))
+    sys.modules.pop("wan_ref.switches", None)
+    spec = importlib.util.spec_from_file_location("bisect_test_switches", ref / "wan_ref" / "switches.py")
+    sw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sw)
+    assert sw.Switches.from_env({}).step_delay_ms == 0.0 == sw.STEP_DELAY_MS_DEFAULT
+    assert sw.Switches.from_env({"WAN_REF_STEP_DELAY_MS": "250"}).step_delay_ms == 250.0
+    monkeypatch.setattr(sw, "STEP_DELAY_MS_DEFAULT", 2000.0)  # what the planted commit changes
+    assert sw.Switches.from_env({}).step_delay_ms == 2000.0
+    assert sw.Switches.from_env({"WAN_REF_STEP_DELAY_MS": "0"}).step_delay_ms == 0.0
+    with pytest.raises(sw.SwitchError, match="WAN_REF_STEP_DELAY_MS='-5' is not a valid value"):
+        sw.Switches.from_env({"WAN_REF_STEP_DELAY_MS": "-5"})
