@@ -201,3 +201,13 @@ def test_the_step_delay_switch_and_its_default(monkeypatch):
     assert sw.Switches.from_env({"WAN_REF_STEP_DELAY_MS": "0"}).step_delay_ms == 0.0
     with pytest.raises(sw.SwitchError, match="WAN_REF_STEP_DELAY_MS='-5' is not a valid value"):
         sw.Switches.from_env({"WAN_REF_STEP_DELAY_MS": "-5"})
+
+
+def test_the_transcript_lists_the_range_and_the_next_commit_before_any_step():
+    cs = commits(8)
+    state = bisect.search(cs, {}, 30.0)
+    text = bisect.text(state, cs, {}, "ff" * 20, "the good one")
+    assert text.splitlines()[0] == ("bisect of 8 commit(s) after good ffffffffffff the good one"
+                                    " (at most 4 steps; 0 measured):")
+    assert all(f"{c['sha'][:12]} {c['subject']}" in text for c in cs)
+    assert text.endswith("the culprit lies in good..08aaaaaaaaaa (8 commit(s)); next: 04aaaaaaaaaa commit 4")

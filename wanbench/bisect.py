@@ -232,7 +232,8 @@ def text(state, commits, measured, good, good_subject=""):
         lines.append(f"not reproduced: bad {_short(rng['bad'])} measured good against {_short(good)}; no regression"
                      f" of that size in the range")
     else:
-        lines.append(f"stopped at the step budget; the culprit lies in {remain}")
+        nxt = state["next"]
+        lines.append(f"the culprit lies in {remain}; next: {_short(nxt['sha'])} {nxt['subject']}")
     return "\n".join(lines)
 
 
