@@ -98,10 +98,10 @@ def wanbench_bisect_add(record, commit, results, runs, threshold_pct, play=""):
                             float(threshold_pct), play=str(play or ""))
 
 
-def wanbench_bisect_search(commits, record, threshold_pct=None):
+def wanbench_bisect_search(commits, record, threshold_pct=None, play=None):
     measured = record.get("measured", {}) if isinstance(record, dict) else {}
     return _call("wanbench_bisect_search", _bisect.search, list(commits or []), measured,
-                 None if threshold_pct in (None, "") else float(threshold_pct))
+                 None if threshold_pct in (None, "") else float(threshold_pct), play=str(play or ""))
 
 
 def wanbench_bisect_finish(record, state, target):

@@ -211,3 +211,11 @@ def test_the_transcript_lists_the_range_and_the_next_commit_before_any_step():
                                     " (at most 4 steps; 0 measured):")
     assert all(f"{c['sha'][:12]} {c['subject']}" in text for c in cs)
     assert text.endswith("the culprit lies in good..08aaaaaaaaaa (8 commit(s)); next: 04aaaaaaaaaa commit 4")
+
+
+def test_an_undecided_step_of_an_earlier_play_is_measured_again():
+    undecided = result(20.0, -5.0, 45.0)
+    record = bisect.add_step({"measured": {}}, commits(8)[3]["sha"], "c4", undecided, ["r"], 30.0, play="p1")
+    assert bisect.search(commits(8), record["measured"], 30.0, play="p1")["outcome"] == "undecided"
+    again = bisect.search(commits(8), record["measured"], 30.0, play="p2")
+    assert again["outcome"] == "searching" and again["next"]["sha"] == commits(8)[3]["sha"]

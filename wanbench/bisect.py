@@ -145,12 +145,13 @@ def max_steps(n_commits):
     return math.ceil(math.log2(n_commits)) + 1 if n_commits > 1 else 1
 
 
-def search(commits, measured, threshold_pct=None):
+def search(commits, measured, threshold_pct=None, play=None):
     """Where the search stands: {done, next, culprit, undecided, range, steps, outcome}.
 
     ``commits``: the commits after good up to bad, oldest first; ``measured``:
     {sha: entry} (the record's).  An entry measured at another threshold than
-    ``threshold_pct`` is measured again.  outcome: ``culprit`` (the first bad
+    ``threshold_pct`` is measured again, and so is an undecided one of
+    another play than ``play`` (a new invocation, perhaps with more runs).  outcome: ``culprit`` (the first bad
     commit, with its evidence), ``undecided`` (a step stayed undecided at its
     budget: ``range`` remains), ``not-reproduced`` (bad measured good: the
     range holds no regression of that size) or ``searching``.
@@ -158,7 +159,8 @@ def search(commits, measured, threshold_pct=None):
     if not commits:
         raise BisectError("no commits between good and bad: is good an ancestor of bad?")
     usable = {s: e for s, e in (measured or {}).items()
-              if threshold_pct is None or e.get("threshold_pct") == threshold_pct}
+              if (threshold_pct is None or e.get("threshold_pct") == threshold_pct)
+              and (play is None or e.get("state") != "undecided" or e.get("play") == play)}
     lo, hi = -1, len(commits) - 1  # lo: last known good (-1 = good itself); hi: first known or assumed bad
     steps = sum(1 for c in commits if c["sha"] in usable)
     while True:
