@@ -95,11 +95,13 @@ def test_the_same_from_an_alarm_id_resumes_from_the_record(repo, playbook):
     results = repo["results"]
     for night in range(1, 11):
         for i in range(3):
-            ms = 1000.0 * (1 + 0.004 * ((night * 3 + i) % 5 - 2)) * (2.2 if night >= 7 else 1.0)
+            # the same spread every night: the change is exactly +120 %, the threshold exactly 60 %
+            ms = (996.0, 1000.0, 1004.0)[i] * (2.2 if night >= 7 else 1.0)
             make_run(results, "testhost", f"n{night:02d}-r{i}", night, good if night < 7 else bad, ms)
     index.build(str(results))
     alarm, = [a for a in history.alarms(history.load(str(results), metrics=("request_total",)))
               if a["commits"] == [good, bad]]
+    assert round(alarm["change_pct"] / 2, 2) == 60.0  # the first bisect's threshold: its steps are reused
     before = {p.name for p in (results / "testhost").iterdir()}
     extravars = play_vars(repo, alarm=bisect.alarm_id(alarm))
     del extravars["variant"]  # the alarm names it
