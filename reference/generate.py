@@ -146,6 +146,9 @@ def reference_notes(args, switches, device):
     if cpu:
         notes.append("Reference: on CPU, memory figures are host RSS per rank: reserved = peak RSS (VmHWM), "
                      "alloc = current RSS (VmRSS).")
+    if switches.step_delay_ms:
+        notes.append(f"Reference: WAN_REF_STEP_DELAY_MS={switches.step_delay_ms:g}: every denoise step sleeps that long "
+                     "on every rank (a slowdown on purpose).")
     if switches.perturb:
         notes.append(f"Reference: WAN_REF_PERTURB={switches.perturb:g} adds noise of that scale to the final latent; "
                      "the output differs from an unperturbed run on purpose.")

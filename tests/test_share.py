@@ -277,14 +277,14 @@ def test_history_plots_from_a_synthetic_10_night_index_mark_the_alarm(tmp_path):
     alarm, = [line for line in md.splitlines() if line.startswith("- OPEN: ")]
     assert "history: 1 open alarm(s)" in md
     assert alarm.startswith("- OPEN: npu1 baseline request_total +") and "since play07 (2026-11-07)" in alarm
-    assert alarm.endswith(f"commits {sha(6)[:12]}..{sha(7)[:12]}")
+    assert f"commits {sha(6)[:12]}..{sha(7)[:12]}; bisect: ansible-playbook playbooks/bisect.yml -e alarm=" in alarm
     text = (tmp_path / "out" / "report.html").read_text()
     (_, change), (alt, past) = images(text)
     assert alt == "npu1 / baseline: request_total and reserved_peak over nights"
     img = read_png(past)
     assert img.shape[:2] == (540, 900)  # two panels: request_total, reserved_peak
     assert colour_pixels(img, share.ALARM_COLOR) > 5000  # nights 7..10 of request_total shaded
-    assert "OPEN: npu1 baseline request_total" in text
+    assert "OPEN: npu1 baseline request_total" in text and "playbooks/bisect.yml -e alarm=" in text
 
 
 def test_history_without_a_regression_has_no_alarm_marked():

@@ -291,11 +291,18 @@ def _alarm_line(a):
     commits += "; the settings fingerprint changed between these nights" if a["settings_changed"] else ""
     return (f"{state}: {a['host']} {a['variant']} {a['metric']} {sign(a['change_pct'])} vs the reference"
             f" (limit {a['limit_pct']:.2f} %{noise}) for {len(a['nights'])} night(s) since {a['first_bad']}"
-            f" ({a['first_bad_date']}); last good {a['last_good']} ({a['last_good_date']}); commits {commits}")
+            f" ({a['first_bad_date']}); last good {a['last_good']} ({a['last_good_date']}); commits {commits}"
+            + (f"\n  {_bisect_link(a)}" if "bisect" in a else ""))
+
+
+def _bisect_link(a):
+    from .bisect import link_text
+
+    return link_text(a)
 
 
 def _handler(args):
-    from . import index
+    from . import bisect, index
 
     acks = load_acks(args.ack) if args.ack else []
     note = []
@@ -310,7 +317,7 @@ def _handler(args):
     all_series = load(args.results_dir, args.host, args.variant, metrics)
     opts = {"window": args.window, "threshold_pct": args.threshold_pct, "noise_k": args.noise_k,
             "min_history": args.min_history}
-    found = alarms(all_series, persist=args.persist, acks=acks, **opts)
+    found = bisect.annotate(alarms(all_series, persist=args.persist, acks=acks, **opts), args.results_dir)
     verdicts = ["fail" for a in found if not a["acked"]]
     if args.json:
         return [], json.dumps({"series": all_series, "alarms": found}, indent=2), verdicts

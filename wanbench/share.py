@@ -34,7 +34,7 @@ import html as _html
 import io
 import os
 
-from . import attribution, report
+from . import attribution, bisect, report
 
 __all__ = ["HISTORY_METRICS", "add_cli", "change_plot", "history_plots", "html", "markdown", "texts",
            "waterfall_plot", "write"]
@@ -145,7 +145,7 @@ def alarm_text(a):
     state = f"acked ({a['ack_reason']})" if a["acked"] else "OPEN"
     return (f"{state}: {a['host']} {a['variant']} {a['metric']} {a['change_pct']:+.2f} % vs the reference"
             f" (limit {a['limit_pct']:.2f} %) since {a['first_bad']} ({a['first_bad_date'] or 'no date'});"
-            f" commits {commits}")
+            f" commits {commits}" + (f"; {bisect.link_text(a)}" if "bisect" in a else ""))
 
 
 # ---------------------------------------------------------------- markdown share report
@@ -524,7 +524,7 @@ def _history(args):
             raise
     series = history.load(args.results, args.host, None, HISTORY_METRICS)
     acks = history.load_acks(args.ack) if args.ack else []
-    return series, history.alarms(series, acks=acks)
+    return series, bisect.annotate(history.alarms(series, acks=acks), args.results)  # + bisect command / culprit
 
 
 def _from_report(folder):

@@ -115,6 +115,8 @@ class WanT2V:
                         noise_pred = uncond + args.sample_guide_scale * (cond - uncond)
                         with stage("scheduler_step"):
                             latents = latents + (sigmas[i + 1] - sigmas[i]) * noise_pred
+                            if rt.switches.step_delay_ms:  # WAN_REF_STEP_DELAY_MS: a slowdown on purpose
+                                time.sleep(rt.switches.step_delay_ms / 1000)
                     rt.step = None
             if rt.switches.perturb:  # every rank holds the whole latent and adds the same noise
                 generator = torch.Generator(device=rt.device).manual_seed(PERTURB_SEED)

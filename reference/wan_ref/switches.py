@@ -54,6 +54,15 @@ def _rank(var, raw):
     return int(raw)
 
 
+# WAN_REF_STEP_DELAY_MS when unset. A commit that changes this line makes every denoise step slower
+# without changing the run's command: how a test plants a regression at one commit (docs/bisect.md).
+STEP_DELAY_MS_DEFAULT = 0.0
+
+
+def _delay_ms(var, raw):
+    return _nonneg_float(var, raw) if raw else STEP_DELAY_MS_DEFAULT
+
+
 # env var -> (field, parser); an unset variable parses as "".
 _SPEC = {
     "WAN_A2A_FENCE": ("a2a_fence", _choice((0, _OFF), (1, ("1", "pre_qkv", "pre_qkv_only", "light")),
@@ -75,6 +84,9 @@ _SPEC = {
     # reference only: add perturb x (unit noise of a fixed seed) to the final latent, so the
     # output changes slightly on purpose (tests the output-equivalence guard); 0 = off
     "WAN_REF_PERTURB": ("perturb", _nonneg_float),
+    # reference only: every rank sleeps this many ms in each denoise step (scheduler_step), a slowdown
+    # on purpose of a known size (tests the bisect); unset = STEP_DELAY_MS_DEFAULT, 0 = off
+    "WAN_REF_STEP_DELAY_MS": ("step_delay_ms", _delay_ms),
 }
 
 
@@ -93,6 +105,7 @@ class Switches:
     algo: int = 0
     fail_rank: int | None = None
     perturb: float = 0.0
+    step_delay_ms: float = 0.0
 
     @classmethod
     def from_env(cls, env=None):
