@@ -1,47 +1,7 @@
 # Filters over wanbench.bisect (thin skins: the search, its record and its text live in the package).
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: wanbench_bisect_target
-short_description: What playbooks/bisect.yml bisects, from -e good/bad/variant or from an alarm id
-description:
-  - Returns C({good, bad, variant, host, threshold_pct, alarm}); an alarm id (C(wanbench history))
-    fills the range, the variant, the host and the threshold (half the alarm's change).
-  - Companion filters in this file: C(wanbench_bisect_commits) (the range from git log),
-    C(wanbench_bisect_record) (the stored record or a fresh one), C(wanbench_bisect_path),
-    C(wanbench_bisect_arms) (the variant at good and at the commit under test),
-    C(wanbench_bisect_add) (a measured step added to the record), C(wanbench_bisect_search)
-    (where the search stands, the next commit) and C(wanbench_bisect_text) (the transcript).
-options:
-  _input:
-    description: The controller's results folder.
-    type: str
-    required: true
-  alarm:
-    description: An alarm id from C(wanbench history); empty = use good, bad and variant.
-    type: str
-  good:
-    description: The known-good commit (SHA).
-    type: str
-  bad:
-    description: The known-bad commit (SHA).
-    type: str
-  variant:
-    description: The catalog variant to measure.
-    type: str
-"""
-
-EXAMPLES = r"""
-- name: Resolve what to bisect
-  ansible.builtin.set_fact:
-    bisect_target: "{{ wanbench_results_dir | wanbench_bisect_target(alarm=alarm, good=good, bad=bad, variant=variant) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: C({good, bad, variant, host, threshold_pct, alarm}).
-  type: dict
-"""
+# Each filter is documented in filter_plugins/<filter name>.yml (ansible-doc -t filter NAME).
 
 from ansible.errors import AnsibleFilterError
 
