@@ -72,7 +72,10 @@ def run_playbook(pdd, extravars=None, playbook="bench.yml", inventory="testhost"
         private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(REPO / playbook),
         inventory=str(REPO / "inventory" / inventory),
         extravars={"wanbench_results_dir": str(RESULTS_ROOT), **(extravars or {})},
-        envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": os.environ["PATH"], "ANSIBLE_FORCE_COLOR": "0"},
+        # ansible-runner's own callback folder takes the place of ansible.cfg's callback_plugins unless named
+        # here (runner appends its folder): the bisect's cancel guard lives in callback_plugins/
+        envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": os.environ["PATH"], "ANSIBLE_FORCE_COLOR": "0",
+                 "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "callback_plugins")},
         quiet=True, event_handler=event_handler, timeout=1800, cmdline=cmdline)
     if not wait:
         thread, runner = ansible_runner.run_async(**kwargs)

@@ -1,6 +1,6 @@
 """playbooks/bisect.yml on the test host: a throwaway repository of the reference workload with eight
-commits after the good one, the fifth of which makes every denoise step sleep 2 s (WAN_REF_STEP_DELAY_MS's
-default: about +200 % request_total on the tiny preset, whose steps take about 1 s on the shared 2-core
+commits after the good one, the fifth of which makes every denoise step sleep 1 s (WAN_REF_STEP_DELAY_MS's
+default: about +100 % request_total on the tiny preset, whose steps take about 1 s on the shared 2-core
 machine). Shortened on purpose: no warm-up, at most 4 runs a side a step, a 60 % threshold (the alarm's rule
 too: half the regression), so that the steps decide in 2 or 3 blocks even while other work loads the machine.
 """
@@ -19,7 +19,7 @@ from wanbench import bisect, history, index
 from .testhost_lib import CONTAINER, REPO, docker, finish, sh
 
 THROWAWAY = "/root/bisect-repo"
-COMMITS, CULPRIT, DELAY_MS = 8, 5, 2000
+COMMITS, CULPRIT, DELAY_MS = 8, 5, 1000
 RUN_ROOT = "/root/wanbench/runs"
 
 
@@ -136,5 +136,5 @@ def test_a_cancelled_bisect_leaves_the_repository_on_its_branch(repo, playbook):
     thread.join(timeout=300)
     result = finish(runner, before, started)
     assert not thread.is_alive() and result.rc != 0
-    assert "interrupted" in result.stdout
+    assert "interrupted before" in result.stdout, result.stdout[-5000:]  # the play's stop, not Ansible's
     assert_restored(repo)
