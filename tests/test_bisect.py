@@ -151,7 +151,9 @@ def test_an_alarm_id_fills_range_variant_host_and_threshold(tmp_path):
 
 
 def test_history_shows_the_bisect_command_then_the_culprit_read_from_the_record(tmp_path):
-    from test_history import parser, results_with_history, sha
+    from test_history import results_with_history, sha
+
+    from wanbench.cli import _parser as parser  # the command's own wiring: history annotated by bisect
     results_with_history(tmp_path)
     args = parser().parse_args(["history", str(tmp_path), "--metric", "request_total", "--json"])
     a, = json.loads(args.func(args)[1])["alarms"]

@@ -279,9 +279,11 @@ def culprit_of(results_dir, alarm):
 
 
 def annotate(alarms, results_dir):
-    """Each alarm with its id, the bisect command that would pin it and, after a bisect, its culprit."""
-    return [{**a, "id": alarm_id(a), "bisect": bisect_command(a), "culprit": culprit_of(results_dir, a)}
-            for a in alarms]
+    """Each alarm with its id, the bisect command that would pin it, after a bisect its culprit, and ``link``:
+    the line an alarm shows (history, share)."""
+    out = [{**a, "id": alarm_id(a), "bisect": bisect_command(a), "culprit": culprit_of(results_dir, a)}
+           for a in alarms]
+    return [{**a, "link": link_text(a)} for a in out]
 
 
 def link_text(alarm):

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from . import history, importer, index, inventory, judging, nightly, options, report, share
+from . import bisect, history, importer, index, inventory, judging, nightly, options, report, share
 from .parse import METRICS, parse_file, parse_run
 
 
@@ -45,8 +45,9 @@ def _parser():
     p.add_argument("--out", metavar="DIR", help="write report.md, report.csv, report.json, summary.txt, share.md"
                                                 " and report.html here (all or none)")
     thresholds(p)
-    for module in (index, importer, history, share, inventory, nightly):
-        module.add_cli(sub)  # index, import, history, share, validate, nightly, nightly-summary: handlers as args.func
+    for module in (index, importer, share, inventory, nightly):
+        module.add_cli(sub)  # index, import, share, validate, nightly, nightly-summary: handlers as args.func
+    history.add_cli(sub, annotate=bisect.annotate)  # each alarm's bisect command or culprit (bisect reads history)
     return parser
 
 

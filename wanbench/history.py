@@ -292,17 +292,11 @@ def _alarm_line(a):
     return (f"{state}: {a['host']} {a['variant']} {a['metric']} {sign(a['change_pct'])} vs the reference"
             f" (limit {a['limit_pct']:.2f} %{noise}) for {len(a['nights'])} night(s) since {a['first_bad']}"
             f" ({a['first_bad_date']}); last good {a['last_good']} ({a['last_good_date']}); commits {commits}"
-            + (f"\n  {_bisect_link(a)}" if "bisect" in a else ""))
-
-
-def _bisect_link(a):
-    from .bisect import link_text
-
-    return link_text(a)
+            + (f"\n  {a['link']}" if a.get("link") else ""))
 
 
 def _handler(args):
-    from . import bisect, index
+    from . import index
 
     acks = load_acks(args.ack) if args.ack else []
     note = []
@@ -317,7 +311,9 @@ def _handler(args):
     all_series = load(args.results_dir, args.host, args.variant, metrics)
     opts = {"window": args.window, "threshold_pct": args.threshold_pct, "noise_k": args.noise_k,
             "min_history": args.min_history}
-    found = bisect.annotate(alarms(all_series, persist=args.persist, acks=acks, **opts), args.results_dir)
+    found = alarms(all_series, persist=args.persist, acks=acks, **opts)
+    if args.annotate:  # wanbench.bisect.annotate: the bisect command, or the culprit once bisected
+        found = args.annotate(found, args.results_dir)
     verdicts = ["fail" for a in found if not a["acked"]]
     if args.json:
         return [], json.dumps({"series": all_series, "alarms": found}, indent=2), verdicts
@@ -350,8 +346,11 @@ def _positive(kind):
     return check
 
 
-def add_cli(subparsers):
-    """Add ``history RESULTS_DIR [--host H] [--variant V] [--metric M] [--ack FILE]`` to argparse subparsers."""
+def add_cli(subparsers, annotate=None):
+    """Add ``history RESULTS_DIR [--host H] [--variant V] [--metric M] [--ack FILE]`` to argparse subparsers.
+
+    ``annotate(alarms, results_dir)``: adds to each alarm what a line shows after it (``link``).
+    """
     p = subparsers.add_parser("history", help="series over nights and open regression alarms")
     p.add_argument("results_dir", metavar="RESULTS_DIR")
     p.add_argument("--host", metavar="H")
@@ -371,5 +370,5 @@ def add_cli(subparsers):
                    help=f"reference nights needed to judge a night (default {MIN_HISTORY})")
     p.add_argument("--json", action="store_true", help="print the series and alarms as JSON")
     p.add_argument("--check", action="store_true", help="exit 1 when an alarm is open and not acked")
-    p.set_defaults(func=_handler)
+    p.set_defaults(func=_handler, annotate=annotate)
     return p

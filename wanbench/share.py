@@ -145,7 +145,7 @@ def alarm_text(a):
     state = f"acked ({a['ack_reason']})" if a["acked"] else "OPEN"
     return (f"{state}: {a['host']} {a['variant']} {a['metric']} {a['change_pct']:+.2f} % vs the reference"
             f" (limit {a['limit_pct']:.2f} %) since {a['first_bad']} ({a['first_bad_date'] or 'no date'});"
-            f" commits {commits}" + (f"; {bisect.link_text(a)}" if "bisect" in a else ""))
+            f" commits {commits}" + (f"; {a['link']}" if a.get("link") else ""))
 
 
 # ---------------------------------------------------------------- markdown share report
