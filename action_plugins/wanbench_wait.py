@@ -237,6 +237,10 @@ class ActionModule(ActionBase):
         done = self._low_level_execute_command(shlex.join(argv))
         if done.get("unreachable"):
             raise AnsibleConnectionFailure(done.get("msg", "host unreachable"))
+        if done.get("rc") == 255 and "connection" in (done.get("stderr") or "").lower():
+            # ssh's own exit status: the session was cut under the command ("Shared connection to ...
+            # closed."), not an answer of the round's script (which never exits 255): a lost connection
+            raise AnsibleConnectionFailure((done.get("stderr") or "").strip())
         return done
 
     def look(self, params):

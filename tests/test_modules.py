@@ -328,6 +328,19 @@ def test_a_lost_ssh_connection_is_waited_out(monkeypatch):
     assert lines[2].startswith("ffn_only (candidate): SSH connection back after")
 
 
+def test_a_session_cut_under_a_round_is_a_lost_connection_not_an_unreadable_run(monkeypatch):
+    """ssh exits 255 ("Shared connection to 127.0.0.1 closed.") when sshd's session is killed during a round:
+    the wait waits for the connection (seen in CI: the SSH-loss play failed with "cannot read run directory")."""
+    cut = iter([(255, "", "Shared connection to 127.0.0.1 closed.\n")])
+    action, commands = wait_with(monkeypatch, {"run_dir": RUN}, shell=lambda argv: next(cut, (0, "", "")))
+    with pytest.raises(wait_action.AnsibleConnectionFailure, match="Shared connection"):
+        action.look(action._task.args | {"container": "", "docker": "docker", "interval": 1, "window": 0,
+                                         "min_window": 0, "timeout": 60, "start_grace": 60,
+                                         "kill_on_timeout": True, "label": "x", "platform": ""})
+    action, _ = wait_with(monkeypatch, {"run_dir": RUN}, shell=lambda argv: (1, "", "No such file"))
+    assert action.call(["true"])["rc"] == 1  # any other failure of the round is the run's, not the connection's
+
+
 def test_a_host_that_stays_away_fails_the_wait(monkeypatch):
     lost = wait_action.AnsibleConnectionFailure("gone")
     action, _, _ = make_action(monkeypatch, iter([lost] * 10), args={"reconnect_timeout": 0})
