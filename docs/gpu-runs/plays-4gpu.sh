@@ -3,16 +3,16 @@
 # (inventory/cuda-local), one after the other, each play's wall time in build/plays/times.txt,
 # then `wanbench share` over each play's runs into build/plays/share-<play>/.
 #
-#   SET=combined (default): one play, aa,nofsdp,ffn_only against shared controls, repeats 3
+#   SET=combined (default): one play, aa,nofsdp,ffn_only against shared controls, repeats 2 (one ABBA pair)
 #                           (1 warm-up + 3 blocks of 4 runs = 13 runs)
 #   SET=issue:              issue 22's three plays: ffn_only (repeats 3), nofsdp (repeats 3),
-#                           aa (repeats auto, max_runs 6): 20 to 27 runs
+#                           aa (repeats auto, max_runs 6): 26 to 34 runs (odd repeats run as the next even)
 # Start it detached (setsid ... &) and read build/plays/*.log; it survives the shell that started it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p build/plays
 case "${SET:-combined}" in
-  combined) plays=("combined|-e variant=aa,nofsdp,ffn_only -e repeats=3") ;;
+  combined) plays=("combined|-e variant=aa,nofsdp,ffn_only -e repeats=2") ;;
   issue) plays=("ffn_only|-e variant=ffn_only -e repeats=3" "nofsdp|-e variant=nofsdp -e repeats=3"
                 "aa|-e variant=aa -e repeats=auto -e max_runs=6") ;;
   *) echo "plays-4gpu: SET must be combined or issue, got $SET" >&2; exit 2 ;;
